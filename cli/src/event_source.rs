@@ -1,0 +1,89 @@
+//! An SQS event source mapping, as Lambda runs it: receive a batch, invoke the runner with an
+//! `SqsEvent`, delete what the runner did not report as failed. Failed messages stay invisible
+//! until their visibility timeout passes, then come back (and reach the DLQ on AWS).
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lasso_shared::adapters::TaskTransport;
+use lasso_shared::adapters::transport::Delivery;
+use serde_json::json;
+
+pub struct Mapping {
+    pub batch_size: usize,
+    pub wait: Duration,
+    pub visibility: Duration,
+    /// ARN put on each record (`eventSourceARN`), as Lambda does.
+    pub queue_arn: String,
+}
+
+impl Default for Mapping {
+    fn default() -> Self {
+        Self {
+            batch_size: 10,
+            wait: Duration::from_secs(1),
+            visibility: Duration::from_secs(30),
+            queue_arn: "arn:aws:sqs:us-east-1:000000000000:lasso-runner".into(),
+        }
+    }
+}
+
+/// The Lambda wire format of an SQS event for these deliveries.
+pub fn sqs_event_json(deliveries: &[Delivery], queue_arn: &str) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "messageId": d.message_id,
+                "receiptHandle": d.receipt_handle,
+                "body": d.body,
+                "attributes": {
+                    "ApproximateReceiveCount": d.receive_count.to_string(),
+                    "SentTimestamp": chrono::Utc::now().timestamp_millis().to_string(),
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// One receive → invoke → delete round. Returns how many messages were received. An invoke
+/// error leaves the whole batch for redelivery, as Lambda does when a function errors.
+pub async fn pump_once<F, Fut>(
+    transport: &dyn TaskTransport,
+    mapping: &Mapping,
+    invoke: F,
+) -> anyhow::Result<usize>
+where
+    F: FnOnce(SqsEvent) -> Fut,
+    Fut: Future<Output = anyhow::Result<SqsBatchResponse>>,
+{
+    let deliveries = transport
+        .receive(mapping.batch_size, mapping.wait, mapping.visibility)
+        .await?;
+    if deliveries.is_empty() {
+        return Ok(0);
+    }
+    let event: SqsEvent = serde_json::from_value(sqs_event_json(&deliveries, &mapping.queue_arn))?;
+    let response = invoke(event).await?;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    let done: Vec<String> = deliveries
+        .iter()
+        .filter(|d| !failed.contains(&d.message_id.as_str()))
+        .map(|d| d.receipt_handle.clone())
+        .collect();
+    if !done.is_empty() {
+        transport.delete(&done).await?;
+    }
+    Ok(deliveries.len())
+}

@@ -1,0 +1,65 @@
+//! `lasso`: the Lasso command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use lasso_shared::{config, db, environments};
+
+#[derive(Parser)]
+#[command(
+    name = "lasso",
+    version,
+    about = "Lasso: self-hostable product integrations"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply the database migrations (creates the database if it does not exist).
+    Migrate,
+    /// Run the whole system in one process on local defaults: api, scheduler, dispatcher, runner.
+    Dev {
+        /// Where local state (secret key, encryption key, scripts) is kept.
+        #[arg(long, default_value = ".lasso/dev", env = "LASSO_DEV_STATE_DIR")]
+        state_dir: PathBuf,
+    },
+    /// Manage environments.
+    #[command(subcommand)]
+    Env(EnvCommand),
+}
+
+#[derive(Subcommand)]
+enum EnvCommand {
+    /// Create an environment and print its secret key (shown once).
+    Create { name: String },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Migrate => {
+            let url = config::database_url_from_env().unwrap_or_else(|e| config::exit_with(e));
+            db::create_database_if_missing(&url).await?;
+            db::migrate(&db::pool_for(&url, 1)?)
+                .await
+                .context("migrating the database")?;
+            println!("migrations applied");
+        }
+        Command::Dev { state_dir } => {
+            lasso_cli::dev::run(lasso_cli::dev::DevOptions { state_dir }).await?;
+        }
+        Command::Env(EnvCommand::Create { name }) => {
+            let url = config::database_url_from_env().unwrap_or_else(|e| config::exit_with(e));
+            let pool = db::pool_for(&url, 1)?;
+            let (env, key) = environments::create(&pool, &name).await?;
+            println!("environment `{}` ({})", env.name, env.uuid);
+            println!("secret key: {key}");
+        }
+    }
+    Ok(())
+}

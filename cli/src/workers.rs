@@ -1,0 +1,101 @@
+//! The background loops of `lasso dev`: scheduler ticks, dispatcher rounds and the runner fed
+//! by the local task transport — the same handlers the Lambda functions run.
+
+use std::time::Duration;
+
+use lasso_shared::Context;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::event_source::{self, Mapping};
+
+pub struct Workers {
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+const SCHEDULER_EVERY: Duration = Duration::from_secs(10);
+const DISPATCHER_IDLE: Duration = Duration::from_millis(100);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+impl Workers {
+    /// Starts the scheduler, dispatcher and runner loops on `ctx`.
+    pub fn start(ctx: Context) -> Self {
+        let (shutdown, stop) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+
+        let (c, mut s) = (ctx.clone(), stop.clone());
+        tasks.spawn(async move {
+            loop {
+                if let Err(e) = lasso_scheduler::handle(&c).await {
+                    tracing::error!(error = %e, "scheduler tick failed");
+                }
+                if wait_or_stop(&mut s, SCHEDULER_EVERY).await {
+                    return;
+                }
+            }
+        });
+
+        let (c, mut s) = (ctx.clone(), stop.clone());
+        tasks.spawn(async move {
+            loop {
+                let idle = match lasso_dispatcher::handle(&c).await {
+                    Ok(report) => report.claimed == 0,
+                    Err(e) => {
+                        tracing::error!(error = %e, "dispatch failed");
+                        true
+                    }
+                };
+                if idle && wait_or_stop(&mut s, DISPATCHER_IDLE).await {
+                    return;
+                }
+                if *s.borrow() {
+                    return;
+                }
+            }
+        });
+
+        let (c, mut s) = (ctx, stop);
+        tasks.spawn(async move {
+            let mapping = Mapping::default();
+            while !*s.borrow() {
+                let round = event_source::pump_once(c.transport.as_ref(), &mapping, |event| {
+                    let c = c.clone();
+                    async move { Ok(lasso_runner::handle(&c, event).await) }
+                });
+                tokio::pin!(round);
+                let result = tokio::select! {
+                    result = &mut round => result,
+                    // Give a running script a moment to finish; past that its task is left
+                    // STARTED and expires through its heartbeat timeout, as after a crash.
+                    _ = s.changed() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut round).await {
+                        Ok(result) => result,
+                        Err(_) => return,
+                    },
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "runner round failed");
+                    if wait_or_stop(&mut s, Duration::from_secs(1)).await {
+                        return;
+                    }
+                }
+            }
+        });
+
+        Self { shutdown, tasks }
+    }
+
+    /// Asks every loop to stop and waits for them.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Sleeps for `period`; true when shutdown was requested meanwhile.
+async fn wait_or_stop(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(period) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}

@@ -1,0 +1,86 @@
+//! The api's one error type, and the one place errors become the contract's JSON:
+//! `{"error": {"code": "...", "message": "...", "errors": [...]}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lasso_shared::Error;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Shared(#[from] Error),
+    #[error("{message}")]
+    Custom {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Custom {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Shared(Error::invalid(field, message))
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+fn body(code: &str, message: &str, errors: Option<serde_json::Value>) -> serde_json::Value {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(errors) = errors {
+        error["errors"] = errors;
+    }
+    json!({ "error": error })
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, payload) = match self {
+            ApiError::Custom {
+                status,
+                code,
+                message,
+            } => (status, body(code, &message, None)),
+            ApiError::Shared(e) => match &e {
+                Error::NotFound(_) => (
+                    StatusCode::NOT_FOUND,
+                    body("not_found", &e.to_string(), None),
+                ),
+                Error::Invalid { field, message } => (
+                    StatusCode::BAD_REQUEST,
+                    body(
+                        "invalid_request",
+                        &e.to_string(),
+                        Some(json!([{ "field": field, "message": message }])),
+                    ),
+                ),
+                Error::Conflict(m) => (StatusCode::CONFLICT, body("conflict", m, None)),
+                Error::Unauthorized(m) => (StatusCode::UNAUTHORIZED, body("unauthorized", m, None)),
+                Error::Forbidden(m) => (StatusCode::FORBIDDEN, body("forbidden", m, None)),
+                _ => {
+                    // Our own fault: log the detail, answer without it (no SQL, no internals).
+                    tracing::error!(error = %e, "request failed");
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        body("server_error", "an internal error occurred", None),
+                    )
+                }
+            },
+        };
+        (status, Json(payload)).into_response()
+    }
+}

@@ -1,0 +1,22 @@
+mod environment;
+mod health;
+
+use axum::Router;
+use axum::http::{StatusCode, Uri};
+use lasso_shared::Context;
+
+use crate::error::ApiError;
+
+pub fn router() -> Router<Context> {
+    Router::new()
+        .merge(health::router())
+        .merge(environment::router())
+}
+
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {}", uri.path()),
+    )
+}

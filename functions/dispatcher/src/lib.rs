@@ -1,0 +1,19 @@
+//! The dispatcher function: moves ready tasks from the Postgres queue onto the runner queue.
+//! Triggered by its EventBridge schedule (and called inline by the scheduler and the api's
+//! action fast path through `lasso_shared::dispatcher`).
+
+use lasso_shared::Context;
+use lasso_shared::dispatcher::{self, DispatchReport};
+
+pub async fn handle(ctx: &Context) -> lasso_shared::Result<DispatchReport> {
+    let report = dispatcher::dispatch_all(ctx).await?;
+    if report.claimed > 0 {
+        tracing::info!(
+            claimed = report.claimed,
+            sent = report.sent,
+            released = report.released,
+            "dispatched"
+        );
+    }
+    Ok(report)
+}

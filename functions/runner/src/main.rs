@@ -1,0 +1,19 @@
+//! The runner Lambda function (SQS event source with ReportBatchItemFailures).
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{LambdaEvent, service_fn};
+use lasso_shared::{Context, config, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let config = config::from_env_or_exit();
+    telemetry::init(config.log_format);
+    let ctx = Context::from_config(config).await?;
+    let ctx = &ctx;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, lambda_runtime::Error>(
+            lasso_runner::handle(ctx, event.payload).await,
+        )
+    }))
+    .await
+}

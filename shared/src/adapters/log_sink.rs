@@ -1,0 +1,552 @@
+//! Where operation logs go: OpenSearch/Elasticsearch (`_bulk`, `_search`) on AWS, Postgres
+//! tables (schema `logs`) locally.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use opensearch::OpenSearch;
+use opensearch::http::request::JsonBody;
+use opensearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::config::OpenSearchAuth;
+use crate::logs::{Cursor, LogBatch, Message, Operation, OperationQuery, Page};
+use crate::{Error, Result};
+
+pub const MAX_PAGE: usize = 500;
+
+#[async_trait]
+pub trait LogSink: Send + Sync {
+    async fn write(&self, batch: LogBatch) -> Result<()>;
+    async fn search_operations(&self, query: &OperationQuery) -> Result<Page<Operation>>;
+    /// Messages of one operation of the environment, oldest first.
+    async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>>;
+}
+
+fn page_limit(limit: usize) -> usize {
+    limit.clamp(1, MAX_PAGE)
+}
+
+fn like_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+fn to_strings<T: serde::Serialize>(items: &[T]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|i| serde_json::to_value(i).ok()?.as_str().map(str::to_string))
+        .collect()
+}
+
+pub struct PostgresLogSink {
+    db: PgPool,
+}
+
+impl PostgresLogSink {
+    pub fn new(db: PgPool) -> Self {
+        Self { db }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OperationRow {
+    id: Uuid,
+    environment_id: i64,
+    kind: String,
+    state: String,
+    integration: Option<String>,
+    connection: Option<String>,
+    script: Option<String>,
+    started_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+    meta: Value,
+}
+
+impl TryFrom<OperationRow> for Operation {
+    type Error = Error;
+    fn try_from(r: OperationRow) -> Result<Self> {
+        let corrupt = |what: &str| Error::LogSink(format!("stored operation has a bad {what}"));
+        Ok(Operation {
+            id: r.id,
+            environment_id: r.environment_id,
+            kind: serde_json::from_value(Value::String(r.kind)).map_err(|_| corrupt("kind"))?,
+            state: serde_json::from_value(Value::String(r.state)).map_err(|_| corrupt("state"))?,
+            integration: r.integration,
+            connection: r.connection,
+            script: r.script,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            error: r.error,
+            meta: r.meta,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: Uuid,
+    operation_id: Uuid,
+    environment_id: i64,
+    created_at: DateTime<Utc>,
+    level: String,
+    kind: String,
+    message: String,
+    meta: Value,
+}
+
+impl TryFrom<MessageRow> for Message {
+    type Error = Error;
+    fn try_from(r: MessageRow) -> Result<Self> {
+        let corrupt = |what: &str| Error::LogSink(format!("stored message has a bad {what}"));
+        Ok(Message {
+            id: r.id,
+            operation_id: r.operation_id,
+            environment_id: r.environment_id,
+            created_at: r.created_at,
+            level: serde_json::from_value(Value::String(r.level)).map_err(|_| corrupt("level"))?,
+            kind: serde_json::from_value(Value::String(r.kind)).map_err(|_| corrupt("kind"))?,
+            message: r.message,
+            meta: r.meta,
+        })
+    }
+}
+
+#[async_trait]
+impl LogSink for PostgresLogSink {
+    async fn write(&self, batch: LogBatch) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        if !batch.operations.is_empty() {
+            let ops = &batch.operations;
+            sqlx::query(
+                "INSERT INTO logs.operations
+                    (id, environment_id, kind, state, integration, connection, script,
+                     started_at, ended_at, error, meta)
+                 SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[],
+                     $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                     $10::text[], $11::jsonb[])
+                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state,
+                     ended_at = EXCLUDED.ended_at, error = EXCLUDED.error, meta = EXCLUDED.meta",
+            )
+            .bind(ops.iter().map(|o| o.id).collect::<Vec<_>>())
+            .bind(ops.iter().map(|o| o.environment_id).collect::<Vec<_>>())
+            .bind(to_strings(&ops.iter().map(|o| o.kind).collect::<Vec<_>>()))
+            .bind(to_strings(&ops.iter().map(|o| o.state).collect::<Vec<_>>()))
+            .bind(
+                ops.iter()
+                    .map(|o| o.integration.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(ops.iter().map(|o| o.connection.clone()).collect::<Vec<_>>())
+            .bind(ops.iter().map(|o| o.script.clone()).collect::<Vec<_>>())
+            .bind(ops.iter().map(|o| o.started_at).collect::<Vec<_>>())
+            .bind(ops.iter().map(|o| o.ended_at).collect::<Vec<_>>())
+            .bind(ops.iter().map(|o| o.error.clone()).collect::<Vec<_>>())
+            .bind(ops.iter().map(|o| o.meta.clone()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !batch.messages.is_empty() {
+            let msgs = &batch.messages;
+            sqlx::query(
+                "INSERT INTO logs.messages
+                    (id, operation_id, environment_id, created_at, level, kind, message, meta)
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[],
+                     $5::text[], $6::text[], $7::text[], $8::jsonb[])
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(msgs.iter().map(|m| m.id).collect::<Vec<_>>())
+            .bind(msgs.iter().map(|m| m.operation_id).collect::<Vec<_>>())
+            .bind(msgs.iter().map(|m| m.environment_id).collect::<Vec<_>>())
+            .bind(msgs.iter().map(|m| m.created_at).collect::<Vec<_>>())
+            .bind(to_strings(
+                &msgs.iter().map(|m| m.level).collect::<Vec<_>>(),
+            ))
+            .bind(to_strings(&msgs.iter().map(|m| m.kind).collect::<Vec<_>>()))
+            .bind(msgs.iter().map(|m| m.message.clone()).collect::<Vec<_>>())
+            .bind(msgs.iter().map(|m| m.meta.clone()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn search_operations(&self, q: &OperationQuery) -> Result<Page<Operation>> {
+        let limit = page_limit(q.limit);
+        let cursor = q.cursor.as_deref().map(Cursor::decode).transpose()?;
+        let rows: Vec<OperationRow> = sqlx::query_as(
+            "SELECT o.id, o.environment_id, o.kind, o.state, o.integration, o.connection,
+                    o.script, o.started_at, o.ended_at, o.error, o.meta
+             FROM logs.operations o
+             WHERE o.environment_id = $1
+               AND (cardinality($2::text[]) = 0 OR o.kind = ANY($2))
+               AND (cardinality($3::text[]) = 0 OR o.state = ANY($3))
+               AND ($4::text IS NULL OR o.integration = $4)
+               AND ($5::text IS NULL OR o.connection = $5)
+               AND ($6::text IS NULL OR o.script = $6)
+               AND ($7::timestamptz IS NULL OR o.started_at >= $7)
+               AND ($8::timestamptz IS NULL OR o.started_at < $8)
+               AND ($9::text IS NULL OR o.error ILIKE $9 OR EXISTS (
+                    SELECT 1 FROM logs.messages m
+                    WHERE m.operation_id = o.id AND m.message ILIKE $9))
+               AND ($10::timestamptz IS NULL OR (o.started_at, o.id) < ($10, $11::uuid))
+             ORDER BY o.started_at DESC, o.id DESC
+             LIMIT $12",
+        )
+        .bind(q.environment_id)
+        .bind(to_strings(&q.kinds))
+        .bind(to_strings(&q.states))
+        .bind(&q.integration)
+        .bind(&q.connection)
+        .bind(&q.script)
+        .bind(q.from)
+        .bind(q.to)
+        .bind(q.text.as_deref().map(like_pattern))
+        .bind(cursor.map(|c| c.started_at()))
+        .bind(cursor.map(|c| c.id))
+        .bind(limit as i64 + 1)
+        .fetch_all(&self.db)
+        .await?;
+        finish_page(
+            rows.into_iter()
+                .map(Operation::try_from)
+                .collect::<Result<Vec<_>>>()?,
+            limit,
+        )
+    }
+
+    async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>> {
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            "SELECT id, operation_id, environment_id, created_at, level, kind, message, meta
+             FROM logs.messages WHERE environment_id = $1 AND operation_id = $2
+             ORDER BY created_at, id",
+        )
+        .bind(environment_id)
+        .bind(operation_id)
+        .fetch_all(&self.db)
+        .await?;
+        rows.into_iter().map(Message::try_from).collect()
+    }
+}
+
+fn finish_page(mut items: Vec<Operation>, limit: usize) -> Result<Page<Operation>> {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|o| Cursor::of(o).encode())
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// OpenSearch / Elasticsearch 7.x sink with monthly indices
+/// (`<prefix>-operations-YYYY.MM`, `<prefix>-messages-YYYY.MM`) created from index templates.
+pub struct OpenSearchLogSink {
+    client: OpenSearch,
+    prefix: String,
+    templates_ready: AtomicBool,
+}
+
+fn os_error(action: &str, e: impl std::fmt::Display) -> Error {
+    Error::LogSink(format!("{action}: {e}"))
+}
+
+impl OpenSearchLogSink {
+    pub fn new(
+        url: &str,
+        auth: OpenSearchAuth,
+        prefix: String,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> Result<Self> {
+        let url = url::Url::parse(url).map_err(|e| os_error("url", e))?;
+        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+            .timeout(std::time::Duration::from_secs(10));
+        if auth == OpenSearchAuth::SigV4 {
+            let sdk = sdk.ok_or_else(|| os_error("sigv4", "no AWS configuration loaded"))?;
+            builder = builder
+                .auth(sdk.try_into().map_err(|e| os_error("sigv4", e))?)
+                .service_name("es");
+        }
+        let transport = builder.build().map_err(|e| os_error("client", e))?;
+        Ok(Self {
+            client: OpenSearch::new(transport),
+            prefix,
+            templates_ready: AtomicBool::new(false),
+        })
+    }
+
+    fn index(&self, kind: &str, at: DateTime<Utc>) -> String {
+        format!("{}-{kind}-{}", self.prefix, at.format("%Y.%m"))
+    }
+
+    async fn send(
+        &self,
+        method: opensearch::http::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let body = body.map(JsonBody::new);
+        let response = self
+            .client
+            .send(
+                method,
+                path,
+                opensearch::http::headers::HeaderMap::new(),
+                Option::<&()>::None,
+                body,
+                None,
+            )
+            .await
+            .map_err(|e| os_error(path, e))?;
+        let status = response.status_code();
+        let value: Value = response.json().await.map_err(|e| os_error(path, e))?;
+        if !status.is_success() {
+            let reason = value
+                .pointer("/error/reason")
+                .and_then(Value::as_str)
+                .unwrap_or("request failed");
+            return Err(os_error(path, format!("{status}: {reason}")));
+        }
+        Ok(value)
+    }
+
+    /// Installs the index templates once per process, before the first write.
+    async fn ensure_templates(&self) -> Result<()> {
+        if self.templates_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let keyword = json!({"type": "keyword"});
+        let operations = json!({
+            "index_patterns": [format!("{}-operations-*", self.prefix)],
+            "template": {
+                "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                "mappings": {"dynamic": false, "properties": {
+                    "id": keyword, "environment_id": {"type": "long"}, "kind": keyword,
+                    "state": keyword, "integration": keyword, "connection": keyword,
+                    "script": keyword, "started_at": {"type": "date"},
+                    "ended_at": {"type": "date"}, "error": {"type": "text"},
+                    "meta": {"type": "object", "enabled": false}
+                }}
+            }
+        });
+        let messages = json!({
+            "index_patterns": [format!("{}-messages-*", self.prefix)],
+            "template": {
+                "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+                "mappings": {"dynamic": false, "properties": {
+                    "id": keyword, "operation_id": keyword, "environment_id": {"type": "long"},
+                    "created_at": {"type": "date"}, "level": keyword, "kind": keyword,
+                    "message": {"type": "text"}, "meta": {"type": "object", "enabled": false}
+                }}
+            }
+        });
+        for (name, body) in [("operations", operations), ("messages", messages)] {
+            self.send(
+                opensearch::http::Method::Put,
+                &format!("/_index_template/{}-{name}", self.prefix),
+                Some(body),
+            )
+            .await?;
+        }
+        self.templates_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn operation_ids_matching_text(
+        &self,
+        environment_id: i64,
+        text: &str,
+    ) -> Result<Vec<String>> {
+        let body = json!({
+            "size": 0,
+            "query": {"bool": {"filter": [{"term": {"environment_id": environment_id}}],
+                               "must": [{"match": {"message": {"query": text, "operator": "and"}}}]}},
+            "aggs": {"ops": {"terms": {"field": "operation_id", "size": 10000}}}
+        });
+        let res = self
+            .send(
+                opensearch::http::Method::Post,
+                &format!("/{}-messages-*/_search", self.prefix),
+                Some(body),
+            )
+            .await?;
+        Ok(res
+            .pointer("/aggregations/ops/buckets")
+            .and_then(Value::as_array)
+            .map(|b| {
+                b.iter()
+                    .filter_map(|x| x["key"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl LogSink for OpenSearchLogSink {
+    async fn write(&self, batch: LogBatch) -> Result<()> {
+        if batch.operations.is_empty() && batch.messages.is_empty() {
+            return Ok(());
+        }
+        self.ensure_templates().await?;
+        let mut lines: Vec<JsonBody<Value>> = Vec::new();
+        for op in &batch.operations {
+            lines.push(
+                json!({"index": {"_index": self.index("operations", op.started_at), "_id": op.id}})
+                    .into(),
+            );
+            lines.push(
+                serde_json::to_value(op)
+                    .map_err(|e| os_error("encode", e))?
+                    .into(),
+            );
+        }
+        for m in &batch.messages {
+            lines.push(
+                json!({"index": {"_index": self.index("messages", m.created_at), "_id": m.id}})
+                    .into(),
+            );
+            lines.push(
+                serde_json::to_value(m)
+                    .map_err(|e| os_error("encode", e))?
+                    .into(),
+            );
+        }
+        let response = self
+            .client
+            .bulk(opensearch::BulkParts::None)
+            .body(lines)
+            .send()
+            .await
+            .map_err(|e| os_error("_bulk", e))?;
+        let status = response.status_code();
+        let value: Value = response.json().await.map_err(|e| os_error("_bulk", e))?;
+        if !status.is_success() || value["errors"].as_bool() == Some(true) {
+            let reason = value
+                .pointer("/items")
+                .and_then(Value::as_array)
+                .and_then(|items| {
+                    items
+                        .iter()
+                        .find_map(|i| i.pointer("/index/error/reason").and_then(Value::as_str))
+                })
+                .unwrap_or("request failed");
+            return Err(os_error("_bulk", format!("{status}: {reason}")));
+        }
+        Ok(())
+    }
+
+    async fn search_operations(&self, q: &OperationQuery) -> Result<Page<Operation>> {
+        let limit = page_limit(q.limit);
+        let mut filter = vec![json!({"term": {"environment_id": q.environment_id}})];
+        if !q.kinds.is_empty() {
+            filter.push(json!({"terms": {"kind": q.kinds}}));
+        }
+        if !q.states.is_empty() {
+            filter.push(json!({"terms": {"state": q.states}}));
+        }
+        for (field, value) in [
+            ("integration", &q.integration),
+            ("connection", &q.connection),
+            ("script", &q.script),
+        ] {
+            if let Some(v) = value {
+                filter.push(json!({"term": {field: v}}));
+            }
+        }
+        if q.from.is_some() || q.to.is_some() {
+            let mut range = serde_json::Map::new();
+            if let Some(from) = q.from {
+                range.insert("gte".into(), json!(from));
+            }
+            if let Some(to) = q.to {
+                range.insert("lt".into(), json!(to));
+            }
+            filter.push(json!({"range": {"started_at": range}}));
+        }
+        let mut must = Vec::new();
+        if let Some(text) = &q.text {
+            let ids = self
+                .operation_ids_matching_text(q.environment_id, text)
+                .await?;
+            must.push(json!({"bool": {"should": [
+                {"terms": {"id": ids}},
+                {"match": {"error": {"query": text, "operator": "and"}}}
+            ], "minimum_should_match": 1}}));
+        }
+        let mut body = json!({
+            "size": limit + 1,
+            "query": {"bool": {"filter": filter, "must": must}},
+            "sort": [{"started_at": "desc"}, {"id": "desc"}]
+        });
+        if let Some(raw) = &q.cursor {
+            let c = Cursor::decode(raw)?;
+            body["search_after"] = json!([c.started_at_micros / 1000, c.id.to_string()]);
+        }
+        let res = self
+            .send(
+                opensearch::http::Method::Post,
+                &format!(
+                    "/{}-operations-*/_search?ignore_unavailable=true&allow_no_indices=true",
+                    self.prefix
+                ),
+                Some(body),
+            )
+            .await?;
+        let items = res
+            .pointer("/hits/hits")
+            .and_then(Value::as_array)
+            .map(|hits| {
+                hits.iter()
+                    .map(|h| {
+                        serde_json::from_value::<Operation>(h["_source"].clone())
+                            .map_err(|e| os_error("decode operation", e))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        finish_page(items, limit)
+    }
+
+    async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>> {
+        let body = json!({
+            "size": 10000,
+            "query": {"bool": {"filter": [
+                {"term": {"environment_id": environment_id}},
+                {"term": {"operation_id": operation_id}}
+            ]}},
+            "sort": [{"created_at": "asc"}, {"id": "asc"}]
+        });
+        let res = self
+            .send(
+                opensearch::http::Method::Post,
+                &format!(
+                    "/{}-messages-*/_search?ignore_unavailable=true&allow_no_indices=true",
+                    self.prefix
+                ),
+                Some(body),
+            )
+            .await?;
+        res.pointer("/hits/hits")
+            .and_then(Value::as_array)
+            .map(|hits| {
+                hits.iter()
+                    .map(|h| {
+                        serde_json::from_value::<Message>(h["_source"].clone())
+                            .map_err(|e| os_error("decode message", e))
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+}

@@ -1,0 +1,572 @@
+//! Typed configuration, read once from the environment at start-up.
+//!
+//! Every setting is listed in [`SETTINGS`] (the README's table is checked against it), and a
+//! missing or malformed value stops start-up with one line naming the variable and what it
+//! expects. Secrets are wrapped so that `Debug` never prints them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+
+/// One documented setting.
+pub struct Setting {
+    pub name: &'static str,
+    pub default: Option<&'static str>,
+    pub description: &'static str,
+}
+
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "LASSO_DATABASE_URL",
+        default: None,
+        description: "Postgres connection URL (`postgres://user:pass@host:port/db`). Secret.",
+    },
+    Setting {
+        name: "LASSO_DB_MAX_CONNECTIONS",
+        default: Some("5"),
+        description: "Pool size per process. Keep it small on Lambda.",
+    },
+    Setting {
+        name: "LASSO_ENCRYPTION_KEY",
+        default: None,
+        description: "Base64 of 32 random bytes (`openssl rand -base64 32`); encrypts credentials at rest. Secret.",
+    },
+    Setting {
+        name: "LASSO_SCRIPT_STORE",
+        default: None,
+        description: "Where script bundles live: `s3://bucket[/prefix]` or a directory (`file:///abs/path` or a plain path).",
+    },
+    Setting {
+        name: "LASSO_TASK_TRANSPORT",
+        default: Some("local"),
+        description: "How the dispatcher hands tasks to runners: `sqs` (needs LASSO_RUNNER_QUEUE_URL) or `local` (in-process, `lasso dev`).",
+    },
+    Setting {
+        name: "LASSO_RUNNER_QUEUE_URL",
+        default: None,
+        description: "SQS queue URL of the runner queue; required when LASSO_TASK_TRANSPORT=sqs.",
+    },
+    Setting {
+        name: "LASSO_LOG_SINK",
+        default: Some("postgres"),
+        description: "Where operation logs go: `postgres` or `opensearch` (needs LASSO_OPENSEARCH_URL).",
+    },
+    Setting {
+        name: "LASSO_OPENSEARCH_URL",
+        default: None,
+        description: "OpenSearch / Elasticsearch base URL; required when LASSO_LOG_SINK=opensearch.",
+    },
+    Setting {
+        name: "LASSO_OPENSEARCH_AUTH",
+        default: Some("none"),
+        description: "`none` or `sigv4` (Amazon OpenSearch Service, signed with the function's AWS credentials).",
+    },
+    Setting {
+        name: "LASSO_OPENSEARCH_INDEX_PREFIX",
+        default: Some("lasso"),
+        description: "Prefix of the log indices (`<prefix>-operations-YYYY.MM`, `<prefix>-messages-YYYY.MM`).",
+    },
+    Setting {
+        name: "LASSO_LISTEN_ADDR",
+        default: Some("127.0.0.1:3003"),
+        description: "Address the api listens on outside Lambda (`lasso dev`).",
+    },
+    Setting {
+        name: "LASSO_PUBLIC_URL",
+        default: Some("http://<LASSO_LISTEN_ADDR>"),
+        description: "Public base URL of the api, used to build OAuth callback and status URLs.",
+    },
+    Setting {
+        name: "LASSO_SCRIPT_MEMORY_MB",
+        default: Some("64"),
+        description: "Memory limit of one script run, in MiB.",
+    },
+    Setting {
+        name: "LASSO_SCRIPT_TIMEOUT_SECS",
+        default: Some("300"),
+        description: "Deadline of one script run, in seconds.",
+    },
+    Setting {
+        name: "LASSO_LOG_FORMAT",
+        default: Some("json"),
+        description: "Process log format: `json` (CloudWatch) or `text`.",
+    },
+    Setting {
+        name: "RUST_LOG",
+        default: Some("info"),
+        description: "Process log filter (tracing `EnvFilter` syntax).",
+    },
+    Setting {
+        name: "AWS_ENDPOINT_URL",
+        default: None,
+        description: "Standard AWS SDK setting; point S3 and SQS at another endpoint (moto in tests). `AWS_REGION` and the usual credential variables apply too.",
+    },
+];
+
+/// A setting that is missing or malformed. Displays as one line naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            var,
+            problem: problem.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptStoreConfig {
+    S3 { bucket: String, prefix: String },
+    Dir(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportConfig {
+    Local,
+    Sqs { queue_url: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenSearchAuth {
+    None,
+    SigV4,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSinkConfig {
+    Postgres,
+    OpenSearch {
+        url: String,
+        auth: OpenSearchAuth,
+        index_prefix: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// The 32-byte key that encrypts credentials at rest.
+pub struct EncryptionKey(SecretBox<[u8; 32]>);
+
+impl EncryptionKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(SecretBox::new(Box::new(bytes)))
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl Clone for EncryptionKey {
+    fn clone(&self) -> Self {
+        Self::new(*self.expose())
+    }
+}
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey([REDACTED])")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: SecretString,
+    pub db_max_connections: u32,
+    pub encryption_key: EncryptionKey,
+    pub script_store: ScriptStoreConfig,
+    pub transport: TransportConfig,
+    pub log_sink: LogSinkConfig,
+    pub listen_addr: SocketAddr,
+    pub public_url: String,
+    pub script_memory_limit_bytes: usize,
+    pub script_timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can pass a map instead of the environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        let required = |name: &'static str, what: &str| {
+            get(name).ok_or_else(|| ConfigError::new(name, format!("missing; expected {what}")))
+        };
+
+        let database_url = required("LASSO_DATABASE_URL", "a postgres:// URL")?;
+        check_database_url(&database_url)?;
+
+        let db_max_connections = parse_number(
+            "LASSO_DB_MAX_CONNECTIONS",
+            get("LASSO_DB_MAX_CONNECTIONS"),
+            5,
+            1..=1000,
+        )?;
+
+        let encryption_key = parse_encryption_key(&required(
+            "LASSO_ENCRYPTION_KEY",
+            "base64 of 32 random bytes (openssl rand -base64 32)",
+        )?)?;
+
+        let script_store = parse_script_store(&required(
+            "LASSO_SCRIPT_STORE",
+            "s3://bucket[/prefix] or a directory path",
+        )?)?;
+
+        let transport = match get("LASSO_TASK_TRANSPORT").as_deref().unwrap_or("local") {
+            "local" => TransportConfig::Local,
+            "sqs" => TransportConfig::Sqs {
+                queue_url: required(
+                    "LASSO_RUNNER_QUEUE_URL",
+                    "the runner queue's SQS URL (LASSO_TASK_TRANSPORT=sqs)",
+                )
+                .and_then(|u| check_http_url("LASSO_RUNNER_QUEUE_URL", u))?,
+            },
+            other => {
+                return Err(ConfigError::new(
+                    "LASSO_TASK_TRANSPORT",
+                    format!("expected `local` or `sqs`, got `{other}`"),
+                ));
+            }
+        };
+
+        let log_sink = match get("LASSO_LOG_SINK").as_deref().unwrap_or("postgres") {
+            "postgres" => LogSinkConfig::Postgres,
+            "opensearch" => LogSinkConfig::OpenSearch {
+                url: required(
+                    "LASSO_OPENSEARCH_URL",
+                    "the OpenSearch base URL (LASSO_LOG_SINK=opensearch)",
+                )
+                .and_then(|u| check_http_url("LASSO_OPENSEARCH_URL", u))?,
+                auth: match get("LASSO_OPENSEARCH_AUTH").as_deref().unwrap_or("none") {
+                    "none" => OpenSearchAuth::None,
+                    "sigv4" => OpenSearchAuth::SigV4,
+                    other => {
+                        return Err(ConfigError::new(
+                            "LASSO_OPENSEARCH_AUTH",
+                            format!("expected `none` or `sigv4`, got `{other}`"),
+                        ));
+                    }
+                },
+                index_prefix: parse_index_prefix(get("LASSO_OPENSEARCH_INDEX_PREFIX"))?,
+            },
+            other => {
+                return Err(ConfigError::new(
+                    "LASSO_LOG_SINK",
+                    format!("expected `postgres` or `opensearch`, got `{other}`"),
+                ));
+            }
+        };
+
+        let listen_addr = match get("LASSO_LISTEN_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 3003)),
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::new(
+                    "LASSO_LISTEN_ADDR",
+                    format!("expected host:port such as 127.0.0.1:3003, got `{v}`"),
+                )
+            })?,
+        };
+
+        let public_url = match get("LASSO_PUBLIC_URL") {
+            None => format!("http://{listen_addr}"),
+            Some(v) => check_http_url("LASSO_PUBLIC_URL", v)?
+                .trim_end_matches('/')
+                .to_string(),
+        };
+
+        let memory_mb: usize = parse_number(
+            "LASSO_SCRIPT_MEMORY_MB",
+            get("LASSO_SCRIPT_MEMORY_MB"),
+            64,
+            4..=4096,
+        )?;
+        let timeout_secs: u64 = parse_number(
+            "LASSO_SCRIPT_TIMEOUT_SECS",
+            get("LASSO_SCRIPT_TIMEOUT_SECS"),
+            300,
+            1..=86_400,
+        )?;
+
+        let log_format = match get("LASSO_LOG_FORMAT").as_deref().unwrap_or("json") {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => {
+                return Err(ConfigError::new(
+                    "LASSO_LOG_FORMAT",
+                    format!("expected `json` or `text`, got `{other}`"),
+                ));
+            }
+        };
+
+        Ok(Self {
+            database_url: SecretString::from(database_url),
+            db_max_connections,
+            encryption_key,
+            script_store,
+            transport,
+            log_sink,
+            listen_addr,
+            public_url,
+            script_memory_limit_bytes: memory_mb * 1024 * 1024,
+            script_timeout: Duration::from_secs(timeout_secs),
+            log_format,
+        })
+    }
+}
+
+/// Loads the configuration or ends the process with one line naming the bad setting. For the
+/// binaries' `main`.
+pub fn from_env_or_exit() -> Config {
+    match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => exit_with(e),
+    }
+}
+
+/// Prints a configuration error as one line and exits with status 78 (EX_CONFIG).
+pub fn exit_with(e: ConfigError) -> ! {
+    eprintln!("error: {e}");
+    std::process::exit(78)
+}
+
+/// Just the database URL, for commands that need nothing else (`lasso migrate`).
+pub fn database_url_from_env() -> Result<SecretString, ConfigError> {
+    let url = std::env::var("LASSO_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| {
+            ConfigError::new("LASSO_DATABASE_URL", "missing; expected a postgres:// URL")
+        })?;
+    check_database_url(&url)?;
+    Ok(SecretString::from(url))
+}
+
+fn check_database_url(url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(())
+    } else {
+        // Never echo the value: it usually holds a password.
+        Err(ConfigError::new(
+            "LASSO_DATABASE_URL",
+            "expected a URL starting with postgres:// or postgresql://",
+        ))
+    }
+}
+
+fn parse_number<T>(
+    var: &'static str,
+    value: Option<String>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(raw) = value else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(
+            var,
+            format!(
+                "expected a whole number from {} to {}, got `{raw}`",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+fn parse_encryption_key(raw: &str) -> Result<EncryptionKey, ConfigError> {
+    const VAR: &str = "LASSO_ENCRYPTION_KEY";
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .map_err(|_| {
+            ConfigError::new(VAR, "expected base64 of 32 random bytes; not valid base64")
+        })?;
+    let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        ConfigError::new(
+            VAR,
+            format!(
+                "expected base64 of 32 random bytes, got {} bytes",
+                bytes.len()
+            ),
+        )
+    })?;
+    Ok(EncryptionKey::new(key))
+}
+
+fn parse_script_store(raw: &str) -> Result<ScriptStoreConfig, ConfigError> {
+    const VAR: &str = "LASSO_SCRIPT_STORE";
+    if let Some(rest) = raw.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(ConfigError::new(
+                VAR,
+                format!("expected s3://bucket[/prefix], got `{raw}` (no bucket)"),
+            ));
+        }
+        return Ok(ScriptStoreConfig::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        });
+    }
+    let path = raw.strip_prefix("file://").unwrap_or(raw);
+    if path.contains("://") {
+        return Err(ConfigError::new(
+            VAR,
+            format!("expected s3://bucket[/prefix] or a directory path, got `{raw}`"),
+        ));
+    }
+    Ok(ScriptStoreConfig::Dir(PathBuf::from(path)))
+}
+
+fn parse_index_prefix(value: Option<String>) -> Result<String, ConfigError> {
+    let prefix = value.unwrap_or_else(|| "lasso".to_string());
+    let valid = !prefix.is_empty()
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && !prefix.starts_with(['-', '_']);
+    if valid {
+        Ok(prefix)
+    } else {
+        Err(ConfigError::new(
+            "LASSO_OPENSEARCH_INDEX_PREFIX",
+            format!("expected lowercase letters, digits, `-` or `_`, got `{prefix}`"),
+        ))
+    }
+}
+
+fn check_http_url(var: &'static str, value: String) -> Result<String, ConfigError> {
+    match url::Url::parse(&value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(value),
+        _ => Err(ConfigError::new(
+            var,
+            format!("expected an http(s) URL, got `{value}`"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    fn base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            (
+                "LASSO_DATABASE_URL",
+                "postgres://u:hunter2@localhost/db".to_string(),
+            ),
+            ("LASSO_ENCRYPTION_KEY", KEY.to_string()),
+            ("LASSO_SCRIPT_STORE", "/tmp/scripts".to_string()),
+        ])
+    }
+
+    fn load(map: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_local() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.transport, TransportConfig::Local);
+        assert_eq!(c.log_sink, LogSinkConfig::Postgres);
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:3003");
+        assert_eq!(c.public_url, "http://127.0.0.1:3003");
+        assert_eq!(
+            c.script_store,
+            ScriptStoreConfig::Dir("/tmp/scripts".into())
+        );
+        assert_eq!(c.db_max_connections, 5);
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let c = load(&base()).unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains(KEY), "{printed}");
+    }
+
+    #[test]
+    fn missing_variable_is_named() {
+        let mut m = base();
+        m.remove("LASSO_ENCRYPTION_KEY");
+        let e = load(&m).unwrap_err();
+        assert_eq!(e.var, "LASSO_ENCRYPTION_KEY");
+        assert!(e.to_string().contains("missing"));
+    }
+
+    #[test]
+    fn malformed_values_are_named_without_secrets() {
+        let cases = [
+            ("LASSO_ENCRYPTION_KEY", "c2hvcnQ="),
+            ("LASSO_DATABASE_URL", "mysql://u:hunter2@x/db"),
+            ("LASSO_TASK_TRANSPORT", "kafka"),
+            ("LASSO_LOG_SINK", "splunk"),
+            ("LASSO_LISTEN_ADDR", "nowhere"),
+            ("LASSO_DB_MAX_CONNECTIONS", "0"),
+            ("LASSO_SCRIPT_STORE", "gs://bucket"),
+            ("LASSO_SCRIPT_MEMORY_MB", "lots"),
+        ];
+        for (var, value) in cases {
+            let mut m = base();
+            m.insert(var, value.to_string());
+            let e = load(&m).unwrap_err();
+            assert_eq!(e.var, var, "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn sqs_needs_a_queue_url() {
+        let mut m = base();
+        m.insert("LASSO_TASK_TRANSPORT", "sqs".into());
+        assert_eq!(load(&m).unwrap_err().var, "LASSO_RUNNER_QUEUE_URL");
+        m.insert(
+            "LASSO_RUNNER_QUEUE_URL",
+            "http://127.0.0.1:5000/123456789012/runner".into(),
+        );
+        assert!(matches!(
+            load(&m).unwrap().transport,
+            TransportConfig::Sqs { .. }
+        ));
+    }
+
+    #[test]
+    fn s3_store_parses_bucket_and_prefix() {
+        let mut m = base();
+        m.insert("LASSO_SCRIPT_STORE", "s3://bucket/some/prefix/".into());
+        assert_eq!(
+            load(&m).unwrap().script_store,
+            ScriptStoreConfig::S3 {
+                bucket: "bucket".into(),
+                prefix: "some/prefix".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! The per-process context: clients and pools built once, before the Lambda `run` loop, and
+//! shared by every invocation.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::Result;
+use crate::adapters::log_sink::{OpenSearchLogSink, PostgresLogSink};
+use crate::adapters::script_store::{DirScriptStore, S3ScriptStore};
+use crate::adapters::transport::{LocalTransport, SqsTransport};
+use crate::adapters::{LogSink, ScriptStore, TaskTransport};
+use crate::config::{Config, LogSinkConfig, OpenSearchAuth, ScriptStoreConfig, TransportConfig};
+use crate::crypto::Cipher;
+
+#[derive(Clone)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub db: PgPool,
+    pub cipher: Cipher,
+    pub scripts: Arc<dyn ScriptStore>,
+    pub transport: Arc<dyn TaskTransport>,
+    pub logs: Arc<dyn LogSink>,
+}
+
+impl Context {
+    /// Builds every client the configuration asks for, loading the AWS SDK configuration from
+    /// the environment when an AWS adapter is configured. Nothing connects yet: the pool opens
+    /// connections lazily and the AWS clients on first use.
+    pub async fn from_config(config: Config) -> Result<Self> {
+        let needs_aws = matches!(config.script_store, ScriptStoreConfig::S3 { .. })
+            || matches!(config.transport, TransportConfig::Sqs { .. })
+            || matches!(
+                config.log_sink,
+                LogSinkConfig::OpenSearch {
+                    auth: OpenSearchAuth::SigV4,
+                    ..
+                }
+            );
+        let sdk = if needs_aws {
+            Some(crate::adapters::aws_sdk_config().await)
+        } else {
+            None
+        };
+        Self::build(config, sdk)
+    }
+
+    /// Builds the context with the given AWS SDK configuration (tests pass one pointing at
+    /// moto).
+    pub fn build(config: Config, sdk: Option<aws_config::SdkConfig>) -> Result<Self> {
+        let db = crate::db::pool(&config)?;
+        let scripts: Arc<dyn ScriptStore> = match &config.script_store {
+            ScriptStoreConfig::S3 { bucket, prefix } => Arc::new(S3ScriptStore::new(
+                sdk.as_ref()
+                    .ok_or_else(|| crate::Error::Internal("no AWS configuration for S3".into()))?,
+                bucket.clone(),
+                prefix.clone(),
+            )),
+            ScriptStoreConfig::Dir(path) => Arc::new(DirScriptStore::new(path.clone())),
+        };
+        let transport: Arc<dyn TaskTransport> = match &config.transport {
+            TransportConfig::Sqs { queue_url } => Arc::new(SqsTransport::new(
+                sdk.as_ref()
+                    .ok_or_else(|| crate::Error::Internal("no AWS configuration for SQS".into()))?,
+                queue_url.clone(),
+            )),
+            TransportConfig::Local => Arc::new(LocalTransport::new()),
+        };
+        let logs: Arc<dyn LogSink> = match &config.log_sink {
+            LogSinkConfig::Postgres => Arc::new(PostgresLogSink::new(db.clone())),
+            LogSinkConfig::OpenSearch {
+                url,
+                auth,
+                index_prefix,
+            } => Arc::new(OpenSearchLogSink::new(
+                url,
+                *auth,
+                index_prefix.clone(),
+                sdk.as_ref(),
+            )?),
+        };
+        Ok(Self {
+            cipher: Cipher::new(&config.encryption_key),
+            config: Arc::new(config),
+            db,
+            scripts,
+            transport,
+            logs,
+        })
+    }
+}

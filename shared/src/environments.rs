@@ -1,0 +1,175 @@
+//! Environments, their secret keys and their variables (table owner: this module).
+
+use serde::Serialize;
+use sqlx::{FromRow, PgPool};
+use uuid::Uuid;
+
+use crate::crypto::{Cipher, random_token, token_digest};
+use crate::{Error, Result};
+
+const KEY_PREFIX: &str = "lasso_sk_";
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct Environment {
+    pub id: i64,
+    pub uuid: Uuid,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EnvironmentVariable {
+    pub name: String,
+    pub value: String,
+}
+
+/// Creates an environment and its first secret key. The key is returned once and only its
+/// digest is stored.
+pub async fn create(db: &PgPool, name: &str) -> Result<(Environment, String)> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && !name.starts_with(['-', '_']);
+    if !valid {
+        return Err(Error::invalid(
+            "name",
+            "use 1-63 lowercase letters, digits, `-` or `_`",
+        ));
+    }
+    let mut tx = db.begin().await?;
+    let env: Environment = sqlx::query_as(
+        "INSERT INTO environments (uuid, name) VALUES ($1, $2)
+         ON CONFLICT (name) DO NOTHING
+         RETURNING id, uuid, name",
+    )
+    .bind(Uuid::new_v4())
+    .bind(name)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| Error::Conflict(format!("environment `{name}` already exists")))?;
+    let key = insert_key(&mut tx, env.id).await?;
+    tx.commit().await?;
+    Ok((env, key))
+}
+
+/// Adds a secret key to an existing environment (old keys stay valid until revoked).
+pub async fn add_key(db: &PgPool, environment_id: i64) -> Result<String> {
+    let mut conn = db.acquire().await?;
+    insert_key(&mut conn, environment_id).await
+}
+
+async fn insert_key(tx: &mut sqlx::PgConnection, environment_id: i64) -> Result<String> {
+    let key = random_token(KEY_PREFIX);
+    let hint = key[key.len() - 4..].to_string();
+    sqlx::query(
+        "INSERT INTO environment_keys (key_hash, environment_id, hint) VALUES ($1, $2, $3)",
+    )
+    .bind(token_digest(&key))
+    .bind(environment_id)
+    .bind(hint)
+    .execute(tx)
+    .await?;
+    Ok(key)
+}
+
+/// The environment a live secret key belongs to, if any.
+pub async fn find_by_secret_key(db: &PgPool, key: &str) -> Result<Option<Environment>> {
+    Ok(sqlx::query_as(
+        "SELECT e.id, e.uuid, e.name
+         FROM environment_keys k JOIN environments e ON e.id = k.environment_id
+         WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+    )
+    .bind(token_digest(key))
+    .fetch_optional(db)
+    .await?)
+}
+
+pub async fn find_by_name(db: &PgPool, name: &str) -> Result<Option<Environment>> {
+    Ok(
+        sqlx::query_as("SELECT id, uuid, name FROM environments WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+pub async fn find_by_uuid(db: &PgPool, uuid: Uuid) -> Result<Option<Environment>> {
+    Ok(
+        sqlx::query_as("SELECT id, uuid, name FROM environments WHERE uuid = $1")
+            .bind(uuid)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+fn variable_aad(environment_id: i64, name: &str) -> String {
+    format!("environment:{environment_id}:variable:{name}")
+}
+
+/// Replaces the environment's variables with `vars` in one transaction.
+pub async fn set_variables(
+    db: &PgPool,
+    cipher: &Cipher,
+    environment_id: i64,
+    vars: &[EnvironmentVariable],
+) -> Result<()> {
+    for (i, v) in vars.iter().enumerate() {
+        if v.name.is_empty() || v.name.len() > 256 {
+            return Err(Error::invalid(
+                format!("variables[{i}].name"),
+                "must be 1-256 characters",
+            ));
+        }
+    }
+    let names: Vec<&str> = vars.iter().map(|v| v.name.as_str()).collect();
+    let values: Vec<Vec<u8>> = vars
+        .iter()
+        .map(|v| cipher.seal(v.value.as_bytes(), &variable_aad(environment_id, &v.name)))
+        .collect();
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM environment_variables WHERE environment_id = $1")
+        .bind(environment_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO environment_variables (environment_id, name, value_encrypted)
+         SELECT $1, * FROM UNNEST($2::text[], $3::bytea[])",
+    )
+    .bind(environment_id)
+    .bind(&names)
+    .bind(&values)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            Error::invalid("variables", "names must be unique")
+        }
+        e => e.into(),
+    })?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn variables(
+    db: &PgPool,
+    cipher: &Cipher,
+    environment_id: i64,
+) -> Result<Vec<EnvironmentVariable>> {
+    let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT name, value_encrypted FROM environment_variables
+         WHERE environment_id = $1 ORDER BY name",
+    )
+    .bind(environment_id)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(name, sealed)| {
+            let plain = cipher.open(&sealed, &variable_aad(environment_id, &name))?;
+            Ok(EnvironmentVariable {
+                value: String::from_utf8(plain).map_err(|_| Error::Decrypt)?,
+                name,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,21 @@
+//! Lasso's shared library: everything the four Lambda functions and the CLI have in common.
+//! Handlers stay thin; the logic lives here, in plain types.
+
+pub mod adapters;
+pub mod config;
+pub mod context;
+pub mod crypto;
+pub mod db;
+pub mod dispatcher;
+pub mod environments;
+pub mod error;
+pub mod logs;
+pub mod queue;
+pub mod runner;
+pub mod sandbox;
+pub mod scheduler;
+pub mod telemetry;
+
+pub use config::Config;
+pub use context::Context;
+pub use error::{Error, Result};

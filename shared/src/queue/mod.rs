@@ -1,0 +1,7 @@
+//! The Postgres task queue (schema `queue`). Every transition is one conditional UPDATE, so a
+//! duplicate delivery, a retried invocation or a crashed worker loses the race and does
+//! nothing.
+
+pub mod tasks;
+
+pub use tasks::{NewTask, Task, TaskKind, TaskMessage, TaskState};

@@ -1,0 +1,355 @@
+//! SQL for `queue.tasks`, in named functions.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{FromRow, PgPool};
+use uuid::Uuid;
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Sync,
+    Action,
+    Webhook,
+    OnEvent,
+    /// A bare script run (the walking skeleton, `lasso dev` smoke runs).
+    Script,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::Action => "action",
+            Self::Webhook => "webhook",
+            Self::OnEvent => "on_event",
+            Self::Script => "script",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        serde_json::from_value(Value::String(s.into()))
+            .map_err(|_| Error::Internal(format!("unknown task kind `{s}` in the queue")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskState {
+    Created,
+    Dispatched,
+    Started,
+    Succeeded,
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+impl TaskState {
+    fn parse(s: &str) -> Result<Self> {
+        serde_json::from_value(Value::String(s.into()))
+            .map_err(|_| Error::Internal(format!("unknown task state `{s}` in the queue")))
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Expired | Self::Cancelled
+        )
+    }
+}
+
+/// What travels on the runner queue: only the id. The runner loads the task from Postgres, so
+/// a message carries no credentials and a forged one can only name a task that exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMessage {
+    pub task_id: Uuid,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub environment_id: i64,
+    pub kind: TaskKind,
+    pub group_key: String,
+    pub name: String,
+    pub payload: Value,
+    pub max_attempts: i32,
+    pub schedule_id: Option<Uuid>,
+}
+
+impl NewTask {
+    /// A one-attempt task grouped by its environment.
+    pub fn new(
+        environment_id: i64,
+        kind: TaskKind,
+        name: impl Into<String>,
+        payload: Value,
+    ) -> Self {
+        Self {
+            environment_id,
+            kind,
+            group_key: format!("env:{environment_id}"),
+            name: name.into(),
+            payload,
+            max_attempts: 1,
+            schedule_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: Uuid,
+    pub environment_id: i64,
+    pub kind: TaskKind,
+    pub group_key: String,
+    pub name: String,
+    pub payload: Value,
+    pub state: TaskState,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub schedule_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub output: Option<Value>,
+    pub error: Option<Value>,
+}
+
+#[derive(FromRow)]
+struct TaskRow {
+    id: Uuid,
+    environment_id: i64,
+    kind: String,
+    group_key: String,
+    name: String,
+    payload: Value,
+    state: String,
+    attempt: i32,
+    max_attempts: i32,
+    schedule_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    output: Option<Value>,
+    error: Option<Value>,
+}
+
+impl TryFrom<TaskRow> for Task {
+    type Error = Error;
+    fn try_from(r: TaskRow) -> Result<Self> {
+        Ok(Task {
+            id: r.id,
+            environment_id: r.environment_id,
+            kind: TaskKind::parse(&r.kind)?,
+            group_key: r.group_key,
+            name: r.name,
+            payload: r.payload,
+            state: TaskState::parse(&r.state)?,
+            attempt: r.attempt,
+            max_attempts: r.max_attempts,
+            schedule_id: r.schedule_id,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            completed_at: r.completed_at,
+            output: r.output,
+            error: r.error,
+        })
+    }
+}
+
+/// The task columns, as a literal so queries stay `&'static str` (sqlx's injection guard).
+macro_rules! columns {
+    () => {
+        "t.id, t.environment_id, t.kind::text AS kind, t.group_key, t.name, t.payload,
+    t.state::text AS state, t.attempt, t.max_attempts, t.schedule_id, t.created_at, t.started_at,
+    t.completed_at, t.output, t.error"
+    };
+}
+
+fn to_tasks(rows: Vec<TaskRow>) -> Result<Vec<Task>> {
+    rows.into_iter().map(Task::try_from).collect()
+}
+
+/// Inserts tasks in one statement; returns their ids in input order.
+pub async fn insert(db: &PgPool, tasks: &[NewTask]) -> Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = tasks.iter().map(|_| Uuid::now_v7()).collect();
+    sqlx::query(
+        "INSERT INTO queue.tasks
+            (id, environment_id, kind, group_key, name, payload, max_attempts, schedule_id)
+         SELECT id, env, kind::queue.task_kind, grp, name, payload, max_attempts, schedule_id
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
+                     $7::int[], $8::uuid[])
+              AS t(id, env, kind, grp, name, payload, max_attempts, schedule_id)",
+    )
+    .bind(&ids)
+    .bind(tasks.iter().map(|t| t.environment_id).collect::<Vec<_>>())
+    .bind(tasks.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
+    .bind(
+        tasks
+            .iter()
+            .map(|t| t.group_key.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>())
+    .bind(tasks.iter().map(|t| t.payload.clone()).collect::<Vec<_>>())
+    .bind(tasks.iter().map(|t| t.max_attempts).collect::<Vec<_>>())
+    .bind(tasks.iter().map(|t| t.schedule_id).collect::<Vec<_>>())
+    .execute(db)
+    .await?;
+    Ok(ids)
+}
+
+pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Task>> {
+    let row: Option<TaskRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM queue.tasks t WHERE t.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    row.map(Task::try_from).transpose()
+}
+
+/// Claims up to `limit` CREATED tasks (oldest first) and marks them DISPATCHED, skipping rows
+/// another dispatcher holds.
+pub async fn claim_for_dispatch(db: &PgPool, limit: i64) -> Result<Vec<Task>> {
+    let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+        "WITH ready AS MATERIALIZED (
+            SELECT id FROM queue.tasks
+            WHERE state = 'CREATED'
+            ORDER BY created_at, id
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED
+         )
+         UPDATE queue.tasks t
+         SET state = 'DISPATCHED', dispatched_at = now(), dispatch_count = t.dispatch_count + 1
+         FROM ready WHERE t.id = ready.id AND t.state = 'CREATED'
+         RETURNING ",
+        columns!(),
+        ""
+    ))
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    to_tasks(rows)
+}
+
+/// Puts tasks whose message could not be sent back to CREATED for the next dispatch.
+pub async fn release_dispatch(db: &PgPool, ids: &[Uuid]) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE queue.tasks SET state = 'CREATED', dispatched_at = NULL
+         WHERE id = ANY($1) AND state = 'DISPATCHED'",
+    )
+    .bind(ids)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// DISPATCHED → STARTED. `None` when someone else already started (or finished) it, which is
+/// how duplicate deliveries become no-ops.
+pub async fn start(db: &PgPool, id: Uuid) -> Result<Option<Task>> {
+    let row: Option<TaskRow> = sqlx::query_as(concat!(
+        "UPDATE queue.tasks t SET state = 'STARTED', started_at = now(), last_heartbeat_at = now()
+         WHERE t.id = $1 AND t.state = 'DISPATCHED'
+         RETURNING ",
+        columns!(),
+        ""
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    row.map(Task::try_from).transpose()
+}
+
+/// STARTED → DISPATCHED, for a runner that claimed a task but could not begin it (its script
+/// store was unreachable), so the redelivered message can.
+pub async fn release_start(db: &PgPool, id: Uuid) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE queue.tasks SET state = 'DISPATCHED', started_at = NULL, last_heartbeat_at = NULL
+         WHERE id = $1 AND state = 'STARTED'",
+    )
+    .bind(id)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Records liveness; false when the task is no longer STARTED (expired or cancelled), which
+/// tells the runner to stop.
+pub async fn heartbeat(db: &PgPool, id: Uuid) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE queue.tasks SET last_heartbeat_at = now() WHERE id = $1 AND state = 'STARTED'",
+    )
+    .bind(id)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// STARTED → SUCCEEDED with the output. False when the task was no longer STARTED.
+pub async fn succeed(db: &PgPool, id: Uuid, output: &Value) -> Result<bool> {
+    complete(db, id, "SUCCEEDED", Some(output), None).await
+}
+
+/// STARTED → FAILED with the error. False when the task was no longer STARTED.
+pub async fn fail(db: &PgPool, id: Uuid, error: &Value) -> Result<bool> {
+    complete(db, id, "FAILED", None, Some(error)).await
+}
+
+async fn complete(
+    db: &PgPool,
+    id: Uuid,
+    state: &str,
+    output: Option<&Value>,
+    error: Option<&Value>,
+) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE queue.tasks
+         SET state = $2::queue.task_state, completed_at = now(), output = $3, error = $4
+         WHERE id = $1 AND state = 'STARTED'",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(output)
+    .bind(error)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Marks in-flight tasks whose timeouts passed as EXPIRED; returns how many.
+pub async fn expire_stale(db: &PgPool) -> Result<Vec<Task>> {
+    let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+        "UPDATE queue.tasks t
+         SET state = 'EXPIRED', completed_at = now(),
+             error = jsonb_build_object('kind', 'expired', 'message',
+                CASE WHEN t.state = 'STARTED'
+                          AND t.started_at + make_interval(secs => t.started_to_completed_secs) < now()
+                     THEN 'the task ran past its started-to-completed timeout'
+                     WHEN t.state = 'STARTED'
+                     THEN 'the runner stopped sending heartbeats'
+                     ELSE 'the task was not started before its created-to-started timeout' END)
+         WHERE t.state IN ('CREATED', 'DISPATCHED', 'STARTED')
+           AND CASE t.state
+                WHEN 'STARTED' THEN
+                    t.last_heartbeat_at + make_interval(secs => t.heartbeat_timeout_secs) < now()
+                    OR t.started_at + make_interval(secs => t.started_to_completed_secs) < now()
+                ELSE t.created_at + make_interval(secs => t.created_to_started_secs) < now()
+               END
+         RETURNING ",
+        columns!(),
+        ""
+    ))
+    .fetch_all(db)
+    .await?;
+    to_tasks(rows)
+}

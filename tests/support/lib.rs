@@ -1,0 +1,183 @@
+//! Test support: the real services started by `scripts/services` (Postgres, moto, Elasticsearch),
+//! a fresh migrated database per test, and contexts wired to either adapter set.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lasso_shared::config::Config;
+use lasso_shared::{Context, db};
+use secrecy::SecretString;
+use sqlx::PgPool;
+
+const HOW_TO_START: &str = "start the test services first: `make test` does it, or `eval \"$(scripts/services start && scripts/services env)\"`";
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set; {HOW_TO_START}"))
+}
+
+/// Admin URL of the test Postgres cluster.
+pub fn postgres_url() -> String {
+    required_env("LASSO_TEST_DATABASE_URL")
+}
+
+/// moto's endpoint (S3 and SQS).
+pub fn aws_endpoint() -> String {
+    required_env("LASSO_TEST_AWS_ENDPOINT")
+}
+
+/// Elasticsearch 7.9's base URL.
+pub fn elasticsearch_url() -> String {
+    required_env("LASSO_TEST_ES_URL")
+}
+
+/// A short random suffix for names that must not collide between tests.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+pub struct TestDb {
+    pub pool: PgPool,
+    pub url: String,
+}
+
+/// A new database with the migrations applied, so tests never see each other's rows.
+pub async fn fresh_database() -> TestDb {
+    let admin = postgres_url();
+    let name = unique("lasso_test").replace('-', "_");
+    let mut url = url::Url::parse(&admin).expect("LASSO_TEST_DATABASE_URL is a URL");
+    url.set_path(&name);
+    let url = url.to_string();
+    let secret = SecretString::from(url.clone());
+    db::create_database_if_missing(&secret)
+        .await
+        .expect("create test database");
+    let pool = db::pool_for(&secret, 10).expect("pool");
+    db::migrate(&pool).await.expect("migrate test database");
+    TestDb { pool, url }
+}
+
+pub const TEST_ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// A configuration for `db` with the given extra settings (`LASSO_*` names).
+pub fn config(db: &TestDb, settings: &[(&str, String)]) -> Config {
+    let script_dir = std::env::temp_dir().join(unique("lasso-scripts"));
+    Config::from_lookup(|name| {
+        if let Some((_, v)) = settings.iter().find(|(k, _)| *k == name) {
+            return Some(v.clone());
+        }
+        match name {
+            "LASSO_DATABASE_URL" => Some(db.url.clone()),
+            "LASSO_ENCRYPTION_KEY" => Some(TEST_ENCRYPTION_KEY.into()),
+            "LASSO_SCRIPT_STORE" => Some(script_dir.display().to_string()),
+            "LASSO_SCRIPT_TIMEOUT_SECS" => Some("10".into()),
+            _ => None,
+        }
+    })
+    .expect("test configuration is valid")
+}
+
+/// The AWS SDK configuration pointing at moto.
+pub fn aws_sdk_config() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .endpoint_url(aws_endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+            aws_sdk_s3::config::Credentials::new("test", "test", None, None, "lasso-tests"),
+        ))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build()
+}
+
+pub async fn create_bucket() -> String {
+    let bucket = unique("lasso-scripts");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&aws_sdk_config())
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket on moto");
+    bucket
+}
+
+/// Creates an SQS queue on moto; returns its URL.
+pub async fn create_queue(visibility_secs: u32) -> String {
+    let sqs = aws_sdk_sqs::Client::new(&aws_sdk_config());
+    sqs.create_queue()
+        .queue_name(unique("lasso-runner"))
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            visibility_secs.to_string(),
+        )
+        .send()
+        .await
+        .expect("create queue on moto")
+        .queue_url()
+        .expect("queue url")
+        .to_string()
+}
+
+/// Local adapters: a script directory, the in-process transport, Postgres logs.
+pub async fn local_context(db: &TestDb) -> Context {
+    Context::build(config(db, &[]), None).expect("local context")
+}
+
+/// AWS adapters on moto: S3 script store and SQS transport (Postgres logs).
+pub async fn aws_context(db: &TestDb) -> Context {
+    let bucket = create_bucket().await;
+    let queue_url = create_queue(30).await;
+    let cfg = config(
+        db,
+        &[
+            ("LASSO_SCRIPT_STORE", format!("s3://{bucket}/scripts")),
+            ("LASSO_TASK_TRANSPORT", "sqs".into()),
+            ("LASSO_RUNNER_QUEUE_URL", queue_url),
+        ],
+    );
+    Context::build(cfg, Some(aws_sdk_config())).expect("aws context")
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Serves the api router on an ephemeral local port; returns its base URL.
+pub async fn serve_api(ctx: Context) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        axum::serve(listener, lasso_api::router(ctx))
+            .await
+            .expect("serve api");
+    });
+    format!("http://{addr}")
+}
+
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(prefix));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
