@@ -570,3 +570,30 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod readme {
+    /// The README's settings table is exactly [`super::SETTINGS`], so the docs cannot drift.
+    #[test]
+    fn readme_documents_every_setting() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("<!-- settings:start -->")
+            .expect("settings start marker");
+        let end = readme
+            .find("<!-- settings:end -->")
+            .expect("settings end marker");
+        let table = &readme[start..end];
+        for s in super::SETTINGS {
+            let default = s.default.map_or("—".to_string(), |d| format!("`{d}`"));
+            let row = format!("| `{}` | {} | {} |", s.name, default, s.description);
+            assert!(table.contains(&row), "README settings table lacks:\n{row}");
+        }
+        let rows = table.lines().filter(|l| l.starts_with("| `")).count();
+        assert_eq!(
+            rows,
+            super::SETTINGS.len(),
+            "README lists settings that do not exist"
+        );
+    }
+}
