@@ -10,6 +10,7 @@ pub mod dispatcher;
 pub mod environments;
 pub mod error;
 pub mod logs;
+pub mod providers;
 pub mod queue;
 pub mod runner;
 pub mod sandbox;
