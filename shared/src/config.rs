@@ -90,6 +90,11 @@ pub const SETTINGS: &[Setting] = &[
         description: "Deadline of one script run, in seconds.",
     },
     Setting {
+        name: "LASSO_PROVIDERS_FILE",
+        default: None,
+        description: "Path to an extra provider catalog in Nango's `providers.yaml` format, loaded over the builtin one (its entries win). A bad file stops start-up.",
+    },
+    Setting {
         name: "LASSO_LOG_FORMAT",
         default: Some("json"),
         description: "Process log format: `json` (CloudWatch) or `text`.",
@@ -194,6 +199,8 @@ pub struct Config {
     pub public_url: String,
     pub script_memory_limit_bytes: usize,
     pub script_timeout: Duration,
+    /// An extra provider catalog loaded over the builtin one.
+    pub providers_file: Option<PathBuf>,
     pub log_format: LogFormat,
 }
 
@@ -305,6 +312,8 @@ impl Config {
             1..=86_400,
         )?;
 
+        let providers_file = get("LASSO_PROVIDERS_FILE").map(PathBuf::from);
+
         let log_format = match get("LASSO_LOG_FORMAT").as_deref().unwrap_or("json") {
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,
@@ -327,6 +336,7 @@ impl Config {
             public_url,
             script_memory_limit_bytes: memory_mb * 1024 * 1024,
             script_timeout: Duration::from_secs(timeout_secs),
+            providers_file,
             log_format,
         })
     }

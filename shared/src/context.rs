@@ -12,6 +12,7 @@ use crate::adapters::transport::{LocalTransport, SqsTransport};
 use crate::adapters::{LogSink, ScriptStore, TaskTransport};
 use crate::config::{Config, LogSinkConfig, OpenSearchAuth, ScriptStoreConfig, TransportConfig};
 use crate::crypto::Cipher;
+use crate::providers::Catalog;
 
 #[derive(Clone)]
 pub struct Context {
@@ -21,6 +22,8 @@ pub struct Context {
     pub scripts: Arc<dyn ScriptStore>,
     pub transport: Arc<dyn TaskTransport>,
     pub logs: Arc<dyn LogSink>,
+    /// The provider catalog: the builtin one, plus `LASSO_PROVIDERS_FILE` when set.
+    pub providers: Arc<Catalog>,
 }
 
 impl Context {
@@ -48,6 +51,10 @@ impl Context {
     /// Builds the context with the given AWS SDK configuration (tests pass one pointing at
     /// moto).
     pub fn build(config: Config, sdk: Option<aws_config::SdkConfig>) -> Result<Self> {
+        let providers = match &config.providers_file {
+            Some(path) => Arc::new(Catalog::load_extra(path)?),
+            None => Catalog::builtin(),
+        };
         let db = crate::db::pool(&config)?;
         let scripts: Arc<dyn ScriptStore> = match &config.script_store {
             ScriptStoreConfig::S3 { bucket, prefix } => Arc::new(S3ScriptStore::new(
@@ -86,6 +93,7 @@ impl Context {
             scripts,
             transport,
             logs,
+            providers,
         })
     }
 }
