@@ -1,5 +1,6 @@
 mod environment;
 mod health;
+mod providers;
 
 use axum::Router;
 use axum::http::{StatusCode, Uri};
@@ -11,6 +12,7 @@ pub fn router() -> Router<Context> {
     Router::new()
         .merge(health::router())
         .merge(environment::router())
+        .merge(providers::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
