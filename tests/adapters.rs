@@ -48,7 +48,7 @@ async fn script_store_round_trip(store: &dyn ScriptStore) {
     assert_eq!(store.list("").await.unwrap().len(), 3);
     assert!(matches!(
         store.get("bundles/missing.js").await,
-        Err(Error::NotFound(_))
+        Err(Error::NotFound { .. })
     ));
     assert!(matches!(
         store.put("../escape.js", Bytes::new()).await,
@@ -74,7 +74,7 @@ async fn s3_script_store_reports_an_unreachable_bucket() {
     let store = S3ScriptStore::new(&aws_sdk_config(), unique("no-such-bucket"), String::new());
     let err = store.get("a.js").await.unwrap_err();
     assert!(
-        matches!(err, Error::ScriptStore(_) | Error::NotFound(_)),
+        matches!(err, Error::ScriptStore(_) | Error::NotFound { .. }),
         "{err}"
     );
 }

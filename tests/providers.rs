@@ -260,7 +260,7 @@ async fn get_one_provider_over_http() {
         .unwrap();
     assert_eq!(res.status(), 404);
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["error"]["code"], "unknown_provider");
     assert!(
         body["error"]["message"]
             .as_str()

@@ -24,6 +24,8 @@ pub struct Context {
     pub logs: Arc<dyn LogSink>,
     /// The provider catalog: the builtin one, plus `LASSO_PROVIDERS_FILE` when set.
     pub providers: Arc<Catalog>,
+    /// Outgoing HTTP (token endpoints, the proxy, webhooks): one connection pool per process.
+    pub http: reqwest::Client,
 }
 
 impl Context {
@@ -86,7 +88,13 @@ impl Context {
                 sdk.as_ref(),
             )?),
         };
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .user_agent(concat!("lasso/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| crate::Error::Internal(format!("building the HTTP client: {e}")))?;
         Ok(Self {
+            http,
             cipher: Cipher::new(&config.encryption_key),
             config: Arc::new(config),
             db,

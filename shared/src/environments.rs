@@ -173,3 +173,68 @@ pub async fn variables(
         })
         .collect()
 }
+
+/// Where and how the environment's webhooks are sent.
+pub struct WebhookConfig {
+    pub url: Option<String>,
+    pub signing_secret: secrecy::SecretString,
+}
+
+fn webhook_secret_aad(environment_id: i64) -> String {
+    format!("environment:{environment_id}:webhook_secret")
+}
+
+/// The environment's webhook URL and signing secret; `None` until a URL was first set.
+pub async fn webhook_config(
+    db: &PgPool,
+    cipher: &Cipher,
+    environment_id: i64,
+) -> Result<Option<WebhookConfig>> {
+    let row: Option<(Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT webhook_url, webhook_secret_encrypted FROM environments WHERE id = $1",
+    )
+    .bind(environment_id)
+    .fetch_optional(db)
+    .await?;
+    let Some((url, Some(sealed))) = row else {
+        return Ok(None);
+    };
+    let secret = cipher.open(&sealed, &webhook_secret_aad(environment_id))?;
+    Ok(Some(WebhookConfig {
+        url,
+        signing_secret: String::from_utf8(secret)
+            .map_err(|_| Error::Decrypt)?
+            .into(),
+    }))
+}
+
+/// Sets (or clears, with `None`) the webhook URL. The signing secret is created on first use
+/// and kept across URL changes.
+pub async fn set_webhook_url(
+    db: &PgPool,
+    cipher: &Cipher,
+    environment_id: i64,
+    url: Option<&str>,
+) -> Result<WebhookConfig> {
+    if let Some(u) = url {
+        match url::Url::parse(u) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+            _ => return Err(Error::invalid("webhook_url", "expected an http(s) URL")),
+        }
+    }
+    let fresh_secret = random_token("whsec_");
+    let sealed = cipher.seal(fresh_secret.as_bytes(), &webhook_secret_aad(environment_id));
+    sqlx::query(
+        "UPDATE environments SET webhook_url = $2,
+            webhook_secret_encrypted = COALESCE(webhook_secret_encrypted, $3)
+         WHERE id = $1",
+    )
+    .bind(environment_id)
+    .bind(url)
+    .bind(sealed)
+    .execute(db)
+    .await?;
+    webhook_config(db, cipher, environment_id)
+        .await?
+        .ok_or_else(|| Error::not_found("environment"))
+}

@@ -3,9 +3,9 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `what` names the thing, e.g. "integration `github`".
-    #[error("{0} was not found")]
-    NotFound(String),
+    /// `code` is the API error code (`not_found`, `unknown_provider_config`, ...).
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
     #[error("invalid {field}: {message}")]
     Invalid { field: String, message: String },
     #[error("{0}")]
@@ -14,6 +14,10 @@ pub enum Error {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// The external provider refused or failed a request we made for the user (token exchange,
+    /// refresh). `code` is the API error code.
+    #[error("{message}")]
+    Provider { code: &'static str, message: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
@@ -38,8 +42,26 @@ impl Error {
         }
     }
 
-    pub fn not_found(what: impl Into<String>) -> Self {
-        Self::NotFound(what.into())
+    /// `what` names the thing, e.g. "connection `abc`".
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::NotFound {
+            code: "not_found",
+            message: format!("{what} was not found"),
+        }
+    }
+
+    pub fn unknown_integration(unique_key: &str) -> Self {
+        Self::NotFound {
+            code: "unknown_provider_config",
+            message: format!("integration `{unique_key}` does not exist in this environment"),
+        }
+    }
+
+    pub fn unknown_provider(name: &str) -> Self {
+        Self::NotFound {
+            code: "unknown_provider",
+            message: format!("provider `{name}` is not in the catalog"),
+        }
     }
 }
 

@@ -3,19 +3,23 @@
 
 pub mod adapters;
 pub mod config;
+pub mod connections;
 pub mod context;
 pub mod crypto;
 pub mod db;
 pub mod dispatcher;
 pub mod environments;
 pub mod error;
+pub mod integrations;
 pub mod logs;
+pub mod oauth;
 pub mod providers;
 pub mod queue;
 pub mod runner;
 pub mod sandbox;
 pub mod scheduler;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use config::Config;
 pub use context::Context;

@@ -44,8 +44,8 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     };
     let source = match ctx.scripts.get(&payload.script_key).await {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(Error::NotFound(what)) => {
-            let error = serde_json::json!({"kind": "script_not_found", "message": format!("{what} was not found")});
+        Err(e @ Error::NotFound { .. }) => {
+            let error = serde_json::json!({"kind": "script_not_found", "message": e.to_string()});
             tasks::fail(&ctx.db, task.id, &error).await?;
             return Ok(Outcome::Failed(task.id));
         }

@@ -56,10 +56,9 @@ impl IntoResponse for ApiError {
                 message,
             } => (status, body(code, &message, None)),
             ApiError::Shared(e) => match &e {
-                Error::NotFound(_) => (
-                    StatusCode::NOT_FOUND,
-                    body("not_found", &e.to_string(), None),
-                ),
+                Error::NotFound { code, message } => {
+                    (StatusCode::NOT_FOUND, body(code, message, None))
+                }
                 Error::Invalid { field, message } => (
                     StatusCode::BAD_REQUEST,
                     body(
@@ -68,6 +67,9 @@ impl IntoResponse for ApiError {
                         Some(json!([{ "field": field, "message": message }])),
                     ),
                 ),
+                Error::Provider { code, message } => {
+                    (StatusCode::BAD_REQUEST, body(code, message, None))
+                }
                 Error::Conflict(m) => (StatusCode::CONFLICT, body("conflict", m, None)),
                 Error::Unauthorized(m) => (StatusCode::UNAUTHORIZED, body("unauthorized", m, None)),
                 Error::Forbidden(m) => (StatusCode::FORBIDDEN, body("forbidden", m, None)),

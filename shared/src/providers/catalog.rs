@@ -90,10 +90,9 @@ impl Catalog {
         self.providers.get(name)
     }
 
-    /// The provider `name`, or [`Error::NotFound`] naming it.
+    /// The provider `name`, or `unknown_provider` naming it.
     pub fn require(&self, name: &str) -> Result<&Provider> {
-        self.get(name)
-            .ok_or_else(|| Error::not_found(format!("provider `{name}`")))
+        self.get(name).ok_or_else(|| Error::unknown_provider(name))
     }
 
     /// Every provider, sorted by name.

@@ -381,7 +381,9 @@ fn search_matches_name_or_display_name_ignoring_case() {
     assert_eq!(names("thing e"), ["other"]);
     assert_eq!(names(""), ["base", "other"]);
     assert!(names("zzz").is_empty());
-    assert!(matches!(catalog.require("zzz"), Err(Error::NotFound(what)) if what.contains("zzz")));
+    assert!(
+        matches!(catalog.require("zzz"), Err(Error::NotFound { code: "unknown_provider", message }) if message.contains("zzz"))
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
+mod connections;
 mod environment;
 mod health;
+mod integrations;
 mod providers;
 
 use axum::Router;
@@ -13,6 +15,8 @@ pub fn router() -> Router<Context> {
         .merge(health::router())
         .merge(environment::router())
         .merge(providers::router())
+        .merge(integrations::router())
+        .merge(connections::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {

@@ -1,0 +1,564 @@
+//! Connections: one end user's account on an integration, with its credentials encrypted at
+//! rest (AES-256-GCM, bound to the row). Table owner: this module.
+
+pub mod credentials;
+pub mod refresh;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::{FromRow, PgExecutor, PgPool};
+use uuid::Uuid;
+
+pub use credentials::{Credentials, OAuth2Token};
+
+use crate::crypto::Cipher;
+use crate::integrations::{self, Integration};
+use crate::{Error, Result};
+
+/// The end user a connection belongs to (Nango's `end_user`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndUser {
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub organization: Option<Organization>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Organization {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// A connection with its credentials decrypted.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub id: i64,
+    pub uuid: Uuid,
+    pub environment_id: i64,
+    pub integration_id: i64,
+    pub provider_config_key: String,
+    pub provider: String,
+    pub connection_id: String,
+    pub credentials: Credentials,
+    pub connection_config: Map<String, Value>,
+    pub metadata: Option<Value>,
+    pub end_user: Option<EndUser>,
+    pub tags: Map<String, Value>,
+    pub webhook_url_override: Option<String>,
+    pub last_fetched_at: Option<DateTime<Utc>>,
+    pub refresh_failures: i32,
+    pub refresh_error: Option<String>,
+    pub last_refresh_at: Option<DateTime<Utc>>,
+    pub last_refresh_failure_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A connection without credentials, for lists.
+#[derive(Debug, Clone)]
+pub struct ConnectionSummary {
+    pub id: i64,
+    pub provider_config_key: String,
+    pub provider: String,
+    pub connection_id: String,
+    pub metadata: Option<Value>,
+    pub end_user: Option<EndUser>,
+    pub tags: Map<String, Value>,
+    pub refresh_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct Row {
+    id: i64,
+    uuid: Uuid,
+    environment_id: i64,
+    integration_id: i64,
+    provider_config_key: String,
+    provider: String,
+    connection_id: String,
+    credentials_encrypted: Vec<u8>,
+    connection_config: Value,
+    metadata: Option<Value>,
+    end_user: Option<Value>,
+    tags: Value,
+    webhook_url_override: Option<String>,
+    last_fetched_at: Option<DateTime<Utc>>,
+    refresh_failures: i32,
+    refresh_error: Option<String>,
+    last_refresh_at: Option<DateTime<Utc>>,
+    last_refresh_failure_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The columns of [`Row`], as a literal so queries stay `&'static str`.
+macro_rules! columns {
+    () => {
+        "c.id, c.uuid, c.environment_id, c.integration_id, i.unique_key AS provider_config_key,
+         i.provider, c.connection_id, c.credentials_encrypted, c.connection_config, c.metadata,
+         c.end_user, c.tags, c.webhook_url_override, c.last_fetched_at, c.refresh_failures,
+         c.refresh_error, c.last_refresh_at, c.last_refresh_failure_at, c.created_at,
+         c.updated_at"
+    };
+}
+
+fn credentials_aad(uuid: Uuid) -> String {
+    format!("connection:{uuid}:credentials")
+}
+
+fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+fn end_user(v: Option<Value>) -> Option<EndUser> {
+    v.and_then(|v| serde_json::from_value(v).ok())
+}
+
+impl Row {
+    fn decrypt(self, cipher: &Cipher) -> Result<Connection> {
+        let plain = cipher.open_json(&self.credentials_encrypted, &credentials_aad(self.uuid))?;
+        let credentials = serde_json::from_value(plain).map_err(|_| Error::Decrypt)?;
+        Ok(Connection {
+            id: self.id,
+            uuid: self.uuid,
+            environment_id: self.environment_id,
+            integration_id: self.integration_id,
+            provider_config_key: self.provider_config_key,
+            provider: self.provider,
+            connection_id: self.connection_id,
+            credentials,
+            connection_config: object(self.connection_config),
+            metadata: self.metadata,
+            end_user: end_user(self.end_user),
+            tags: object(self.tags),
+            webhook_url_override: self.webhook_url_override,
+            last_fetched_at: self.last_fetched_at,
+            refresh_failures: self.refresh_failures,
+            refresh_error: self.refresh_error,
+            last_refresh_at: self.last_refresh_at,
+            last_refresh_failure_at: self.last_refresh_failure_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// What creating (or re-authorizing) a connection stores.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub connection_id: String,
+    pub credentials: Credentials,
+    pub connection_config: Map<String, Value>,
+    /// `None` keeps the metadata of an existing connection.
+    pub metadata: Option<Value>,
+    pub end_user: Option<EndUser>,
+    pub tags: Map<String, Value>,
+    pub webhook_url_override: Option<String>,
+}
+
+pub fn check_connection_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 255 || id.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid(
+            "connection_id",
+            "must be 1-255 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Stores a connection: creates it, or replaces the credentials and configuration of the
+/// existing one with the same id (re-authorization). Returns it and whether it is new.
+pub async fn upsert(
+    db: &PgPool,
+    cipher: &Cipher,
+    integration: &Integration,
+    new: NewConnection,
+) -> Result<(Connection, bool)> {
+    check_connection_id(&new.connection_id)?;
+    let mut tx = db.begin().await?;
+    // The uuid binds the ciphertext to the row, so an existing row keeps its own.
+    let existing: Option<(Uuid,)> = sqlx::query_as(
+        "SELECT uuid FROM connections WHERE integration_id = $1 AND connection_id = $2 FOR UPDATE",
+    )
+    .bind(integration.id)
+    .bind(&new.connection_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let created = existing.is_none();
+    let uuid = existing.map_or_else(Uuid::new_v4, |(u,)| u);
+    let sealed = cipher.seal_json(
+        &serde_json::to_value(&new.credentials).expect("credentials serialize"),
+        &credentials_aad(uuid),
+    );
+    let end_user = new
+        .end_user
+        .as_ref()
+        .map(|u| serde_json::to_value(u).expect("end user serializes"));
+    let id: (i64,) = sqlx::query_as(
+        "INSERT INTO connections (uuid, environment_id, integration_id, connection_id,
+            credentials_encrypted, credentials_expires_at, connection_config, metadata, end_user,
+            tags, webhook_url_override)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (integration_id, connection_id) DO UPDATE SET
+            credentials_encrypted = EXCLUDED.credentials_encrypted,
+            credentials_expires_at = EXCLUDED.credentials_expires_at,
+            connection_config = connections.connection_config || EXCLUDED.connection_config,
+            metadata = COALESCE(EXCLUDED.metadata, connections.metadata),
+            end_user = COALESCE(EXCLUDED.end_user, connections.end_user),
+            tags = connections.tags || EXCLUDED.tags,
+            webhook_url_override = COALESCE(EXCLUDED.webhook_url_override, connections.webhook_url_override),
+            refresh_failures = 0,
+            refresh_error = NULL,
+            updated_at = now()
+         RETURNING id",
+    )
+    .bind(uuid)
+    .bind(integration.environment_id)
+    .bind(integration.id)
+    .bind(&new.connection_id)
+    .bind(sealed)
+    .bind(new.credentials.expires_at())
+    .bind(Value::Object(new.connection_config))
+    .bind(new.metadata)
+    .bind(end_user)
+    .bind(Value::Object(new.tags))
+    .bind(new.webhook_url_override)
+    .fetch_one(&mut *tx)
+    .await?;
+    let row: Row = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM connections c JOIN integrations i ON i.id = c.integration_id WHERE c.id = $1"
+    ))
+    .bind(id.0)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((row.decrypt(cipher)?, created))
+}
+
+/// The connection `connection_id` of integration `provider_config_key` in the environment.
+pub async fn get(
+    db: &PgPool,
+    cipher: &Cipher,
+    environment_id: i64,
+    provider_config_key: &str,
+    connection_id: &str,
+) -> Result<Connection> {
+    let row: Option<Row> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM connections c JOIN integrations i ON i.id = c.integration_id
+          WHERE c.environment_id = $1 AND i.unique_key = $2 AND c.connection_id = $3"
+    ))
+    .bind(environment_id)
+    .bind(provider_config_key)
+    .bind(connection_id)
+    .fetch_optional(db)
+    .await?;
+    match row {
+        Some(row) => row.decrypt(cipher),
+        None => Err(missing(db, environment_id, provider_config_key, connection_id).await),
+    }
+}
+
+/// Like [`get`], but locks the row until `tx` ends (for refreshes that must not overlap).
+pub async fn get_for_update(
+    tx: &mut sqlx::PgConnection,
+    cipher: &Cipher,
+    connection_uuid: Uuid,
+) -> Result<Connection> {
+    let row: Option<Row> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM connections c JOIN integrations i ON i.id = c.integration_id
+          WHERE c.uuid = $1 FOR UPDATE OF c"
+    ))
+    .bind(connection_uuid)
+    .fetch_optional(tx)
+    .await?;
+    row.ok_or_else(|| Error::not_found("connection"))?
+        .decrypt(cipher)
+}
+
+/// Tells an unknown integration apart from an unknown connection.
+async fn missing(
+    db: &PgPool,
+    environment_id: i64,
+    provider_config_key: &str,
+    connection_id: &str,
+) -> Error {
+    match integrations::find(db, environment_id, provider_config_key).await {
+        Ok(Some(_)) => Error::not_found(format!("connection `{connection_id}`")),
+        Ok(None) => Error::unknown_integration(provider_config_key),
+        Err(e) => e,
+    }
+}
+
+/// Replaces a connection's credentials (after a refresh).
+pub async fn update_credentials<'e>(
+    db: impl PgExecutor<'e>,
+    cipher: &Cipher,
+    connection: &Connection,
+    credentials: &Credentials,
+) -> Result<()> {
+    let sealed = cipher.seal_json(
+        &serde_json::to_value(credentials).expect("credentials serialize"),
+        &credentials_aad(connection.uuid),
+    );
+    sqlx::query(
+        "UPDATE connections SET credentials_encrypted = $2, credentials_expires_at = $3,
+            refresh_failures = 0, refresh_error = NULL, last_refresh_at = now(), updated_at = now()
+         WHERE uuid = $1",
+    )
+    .bind(connection.uuid)
+    .bind(sealed)
+    .bind(credentials.expires_at())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed refresh; returns the number of consecutive failures.
+pub async fn record_refresh_failure<'e>(
+    db: impl PgExecutor<'e>,
+    connection_uuid: Uuid,
+    error: &str,
+) -> Result<i32> {
+    let (failures,): (i32,) = sqlx::query_as(
+        "UPDATE connections SET refresh_failures = refresh_failures + 1, refresh_error = $2,
+            last_refresh_failure_at = now()
+         WHERE uuid = $1 RETURNING refresh_failures",
+    )
+    .bind(connection_uuid)
+    .bind(error)
+    .fetch_one(db)
+    .await?;
+    Ok(failures)
+}
+
+pub async fn touch_last_fetched(db: &PgPool, connection_uuid: Uuid) -> Result<()> {
+    sqlx::query("UPDATE connections SET last_fetched_at = now() WHERE uuid = $1")
+        .bind(connection_uuid)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Exact connection id.
+    pub connection_id: Option<String>,
+    /// Substring of the connection id or the end user's id, email or name.
+    pub search: Option<String>,
+    pub end_user_id: Option<String>,
+    pub end_user_organization_id: Option<String>,
+    /// Integration unique keys; empty means all.
+    pub integration_ids: Vec<String>,
+    /// Every pair must match the connection's tags.
+    pub tags: Map<String, Value>,
+    pub limit: i64,
+    /// Zero-based page of `limit` rows.
+    pub page: i64,
+}
+
+pub const MAX_LIST_LIMIT: i64 = 1000;
+
+pub async fn list(
+    db: &PgPool,
+    environment_id: i64,
+    filter: &ListFilter,
+) -> Result<Vec<ConnectionSummary>> {
+    if !(1..=MAX_LIST_LIMIT).contains(&filter.limit) {
+        return Err(Error::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_LIST_LIMIT}"),
+        ));
+    }
+    if filter.page < 0 {
+        return Err(Error::invalid("page", "must not be negative"));
+    }
+    let search = filter.search.as_deref().map(|s| {
+        format!(
+            "%{}%",
+            s.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
+    let rows: Vec<SummaryRow> = sqlx::query_as(
+        "SELECT c.id, i.unique_key AS provider_config_key, i.provider, c.connection_id, c.metadata,
+                c.end_user, c.tags, c.refresh_error, c.created_at
+         FROM connections c JOIN integrations i ON i.id = c.integration_id
+         WHERE c.environment_id = $1
+           AND ($2::text IS NULL OR c.connection_id = $2)
+           AND ($3::text IS NULL OR c.connection_id ILIKE $3 OR c.end_user ->> 'id' ILIKE $3
+                OR c.end_user ->> 'email' ILIKE $3 OR c.end_user ->> 'display_name' ILIKE $3)
+           AND ($4::text IS NULL OR c.end_user ->> 'id' = $4)
+           AND ($5::text IS NULL OR c.end_user -> 'organization' ->> 'id' = $5)
+           AND (cardinality($6::text[]) = 0 OR i.unique_key = ANY($6))
+           AND c.tags @> $7
+         ORDER BY c.created_at DESC, c.id DESC
+         LIMIT $8 OFFSET $9",
+    )
+    .bind(environment_id)
+    .bind(&filter.connection_id)
+    .bind(search)
+    .bind(&filter.end_user_id)
+    .bind(&filter.end_user_organization_id)
+    .bind(&filter.integration_ids)
+    .bind(Value::Object(filter.tags.clone()))
+    .bind(filter.limit)
+    .bind(filter.page * filter.limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ConnectionSummary {
+            id: r.id,
+            provider_config_key: r.provider_config_key,
+            provider: r.provider,
+            connection_id: r.connection_id,
+            metadata: r.metadata,
+            end_user: end_user(r.end_user),
+            tags: object(r.tags),
+            refresh_error: r.refresh_error,
+            created_at: r.created_at,
+        })
+        .collect())
+}
+
+#[derive(FromRow)]
+struct SummaryRow {
+    id: i64,
+    provider_config_key: String,
+    provider: String,
+    connection_id: String,
+    metadata: Option<Value>,
+    end_user: Option<Value>,
+    tags: Value,
+    refresh_error: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionPatch {
+    pub end_user: Option<EndUser>,
+    pub tags: Option<Map<String, Value>>,
+    pub webhook_url_override: Option<String>,
+}
+
+pub async fn patch(
+    db: &PgPool,
+    environment_id: i64,
+    provider_config_key: &str,
+    connection_id: &str,
+    patch: ConnectionPatch,
+) -> Result<()> {
+    let updated = sqlx::query(
+        "UPDATE connections c SET
+            end_user = COALESCE($4, c.end_user),
+            tags = COALESCE($5, c.tags),
+            webhook_url_override = COALESCE($6, c.webhook_url_override),
+            updated_at = now()
+         FROM integrations i
+         WHERE i.id = c.integration_id AND c.environment_id = $1 AND i.unique_key = $2
+           AND c.connection_id = $3",
+    )
+    .bind(environment_id)
+    .bind(provider_config_key)
+    .bind(connection_id)
+    .bind(
+        patch
+            .end_user
+            .map(|u| serde_json::to_value(u).expect("end user serializes")),
+    )
+    .bind(patch.tags.map(Value::Object))
+    .bind(patch.webhook_url_override)
+    .execute(db)
+    .await?
+    .rows_affected();
+    if updated == 0 {
+        return Err(missing(db, environment_id, provider_config_key, connection_id).await);
+    }
+    Ok(())
+}
+
+pub async fn delete(
+    db: &PgPool,
+    environment_id: i64,
+    provider_config_key: &str,
+    connection_id: &str,
+) -> Result<()> {
+    let deleted = sqlx::query(
+        "DELETE FROM connections c USING integrations i
+         WHERE i.id = c.integration_id AND c.environment_id = $1 AND i.unique_key = $2
+           AND c.connection_id = $3",
+    )
+    .bind(environment_id)
+    .bind(provider_config_key)
+    .bind(connection_id)
+    .execute(db)
+    .await?
+    .rows_affected();
+    if deleted == 0 {
+        return Err(missing(db, environment_id, provider_config_key, connection_id).await);
+    }
+    Ok(())
+}
+
+/// Sets (replaces) or updates (merges into) the metadata of one or more connections of an
+/// integration, all or none: an unknown connection id changes nothing.
+pub async fn write_metadata(
+    db: &PgPool,
+    environment_id: i64,
+    provider_config_key: &str,
+    connection_ids: &[String],
+    metadata: &Map<String, Value>,
+    merge: bool,
+) -> Result<()> {
+    if connection_ids.is_empty() {
+        return Err(Error::invalid(
+            "connection_id",
+            "name at least one connection",
+        ));
+    }
+    let integration = integrations::get(db, environment_id, provider_config_key).await?;
+    let mut tx = db.begin().await?;
+    let updated: Vec<(String,)> = sqlx::query_as(
+        "UPDATE connections SET
+            metadata = CASE WHEN $4 THEN COALESCE(metadata, '{}'::jsonb) || $3 ELSE $3 END,
+            updated_at = now()
+         WHERE integration_id = $1 AND connection_id = ANY($2)
+         RETURNING connection_id",
+    )
+    .bind(integration.id)
+    .bind(connection_ids)
+    .bind(Value::Object(metadata.clone()))
+    .bind(merge)
+    .fetch_all(&mut *tx)
+    .await?;
+    if let Some(unknown) = connection_ids
+        .iter()
+        .find(|id| !updated.iter().any(|(u,)| u == *id))
+    {
+        return Err(Error::NotFound {
+            code: "unknown_connection",
+            message: format!("connection `{unknown}` was not found"),
+        });
+    }
+    tx.commit().await?;
+    Ok(())
+}

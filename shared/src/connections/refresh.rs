@@ -1,0 +1,203 @@
+//! Token refresh. A token that expires within [`REFRESH_WINDOW`] is refreshed before it is
+//! returned or used. Refreshes are single-flight per connection across processes: the refresher
+//! holds the connection's row lock and re-reads the credentials under it, so whoever waited
+//! finds them fresh and does not call the provider again. Failures back off exponentially and a
+//! run of [`MAX_REFRESH_FAILURES`] marks the connection (its `errors` show an auth error).
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::{Connection, Credentials, OAuth2Token};
+use crate::context::Context;
+use crate::oauth::{self, Client, Grant};
+use crate::{Error, Result, integrations, providers};
+
+pub const REFRESH_WINDOW: Duration = Duration::minutes(15);
+pub const MAX_REFRESH_FAILURES: i32 = 5;
+
+/// Wait before trying again after `failures` consecutive failed refreshes: 30 s, 1 min, 2 min,
+/// ... capped at an hour.
+pub fn backoff(failures: i32) -> Duration {
+    let exp = failures.clamp(1, 8) - 1;
+    Duration::seconds(30 * (1i64 << exp)).min(Duration::hours(1))
+}
+
+fn expires_soon(credentials: &Credentials, now: DateTime<Utc>) -> bool {
+    credentials
+        .expires_at()
+        .is_some_and(|at| at - now <= REFRESH_WINDOW)
+}
+
+fn refreshable(credentials: &Credentials) -> bool {
+    matches!(
+        credentials,
+        Credentials::OAuth2(_) | Credentials::OAuth2ClientCredentials { .. }
+    )
+}
+
+/// The connection with credentials that are good for at least [`REFRESH_WINDOW`] (refreshing
+/// them if needed), or with newly refreshed ones when `force` is set.
+pub async fn fresh(ctx: &Context, connection: Connection, force: bool) -> Result<Connection> {
+    if !refreshable(&connection.credentials)
+        || !(force || expires_soon(&connection.credentials, Utc::now()))
+    {
+        return Ok(connection);
+    }
+    if !force
+        && let Some(failed_at) = connection.last_refresh_failure_at
+        && connection.refresh_failures > 0
+        && Utc::now() < failed_at + backoff(connection.refresh_failures)
+    {
+        // Do not hammer a provider that keeps refusing; a still-valid token is still usable.
+        return match connection.credentials.expires_at() {
+            Some(at) if at > Utc::now() => Ok(connection),
+            _ => Err(refresh_failed(&connection)),
+        };
+    }
+    let asked_at = Utc::now();
+    let mut tx = ctx.db.begin().await?;
+    let current = super::get_for_update(&mut tx, &ctx.cipher, connection.uuid).await?;
+    let refreshed_meanwhile = current.last_refresh_at.is_some_and(|at| at >= asked_at);
+    if refreshed_meanwhile || !(force || expires_soon(&current.credentials, Utc::now())) {
+        tx.commit().await?;
+        return Ok(current);
+    }
+    match request(ctx, &current).await {
+        Ok(credentials) => {
+            super::update_credentials(&mut *tx, &ctx.cipher, &current, &credentials).await?;
+            tx.commit().await?;
+            tracing::info!(connection = %current.connection_id, "token refreshed");
+            Ok(Connection {
+                credentials,
+                refresh_failures: 0,
+                refresh_error: None,
+                last_refresh_at: Some(Utc::now()),
+                ..current
+            })
+        }
+        Err(e) => {
+            let failures =
+                super::record_refresh_failure(&mut *tx, current.uuid, &e.to_string()).await?;
+            tx.commit().await?;
+            tracing::warn!(connection = %current.connection_id, failures, "token refresh failed");
+            Err(e)
+        }
+    }
+}
+
+fn refresh_failed(connection: &Connection) -> Error {
+    Error::Provider {
+        code: "refresh_failed",
+        message: format!(
+            "refreshing the credentials of connection `{}` failed {} time(s) ({}); retrying later",
+            connection.connection_id,
+            connection.refresh_failures,
+            connection
+                .refresh_error
+                .as_deref()
+                .unwrap_or("unknown error")
+        ),
+    }
+}
+
+/// Asks the provider for new credentials.
+async fn request(ctx: &Context, connection: &Connection) -> Result<Credentials> {
+    let provider = ctx
+        .providers
+        .get(&connection.provider)
+        .ok_or_else(|| Error::unknown_provider(&connection.provider))?;
+    let template = provider
+        .refresh_url
+        .as_deref()
+        .or_else(|| provider.resolved_token_url())
+        .ok_or_else(|| Error::Provider {
+            code: "refresh_failed",
+            message: format!("provider `{}` has no token URL", connection.provider),
+        })?;
+    let token_url = providers::interpolate(
+        template,
+        &connection.connection_config,
+        &connection.credentials.as_template_values(),
+    )?;
+    match &connection.credentials {
+        Credentials::OAuth2(current) => {
+            let refresh_token =
+                current
+                    .refresh_token
+                    .as_deref()
+                    .ok_or_else(|| Error::Provider {
+                        code: "refresh_failed",
+                        message: format!(
+                            "connection `{}` has no refresh token; the user must authorize again",
+                            connection.connection_id
+                        ),
+                    })?;
+            let integration = integrations::get_by_id(&ctx.db, connection.integration_id).await?;
+            let client_id = integration.client_id.clone().unwrap_or_default();
+            let client_secret = integration.client_secret(&ctx.cipher)?;
+            let client_secret = client_secret
+                .as_ref()
+                .map(secrecy::ExposeSecret::expose_secret)
+                .unwrap_or_default();
+            let token = oauth::request_token(
+                &ctx.http,
+                provider,
+                &token_url,
+                &Client {
+                    id: &client_id,
+                    secret: client_secret,
+                },
+                Grant::RefreshToken { refresh_token },
+            )
+            .await?;
+            Ok(Credentials::OAuth2(OAuth2Token {
+                access_token: token.access_token,
+                // Providers that do not rotate refresh tokens omit them: keep the old one.
+                refresh_token: token
+                    .refresh_token
+                    .or_else(|| current.refresh_token.clone()),
+                expires_at: token.expires_at,
+                raw: token.raw,
+            }))
+        }
+        Credentials::OAuth2ClientCredentials {
+            client_id,
+            client_secret,
+            raw,
+            ..
+        } => {
+            let scopes = raw.get("scope").and_then(|s| s.as_str());
+            let token = oauth::request_token(
+                &ctx.http,
+                provider,
+                &token_url,
+                &Client {
+                    id: client_id,
+                    secret: client_secret,
+                },
+                Grant::ClientCredentials { scopes },
+            )
+            .await?;
+            Ok(Credentials::OAuth2ClientCredentials {
+                token: token.access_token,
+                expires_at: token.expires_at,
+                client_id: client_id.clone(),
+                client_secret: client_secret.clone(),
+                raw: token.raw,
+            })
+        }
+        other => Ok(other.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), Duration::seconds(30));
+        assert_eq!(backoff(2), Duration::seconds(60));
+        assert_eq!(backoff(5), Duration::seconds(480));
+        assert_eq!(backoff(50), Duration::hours(1));
+    }
+}
