@@ -94,6 +94,15 @@ pub async fn find_by_name(db: &PgPool, name: &str) -> Result<Option<Environment>
     )
 }
 
+pub async fn find_by_id(db: &PgPool, id: i64) -> Result<Option<Environment>> {
+    Ok(
+        sqlx::query_as("SELECT id, uuid, name FROM environments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
 pub async fn find_by_uuid(db: &PgPool, uuid: Uuid) -> Result<Option<Environment>> {
     Ok(
         sqlx::query_as("SELECT id, uuid, name FROM environments WHERE uuid = $1")

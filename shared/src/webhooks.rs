@@ -11,12 +11,13 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use secrecy::ExposeSecret;
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::FromRow;
 use uuid::Uuid;
 
 use crate::Result;
+use crate::connections::Connection;
 use crate::context::Context;
 use crate::environments;
 
@@ -38,6 +39,65 @@ pub fn retry_delay(attempt: i32) -> chrono::Duration {
     let base = (10i64 << (attempt.clamp(1, 12) - 1)).min(3600);
     let jitter = rand::rng().random_range(0..=base / 5);
     chrono::Duration::seconds(base + jitter)
+}
+
+/// What webhooks say they come from; Nango's value, so receivers written for Nango accept them.
+pub const FROM: &str = "nango";
+
+/// Nango's auth webhook body (`type: "auth"`). `operation` is `creation`, `override` or
+/// `refresh`; `error` is `(type, description)` for a failure.
+pub fn auth_event(
+    environment_name: &str,
+    connection: &Connection,
+    auth_mode: &str,
+    operation: &str,
+    error: Option<(&str, &str)>,
+) -> Value {
+    let mut body = json!({
+        "from": FROM,
+        "type": "auth",
+        "connectionId": connection.connection_id,
+        "authMode": auth_mode,
+        "providerConfigKey": connection.provider_config_key,
+        "provider": connection.provider,
+        "environment": environment_name,
+        "operation": operation,
+        "success": error.is_none(),
+        "tags": connection.tags,
+    });
+    if let Some(user) = &connection.end_user {
+        body["endUser"] = json!({
+            "endUserId": user.id,
+            "organizationId": user.organization.as_ref().map(|o| o.id.clone()),
+            "endUserEmail": user.email,
+            "tags": user.tags.clone().unwrap_or_default(),
+        });
+    }
+    if let Some((kind, description)) = error {
+        body["error"] = json!({"type": kind, "description": description});
+    }
+    body
+}
+
+/// Emits the auth webhook for `connection` to its environment (or its webhook URL override).
+pub async fn emit_auth(
+    ctx: &Context,
+    connection: &Connection,
+    operation: &str,
+    error: Option<(&str, &str)>,
+) -> Result<Option<Uuid>> {
+    let environment = environments::find_by_id(&ctx.db, connection.environment_id)
+        .await?
+        .ok_or_else(|| crate::Error::not_found("environment"))?;
+    let auth_mode = connection.credentials.type_name();
+    let event = auth_event(&environment.name, connection, auth_mode, operation, error);
+    emit(
+        ctx,
+        connection.environment_id,
+        connection.webhook_url_override.as_deref(),
+        &event,
+    )
+    .await
 }
 
 #[derive(FromRow)]

@@ -1,15 +1,16 @@
 //! Token refresh. A token that expires within [`REFRESH_WINDOW`] is refreshed before it is
 //! returned or used. Refreshes are single-flight per connection across processes: the refresher
 //! holds the connection's row lock and re-reads the credentials under it, so whoever waited
-//! finds them fresh and does not call the provider again. Failures back off exponentially and a
-//! run of [`MAX_REFRESH_FAILURES`] marks the connection (its `errors` show an auth error).
+//! finds them fresh and does not call the provider again. A failure marks the connection (its
+//! `errors` show an auth error) and later attempts back off exponentially; after
+//! [`MAX_REFRESH_FAILURES`] in a row only a forced refresh or a new authorization tries again.
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Connection, Credentials, OAuth2Token};
 use crate::context::Context;
 use crate::oauth::{self, Client, Grant};
-use crate::{Error, Result, integrations, providers};
+use crate::{Error, Result, integrations, providers, webhooks};
 
 pub const REFRESH_WINDOW: Duration = Duration::minutes(15);
 pub const MAX_REFRESH_FAILURES: i32 = 5;
@@ -42,17 +43,16 @@ pub async fn fresh(ctx: &Context, connection: Connection, force: bool) -> Result
     {
         return Ok(connection);
     }
-    if !force
-        && let Some(failed_at) = connection.last_refresh_failure_at
-        && connection.refresh_failures > 0
-        && Utc::now() < failed_at + backoff(connection.refresh_failures)
-    {
+    if !force && holding_off(&connection) {
         // Do not hammer a provider that keeps refusing; a still-valid token is still usable.
         return match connection.credentials.expires_at() {
             Some(at) if at > Utc::now() => Ok(connection),
             _ => Err(refresh_failed(&connection)),
         };
     }
+    // Everything the token request needs is read before taking the lock: the lock holder must
+    // not wait for a second pool connection while the waiters hold the others.
+    let integration = integrations::get_by_id(&ctx.db, connection.integration_id).await?;
     let asked_at = Utc::now();
     let mut tx = ctx.db.begin().await?;
     let current = super::get_for_update(&mut tx, &ctx.cipher, connection.uuid).await?;
@@ -61,7 +61,7 @@ pub async fn fresh(ctx: &Context, connection: Connection, force: bool) -> Result
         tx.commit().await?;
         return Ok(current);
     }
-    match request(ctx, &current).await {
+    match request(ctx, &integration, &current).await {
         Ok(credentials) => {
             super::update_credentials(&mut *tx, &ctx.cipher, &current, &credentials).await?;
             tx.commit().await?;
@@ -75,13 +75,36 @@ pub async fn fresh(ctx: &Context, connection: Connection, force: bool) -> Result
             })
         }
         Err(e) => {
-            let failures =
-                super::record_refresh_failure(&mut *tx, current.uuid, &e.to_string()).await?;
+            let message = e.to_string();
+            let failures = super::record_refresh_failure(&mut *tx, current.uuid, &message).await?;
             tx.commit().await?;
             tracing::warn!(connection = %current.connection_id, failures, "token refresh failed");
+            // The caller gets the refresh error even when the webhook cannot be queued.
+            if let Err(webhook_error) = webhooks::emit_auth(
+                ctx,
+                &current,
+                "refresh",
+                Some(("refresh_token_external_error", &message)),
+            )
+            .await
+            {
+                tracing::warn!(error = %webhook_error, "could not queue the refresh-failed webhook");
+            }
             Err(e)
         }
     }
+}
+
+/// True while automatic refreshes wait: during the backoff after a failure, and for good once
+/// [`MAX_REFRESH_FAILURES`] failed in a row (until a forced refresh or a new authorization).
+fn holding_off(connection: &Connection) -> bool {
+    if connection.refresh_failures >= MAX_REFRESH_FAILURES {
+        return true;
+    }
+    connection.refresh_failures > 0
+        && connection
+            .last_refresh_failure_at
+            .is_some_and(|at| Utc::now() < at + backoff(connection.refresh_failures))
 }
 
 fn refresh_failed(connection: &Connection) -> Error {
@@ -100,7 +123,11 @@ fn refresh_failed(connection: &Connection) -> Error {
 }
 
 /// Asks the provider for new credentials.
-async fn request(ctx: &Context, connection: &Connection) -> Result<Credentials> {
+async fn request(
+    ctx: &Context,
+    integration: &integrations::Integration,
+    connection: &Connection,
+) -> Result<Credentials> {
     let provider = ctx
         .providers
         .get(&connection.provider)
@@ -131,7 +158,6 @@ async fn request(ctx: &Context, connection: &Connection) -> Result<Credentials> 
                             connection.connection_id
                         ),
                     })?;
-            let integration = integrations::get_by_id(&ctx.db, connection.integration_id).await?;
             let client_id = integration.client_id.clone().unwrap_or_default();
             let client_secret = integration.client_secret(&ctx.cipher)?;
             let client_secret = client_secret
