@@ -15,6 +15,7 @@ pub mod logs;
 pub mod oauth;
 pub mod providers;
 pub mod queue;
+pub mod records;
 pub mod runner;
 pub mod sandbox;
 pub mod scheduler;

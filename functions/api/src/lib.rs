@@ -2,6 +2,7 @@
 //! `lasso_shared`, and shape the answer.
 
 pub mod auth;
+pub mod connection_headers;
 pub mod error;
 pub mod extract;
 mod routes;

@@ -274,23 +274,59 @@ pub async fn get(
     }
 }
 
-/// Like [`get`], but locks the row until `tx` ends (for refreshes that must not overlap).
-pub async fn get_for_update(
-    tx: &mut sqlx::PgConnection,
+/// The row id of a connection (for records), without reading its credentials; `unknown_connection`
+/// when the environment has no such connection.
+pub async fn row_id(
+    db: &PgPool,
+    environment_id: i64,
+    provider_config_key: &str,
+    connection_id: &str,
+) -> Result<i64> {
+    let id: Option<(i64,)> = sqlx::query_as(
+        "SELECT c.id FROM connections c JOIN integrations i ON i.id = c.integration_id
+         WHERE c.environment_id = $1 AND i.unique_key = $2 AND c.connection_id = $3",
+    )
+    .bind(environment_id)
+    .bind(provider_config_key)
+    .bind(connection_id)
+    .fetch_optional(db)
+    .await?;
+    id.map(|(id,)| id).ok_or_else(|| Error::NotFound {
+        code: "unknown_connection",
+        message: format!(
+            "connection `{connection_id}` of integration `{provider_config_key}` was not found"
+        ),
+    })
+}
+
+/// The connection with row uuid `connection_uuid`, read through `conn` (inside a transaction
+/// that holds the connection's refresh lock).
+pub async fn get_by_uuid(
+    conn: &mut sqlx::PgConnection,
     cipher: &Cipher,
     connection_uuid: Uuid,
 ) -> Result<Connection> {
     let row: Option<Row> = sqlx::query_as(concat!(
         "SELECT ",
         columns!(),
-        " FROM connections c JOIN integrations i ON i.id = c.integration_id
-          WHERE c.uuid = $1 FOR UPDATE OF c"
+        " FROM connections c JOIN integrations i ON i.id = c.integration_id WHERE c.uuid = $1"
     ))
     .bind(connection_uuid)
-    .fetch_optional(tx)
+    .fetch_optional(conn)
     .await?;
     row.ok_or_else(|| Error::not_found("connection"))?
         .decrypt(cipher)
+}
+
+/// Serializes refreshes of one connection across processes until `tx` ends. An advisory lock
+/// rather than `FOR UPDATE`: it assigns no transaction id, so a refresh waiting on a slow
+/// provider does not hold back the records readers' xmin horizon.
+pub async fn lock_for_refresh(tx: &mut sqlx::PgConnection, connection_uuid: Uuid) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('lasso:refresh:' || $1::text, 0))")
+        .bind(connection_uuid)
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 /// Tells an unknown integration apart from an unknown connection.

@@ -1,6 +1,6 @@
 //! Token refresh. A token that expires within [`REFRESH_WINDOW`] is refreshed before it is
 //! returned or used. Refreshes are single-flight per connection across processes: the refresher
-//! holds the connection's row lock and re-reads the credentials under it, so whoever waited
+//! holds the connection's refresh lock and re-reads the credentials under it, so whoever waited
 //! finds them fresh and does not call the provider again. A failure marks the connection (its
 //! `errors` show an auth error) and later attempts back off exponentially; after
 //! [`MAX_REFRESH_FAILURES`] in a row only a forced refresh or a new authorization tries again.
@@ -55,7 +55,8 @@ pub async fn fresh(ctx: &Context, connection: Connection, force: bool) -> Result
     let integration = integrations::get_by_id(&ctx.db, connection.integration_id).await?;
     let asked_at = Utc::now();
     let mut tx = ctx.db.begin().await?;
-    let current = super::get_for_update(&mut tx, &ctx.cipher, connection.uuid).await?;
+    super::lock_for_refresh(&mut tx, connection.uuid).await?;
+    let current = super::get_by_uuid(&mut tx, &ctx.cipher, connection.uuid).await?;
     let refreshed_meanwhile = current.last_refresh_at.is_some_and(|at| at >= asked_at);
     if refreshed_meanwhile || !(force || expires_soon(&current.credentials, Utc::now())) {
         tx.commit().await?;

@@ -3,6 +3,7 @@ mod environment;
 mod health;
 mod integrations;
 mod providers;
+mod records;
 
 use axum::Router;
 use axum::http::{StatusCode, Uri};
@@ -17,6 +18,7 @@ pub fn router() -> Router<Context> {
         .merge(providers::router())
         .merge(integrations::router())
         .merge(connections::router())
+        .merge(records::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {

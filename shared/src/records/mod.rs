@@ -1,0 +1,482 @@
+//! The records store: what syncs save, per (connection, model, variant, external id).
+//!
+//! - Saves are batched upserts from arrays (`UNNEST`), all or nothing per batch; a record whose
+//!   content hash did not change writes nothing and keeps its `updated_at`.
+//! - Full syncs record the ids they saw in an append-only per-run set; at the end of a
+//!   successful run the records not seen are soft-deleted (no UPDATE of unchanged rows).
+//! - Readers page by (writing transaction id, external id) and only see rows written by
+//!   transactions below their snapshot's xmin: a writer that commits late cannot land behind a
+//!   cursor already handed out, so paging never skips a record.
+
+mod validate;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::{FromRow, PgPool};
+use uuid::Uuid;
+
+pub use validate::{LIMITS, Limits, ValidRecord};
+
+use crate::{Error, Result};
+
+/// Which records a call works on.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The connection's row id (`connections.id`).
+    pub connection: i64,
+    pub model: String,
+    pub variant: String,
+}
+
+impl Scope {
+    pub fn new(connection: i64, model: &str, variant: Option<&str>) -> Self {
+        Self {
+            connection,
+            model: model.to_string(),
+            variant: variant
+                .filter(|v| !v.is_empty())
+                .unwrap_or(DEFAULT_VARIANT)
+                .to_string(),
+        }
+    }
+}
+
+pub const DEFAULT_VARIANT: &str = "base";
+
+/// What a save changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SaveSummary {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// Upserts `records` (all or nothing). With `run`, also records their ids as seen by that
+/// full-sync run, for [`delete_unseen`].
+pub async fn save(
+    db: &PgPool,
+    scope: &Scope,
+    records: &[Value],
+    run: Option<Uuid>,
+) -> Result<SaveSummary> {
+    let valid = validate::batch(records, &LIMITS)?;
+    if valid.is_empty() {
+        return Ok(SaveSummary::default());
+    }
+    let ids: Vec<&str> = valid.iter().map(|r| r.id.as_str()).collect();
+    let bodies: Vec<&str> = valid.iter().map(|r| r.json.as_str()).collect();
+    let hashes: Vec<Uuid> = valid.iter().map(|r| r.hash).collect();
+    let (added, updated): (i64, i64) = sqlx::query_as(
+        "WITH input AS (
+            SELECT * FROM UNNEST($4::text[], $5::text[], $6::uuid[]) AS t(external_id, body, data_hash)
+         ), upserted AS (
+            INSERT INTO records.records AS r (connection_id, model, variant, external_id, data, data_hash)
+            SELECT $1, $2, $3, external_id, body::jsonb, data_hash FROM input
+            ON CONFLICT (connection_id, model, variant, external_id) DO UPDATE
+            SET data = EXCLUDED.data, data_hash = EXCLUDED.data_hash, updated_at = now(),
+                deleted_at = NULL, pruned_at = NULL, xid = pg_current_xact_id(),
+                last_action = CASE WHEN r.deleted_at IS NULL
+                                   THEN 'UPDATED'::records.last_action ELSE 'ADDED' END
+            WHERE r.data_hash <> EXCLUDED.data_hash OR r.deleted_at IS NOT NULL
+               OR r.pruned_at IS NOT NULL
+            RETURNING r.last_action
+         ), seen AS (
+            INSERT INTO records.run_seen (run_id, model, variant, external_id)
+            SELECT $7, $2, $3, external_id FROM input WHERE $7::uuid IS NOT NULL
+         )
+         SELECT count(*) FILTER (WHERE last_action = 'ADDED'),
+                count(*) FILTER (WHERE last_action = 'UPDATED')
+         FROM upserted",
+    )
+    .bind(scope.connection)
+    .bind(&scope.model)
+    .bind(&scope.variant)
+    .bind(&ids)
+    .bind(&bodies)
+    .bind(&hashes)
+    .bind(run)
+    .fetch_one(db)
+    .await?;
+    let changed = (added + updated) as u64;
+    Ok(SaveSummary {
+        added: added as u64,
+        updated: updated as u64,
+        unchanged: valid.len() as u64 - changed,
+    })
+}
+
+/// Merges each record's fields into the stored record of the same id (a shallow merge, all or
+/// nothing). Ids that do not exist (or are deleted) are an error naming them; nothing is
+/// written then.
+pub async fn update(db: &PgPool, scope: &Scope, records: &[Value]) -> Result<u64> {
+    let valid = validate::batch(records, &LIMITS)?;
+    if valid.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = valid.iter().map(|r| r.id.as_str()).collect();
+    let mut tx = db.begin().await?;
+    let stored: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT external_id, data FROM records.records
+         WHERE connection_id = $1 AND model = $2 AND variant = $3
+           AND external_id = ANY($4) AND deleted_at IS NULL
+         FOR UPDATE",
+    )
+    .bind(scope.connection)
+    .bind(&scope.model)
+    .bind(&scope.variant)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut stored: std::collections::HashMap<String, Value> = stored.into_iter().collect();
+    let missing: Vec<String> = ids
+        .iter()
+        .filter(|id| !stored.contains_key(**id))
+        .take(5)
+        .map(|id| format!("`{id}`"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::invalid(
+            "records",
+            format!(
+                "batchUpdate needs existing records; not found: {}",
+                missing.join(", ")
+            ),
+        ));
+    }
+    // Merge here rather than with SQL's `||` so the stored hash is computed the one way saves
+    // compute it.
+    let merged: Vec<Value> = records
+        .iter()
+        .zip(&valid)
+        .filter_map(|(patch, v)| {
+            let mut data = stored.remove(&v.id)?;
+            if let (Value::Object(into), Value::Object(fields)) = (&mut data, patch) {
+                into.extend(fields.clone());
+            }
+            Some(data)
+        })
+        .collect();
+    let merged = validate::batch(&merged, &LIMITS)?;
+    let bodies: Vec<&str> = merged.iter().map(|r| r.json.as_str()).collect();
+    let hashes: Vec<Uuid> = merged.iter().map(|r| r.hash).collect();
+    let merged_ids: Vec<&str> = merged.iter().map(|r| r.id.as_str()).collect();
+    let (updated,): (i64,) = sqlx::query_as(
+        "WITH changed AS (
+            UPDATE records.records r
+            SET data = t.body::jsonb, data_hash = t.data_hash, updated_at = now(),
+                last_action = 'UPDATED', xid = pg_current_xact_id()
+            FROM UNNEST($4::text[], $5::text[], $6::uuid[]) AS t(external_id, body, data_hash)
+            WHERE r.connection_id = $1 AND r.model = $2 AND r.variant = $3
+              AND r.external_id = t.external_id AND r.data_hash <> t.data_hash
+            RETURNING 1
+         ) SELECT count(*) FROM changed",
+    )
+    .bind(scope.connection)
+    .bind(&scope.model)
+    .bind(&scope.variant)
+    .bind(&merged_ids)
+    .bind(&bodies)
+    .bind(&hashes)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(updated as u64)
+}
+
+/// Soft-deletes the records with the given ids (each record needs only its `id`); unknown or
+/// already deleted ids are ignored. Returns how many were deleted.
+pub async fn delete(db: &PgPool, scope: &Scope, records: &[Value]) -> Result<u64> {
+    let ids = validate::ids(records, &LIMITS)?;
+    let (deleted,): (i64,) = sqlx::query_as(
+        "WITH gone AS (
+            UPDATE records.records
+            SET deleted_at = now(), updated_at = now(), last_action = 'DELETED',
+                xid = pg_current_xact_id()
+            WHERE connection_id = $1 AND model = $2 AND variant = $3
+              AND external_id = ANY($4) AND deleted_at IS NULL
+            RETURNING 1
+         ) SELECT count(*) FROM gone",
+    )
+    .bind(scope.connection)
+    .bind(&scope.model)
+    .bind(&scope.variant)
+    .bind(&ids)
+    .fetch_one(db)
+    .await?;
+    Ok(deleted as u64)
+}
+
+/// End of a successful full sync: soft-deletes the scope's records that `run` did not see.
+pub async fn delete_unseen(db: &PgPool, scope: &Scope, run: Uuid) -> Result<u64> {
+    let mut tx = db.begin().await?;
+    // The seen set is freshly written and has no statistics; a nested loop over it would be
+    // quadratic. A hash anti-join is linear whatever the planner believes.
+    sqlx::query("SET LOCAL enable_nestloop = off")
+        .execute(&mut *tx)
+        .await?;
+    let (deleted,): (i64,) = sqlx::query_as(
+        "WITH gone AS (
+            UPDATE records.records r
+            SET deleted_at = now(), updated_at = now(), last_action = 'DELETED',
+                xid = pg_current_xact_id()
+            WHERE r.connection_id = $1 AND r.model = $2 AND r.variant = $3
+              AND r.deleted_at IS NULL
+              AND NOT EXISTS (
+                SELECT 1 FROM records.run_seen s
+                WHERE s.run_id = $4 AND s.model = $2 AND s.variant = $3
+                  AND s.external_id = r.external_id)
+            RETURNING 1
+         ) SELECT count(*) FROM gone",
+    )
+    .bind(scope.connection)
+    .bind(&scope.model)
+    .bind(&scope.variant)
+    .bind(run)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(deleted as u64)
+}
+
+/// Forgets what `run` saw (after it finished, either way).
+pub async fn forget_run(db: &PgPool, run: Uuid) -> Result<()> {
+    sqlx::query("DELETE FROM records.run_seen WHERE run_id = $1")
+        .bind(run)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Live (not deleted) records of the scope.
+pub async fn count(db: &PgPool, scope: &Scope) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM records.records
+         WHERE connection_id = $1 AND model = $2 AND variant = $3 AND deleted_at IS NULL",
+    )
+    .bind(scope.connection)
+    .bind(&scope.model)
+    .bind(&scope.variant)
+    .fetch_one(db)
+    .await?;
+    Ok(n)
+}
+
+/// A position in a scope's modification order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    xid: String,
+    external_id: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}:{}", self.xid, self.external_id))
+    }
+
+    pub fn decode(raw: &str) -> Result<Self> {
+        let bad = || Error::invalid("cursor", "not a cursor this API handed out");
+        let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(raw)
+            .map_err(|_| bad())?;
+        let text = String::from_utf8(text).map_err(|_| bad())?;
+        let (xid, external_id) = text.split_once(':').ok_or_else(bad)?;
+        if xid.is_empty() || !xid.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        Ok(Self {
+            xid: xid.to_string(),
+            external_id: external_id.to_string(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Added,
+    Updated,
+    Deleted,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Updated => "UPDATED",
+            Self::Deleted => "DELETED",
+        }
+    }
+
+    /// Nango's `filter` values, either case.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "ADDED" => Ok(Self::Added),
+            "UPDATED" => Ok(Self::Updated),
+            "DELETED" => Ok(Self::Deleted),
+            _ => Err(Error::invalid(
+                "filter",
+                format!("`{s}` is not one of added, updated, deleted"),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub cursor: Option<Cursor>,
+    pub limit: i64,
+    pub modified_after: Option<DateTime<Utc>>,
+    pub filter: Vec<Action>,
+    pub ids: Vec<String>,
+}
+
+pub const MAX_LIST_LIMIT: i64 = 10_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// Each record's payload with `_nango_metadata`.
+    pub records: Vec<Value>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(FromRow)]
+struct ListRow {
+    external_id: String,
+    data: Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+    pruned_at: Option<DateTime<Utc>>,
+    last_action: String,
+    xid: String,
+}
+
+/// One page of the scope's records in modification order.
+pub async fn list(db: &PgPool, scope: &Scope, query: &ListQuery) -> Result<Page> {
+    if !(1..=MAX_LIST_LIMIT).contains(&query.limit) {
+        return Err(Error::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_LIST_LIMIT}"),
+        ));
+    }
+    let filter: Vec<&str> = query.filter.iter().map(|a| a.as_str()).collect();
+    let rows: Vec<ListRow> = sqlx::query_as(
+        "SELECT external_id, data, created_at, updated_at, deleted_at, pruned_at,
+                last_action::text AS last_action, xid::text AS xid
+         FROM records.records
+         WHERE connection_id = $1 AND model = $2 AND variant = $3
+           AND xid < pg_snapshot_xmin(pg_current_snapshot())
+           AND ($4::text IS NULL OR (xid, external_id) > ($4::text::xid8, $5::text))
+           AND ($6::timestamptz IS NULL OR updated_at > $6)
+           AND (cardinality($7::text[]) = 0 OR last_action::text = ANY($7))
+           AND (cardinality($8::text[]) = 0 OR external_id = ANY($8))
+         ORDER BY xid, external_id
+         LIMIT $9",
+    )
+    .bind(scope.connection)
+    .bind(&scope.model)
+    .bind(&scope.variant)
+    .bind(query.cursor.as_ref().map(|c| c.xid.as_str()))
+    .bind(query.cursor.as_ref().map(|c| c.external_id.as_str()))
+    .bind(query.modified_after)
+    .bind(&filter)
+    .bind(&query.ids)
+    .bind(query.limit + 1)
+    .fetch_all(db)
+    .await?;
+    let more = rows.len() as i64 > query.limit;
+    let mut records: Vec<Value> = Vec::with_capacity(rows.len());
+    let mut last_cursor = None;
+    for row in rows.into_iter().take(query.limit as usize) {
+        let cursor = Cursor {
+            xid: row.xid,
+            external_id: row.external_id,
+        }
+        .encode();
+        let mut data = match row.data {
+            Value::Object(m) => m,
+            other => Map::from_iter([("value".to_string(), other)]),
+        };
+        data.insert(
+            "_nango_metadata".into(),
+            serde_json::json!({
+                "first_seen_at": row.created_at,
+                "last_modified_at": row.updated_at,
+                "last_action": row.last_action,
+                "deleted_at": row.deleted_at,
+                "pruned_at": row.pruned_at,
+                "cursor": cursor,
+            }),
+        );
+        records.push(Value::Object(data));
+        last_cursor = Some(cursor);
+    }
+    Ok(Page {
+        records,
+        next_cursor: if more { last_cursor } else { None },
+    })
+}
+
+/// Empties the payload (keeping `id` and the metadata) of up to `limit` records at or before
+/// `until`. Returns how many were pruned and whether more remain.
+pub async fn prune(db: &PgPool, scope: &Scope, until: &Cursor, limit: i64) -> Result<(u64, bool)> {
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return Err(Error::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_LIST_LIMIT}"),
+        ));
+    }
+    let (pruned, more): (i64, bool) = sqlx::query_as(
+        "WITH candidates AS (
+            SELECT external_id FROM records.records
+            WHERE connection_id = $1 AND model = $2 AND variant = $3 AND pruned_at IS NULL
+              AND (xid, external_id) <= ($4::text::xid8, $5::text)
+            ORDER BY xid, external_id
+            LIMIT $6 + 1
+         ), batch AS (
+            SELECT external_id FROM candidates LIMIT $6
+         ), pruned AS (
+            UPDATE records.records r
+            SET data = jsonb_build_object('id', r.data -> 'id'), pruned_at = now()
+            FROM batch
+            WHERE r.connection_id = $1 AND r.model = $2 AND r.variant = $3
+              AND r.external_id = batch.external_id
+            RETURNING 1
+         )
+         SELECT (SELECT count(*) FROM pruned), (SELECT count(*) FROM candidates) > $6",
+    )
+    .bind(scope.connection)
+    .bind(&scope.model)
+    .bind(&scope.variant)
+    .bind(&until.xid)
+    .bind(&until.external_id)
+    .bind(limit)
+    .fetch_one(db)
+    .await?;
+    Ok((pruned as u64, more))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_forgeries() {
+        let c = Cursor {
+            xid: "12345".into(),
+            external_id: "a:b".into(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        assert!(Cursor::decode("!!").is_err());
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("1 OR 1=1:x");
+        assert!(Cursor::decode(&forged).is_err());
+    }
+
+    #[test]
+    fn filter_values_parse_in_either_case() {
+        assert_eq!(Action::parse("added").unwrap(), Action::Added);
+        assert_eq!(Action::parse("DELETED").unwrap(), Action::Deleted);
+        assert!(Action::parse("gone").is_err());
+    }
+}
