@@ -10,9 +10,9 @@ use chrono::{Duration, Utc};
 use lasso_shared::Context;
 use lasso_shared::connections::{self, Credentials};
 use lasso_shared::environments::{self, Environment};
-use lasso_shared::integrations::{self, AppCredentials, NewIntegration};
+use lasso_shared::integrations::{self, AppCredentials};
 use lasso_tests::auth::{
-    MockOAuthServer, WebhookSink, browser, listen, providers_file, serve_api_on,
+    MockOAuthServer, WebhookSink, browser, create_integration, listen, providers_file, serve_api_on,
 };
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -62,27 +62,6 @@ mock-cc-broken:
     )
 }
 
-async fn integration(ctx: &Context, env: &Environment, key: &str, provider: &str, scopes: &str) {
-    integrations::create(
-        &ctx.db,
-        &ctx.cipher,
-        env.id,
-        NewIntegration {
-            unique_key: key.into(),
-            provider: provider.into(),
-            credentials: AppCredentials {
-                client_id: Some(format!("{key}-client")),
-                client_secret: Some(format!("{key}-secret")),
-                scopes: Some(scopes.into()),
-                webhook_secret: None,
-            },
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-}
-
 async fn setup(code_expires_in: Option<u64>) -> Setup {
     let mock = MockOAuthServer::start(code_expires_in).await;
     let db = fresh_database().await;
@@ -100,11 +79,11 @@ async fn setup(code_expires_in: Option<u64>) -> Setup {
     let ctx = Context::build(cfg, None).unwrap();
     serve_api_on(listener, ctx.clone());
     let (env, key) = environments::create(&ctx.db, "prod").await.unwrap();
-    integration(&ctx, &env, "mock", "mock-oauth", "read,write").await;
-    integration(&ctx, &env, "mock-basic", "mock-oauth-basic", "").await;
-    integration(&ctx, &env, "svc", "mock-cc", "jobs:read").await;
-    integration(&ctx, &env, "svc-broken", "mock-cc-broken", "").await;
-    integration(&ctx, &env, "shop", "shopify", "").await;
+    create_integration(&ctx, env.id, "mock", "mock-oauth", "read,write").await;
+    create_integration(&ctx, env.id, "mock-basic", "mock-oauth-basic", "").await;
+    create_integration(&ctx, env.id, "svc", "mock-cc", "jobs:read").await;
+    create_integration(&ctx, env.id, "svc-broken", "mock-cc-broken", "").await;
+    create_integration(&ctx, env.id, "shop", "shopify", "").await;
     let hooks = WebhookSink::start().await;
     environments::set_webhook_url(&ctx.db, &ctx.cipher, env.id, Some(&hooks.url))
         .await

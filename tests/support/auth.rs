@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::post;
 use lasso_shared::Context;
+use lasso_shared::integrations::{self, AppCredentials, NewIntegration};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -147,6 +148,34 @@ pub fn providers_file(yaml: &str) -> PathBuf {
     let path = crate::temp_dir("lasso-providers").join("providers.yaml");
     std::fs::write(&path, yaml).expect("write providers file");
     path
+}
+
+/// Creates integration `key` of `provider` with OAuth app `{key}-client` / `{key}-secret`.
+pub async fn create_integration(
+    ctx: &Context,
+    environment_id: i64,
+    key: &str,
+    provider: &str,
+    scopes: &str,
+) {
+    integrations::create(
+        &ctx.db,
+        &ctx.cipher,
+        environment_id,
+        NewIntegration {
+            unique_key: key.into(),
+            provider: provider.into(),
+            credentials: AppCredentials {
+                client_id: Some(format!("{key}-client")),
+                client_secret: Some(format!("{key}-secret")),
+                scopes: Some(scopes.into()),
+                webhook_secret: None,
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("create integration");
 }
 
 /// A client that does not follow redirects, so a test can walk an OAuth flow step by step as a
