@@ -783,3 +783,124 @@ async fn an_environment_cannot_reach_another() {
         .unwrap();
     assert_eq!(oauth_sessions, 0);
 }
+
+#[tokio::test]
+async fn long_expired_sessions_are_purged_by_the_scheduler() {
+    let s = setup().await;
+    let old = s.new_session(json!({"end_user": {"id": "old"}})).await;
+    let recent = s.new_session(json!({"end_user": {"id": "recent"}})).await;
+    let live = s.new_session(json!({"end_user": {"id": "live"}})).await;
+    for (token, ago) in [(&old, "2 hours"), (&recent, "1 minute")] {
+        sqlx::query(
+            "UPDATE connect_sessions SET expires_at = now() - $2::interval WHERE token_hash = $1",
+        )
+        .bind(token_digest(token))
+        .bind(ago)
+        .execute(&s.ctx.db)
+        .await
+        .unwrap();
+    }
+    let res = browser()
+        .get(format!("{}/oauth/connect/mock", s.base))
+        .bearer_auth(&s.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    sqlx::query("UPDATE oauth_sessions SET expires_at = now() - interval '2 hours'")
+        .execute(&s.ctx.db)
+        .await
+        .unwrap();
+    lasso_shared::scheduler::tick(&s.ctx).await.unwrap();
+    let oauth_sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM oauth_sessions")
+        .fetch_one(&s.ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(oauth_sessions, 0);
+    let left: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM connect_sessions")
+        .fetch_all(&s.ctx.db)
+        .await
+        .unwrap();
+    assert!(!left.contains(&token_digest(&old)));
+    assert!(left.contains(&token_digest(&recent)) && left.contains(&token_digest(&live)));
+}
+
+/// Runs `script` (an ES module body) with Nango's Node client imported as `Nango`, against the
+/// api at `host` with `key`; returns what it prints, as JSON.
+async fn with_nango_client(host: &str, key: &str, script: &str) -> Value {
+    let module = std::env::var_os("LASSO_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/lasso")
+        })
+        .join("node/node_modules/@nangohq/node/dist/index.js");
+    assert!(
+        module.is_file(),
+        "{} missing; run `scripts/bootstrap --with-node`",
+        module.display()
+    );
+    let program = format!(
+        "const {{ Nango }} = await import(process.env.NANGO_MODULE);\n\
+         const nango = new Nango({{ secretKey: process.env.LASSO_KEY, host: process.env.LASSO_HOST }});\n\
+         {script}"
+    );
+    let out = tokio::process::Command::new("node")
+        .args(["--input-type=module", "-e", &program])
+        .env("NANGO_MODULE", &module)
+        .env("LASSO_HOST", host)
+        .env("LASSO_KEY", key)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn nangos_node_client_creates_sessions() {
+    let s = setup().await;
+    let (status, _) = s
+        .post(
+            "/api-auth/api-key/keys?connection_id=acct-1",
+            As::Key(&s.key),
+            json!({"apiKey": "k"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let out = with_nango_client(
+        &s.base,
+        &s.key,
+        "const session = await nango.createConnectSession({
+             end_user: { id: 'node-user', email: 'node@example.com' },
+             allowed_integrations: ['keys'],
+         });
+         const reconnect = await nango.createReconnectSession({ connection_id: 'acct-1', integration_id: 'keys' });
+         console.log(JSON.stringify({ session, reconnect }));",
+    )
+    .await;
+    let token = out["session"]["data"]["token"].as_str().unwrap();
+    let (status, session) = s
+        .call(
+            reqwest::Method::GET,
+            "/connect/session",
+            As::Session(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(session["data"]["endUser"]["id"], "node-user");
+    let token = out["reconnect"]["data"]["token"].as_str().unwrap();
+    let (status, body) = s
+        .post(
+            "/api-auth/api-key/keys",
+            As::Session(token),
+            json!({"apiKey": "k2"}),
+        )
+        .await;
+    assert_eq!((status, &body["connectionId"]), (200, &json!("acct-1")));
+}
