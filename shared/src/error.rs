@@ -14,6 +14,10 @@ pub enum Error {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A well-formed request that cannot be done as asked (wrong auth mode for the endpoint, an
+    /// integration a connect session does not allow, ...). `code` is the API error code.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
     /// The external provider refused or failed a request we made for the user (token exchange,
     /// refresh). `code` is the API error code.
     #[error("{message}")]

@@ -2,7 +2,9 @@
 //! Handlers stay thin; the logic lives here, in plain types.
 
 pub mod adapters;
+pub mod auth_flows;
 pub mod config;
+pub mod connect_sessions;
 pub mod connections;
 pub mod context;
 pub mod crypto;

@@ -1,5 +1,5 @@
 //! One scheduler tick: expire tasks whose timeouts passed, hand ready work to the dispatcher,
-//! and retry webhook deliveries that are due.
+//! retry webhook deliveries that are due, and delete expired auth sessions.
 
 use crate::Result;
 use crate::context::Context;
@@ -24,6 +24,7 @@ pub async fn tick(ctx: &Context) -> Result<TickReport> {
     }
     let dispatched = dispatcher::dispatch_all(ctx).await?;
     let webhooks = webhooks::deliver_due(ctx, WEBHOOK_BATCH).await?;
+    crate::auth_flows::purge_expired_sessions(ctx).await?;
     Ok(TickReport {
         expired: expired.len(),
         dispatched,

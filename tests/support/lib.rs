@@ -10,6 +10,8 @@ use lasso_shared::{Context, db};
 use secrecy::SecretString;
 use sqlx::PgPool;
 
+pub mod auth;
+
 const HOW_TO_START: &str = "start the test services first: `make test` does it, or `eval \"$(scripts/services start && scripts/services env)\"`";
 
 fn required_env(name: &str) -> String {

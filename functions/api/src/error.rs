@@ -73,6 +73,9 @@ impl IntoResponse for ApiError {
                 Error::Conflict(m) => (StatusCode::CONFLICT, body("conflict", m, None)),
                 Error::Unauthorized(m) => (StatusCode::UNAUTHORIZED, body("unauthorized", m, None)),
                 Error::Forbidden(m) => (StatusCode::FORBIDDEN, body("forbidden", m, None)),
+                Error::BadRequest { code, message } => {
+                    (StatusCode::BAD_REQUEST, body(code, message, None))
+                }
                 _ => {
                     // Our own fault: log the detail, answer without it (no SQL, no internals).
                     tracing::error!(error = %e, "request failed");

@@ -1,3 +1,5 @@
+mod auth_flows;
+mod connect;
 mod connections;
 mod environment;
 mod health;
@@ -19,6 +21,8 @@ pub fn router() -> Router<Context> {
         .merge(integrations::router())
         .merge(connections::router())
         .merge(records::router())
+        .merge(connect::router())
+        .merge(auth_flows::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {

@@ -1,0 +1,376 @@
+//! The auth endpoints Nango's frontend SDK calls: `GET /oauth/connect/:providerConfigKey` (a
+//! redirect to the provider), `GET /oauth/callback` (an HTML page for the popup window),
+//! `POST /oauth2/auth/:providerConfigKey` (client credentials), `POST
+//! /api-auth/api-key/:providerConfigKey` and `POST /api-auth/basic/:providerConfigKey`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::header::{
+    ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY,
+};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lasso_shared::Context;
+use lasso_shared::auth_flows::{Outcome, Request, direct, oauth2};
+use lasso_shared::crypto::random_token;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::auth::AuthCaller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Query};
+
+pub fn router() -> Router<Context> {
+    Router::new()
+        .route("/oauth/connect/{provider_config_key}", get(oauth_connect))
+        .route("/oauth/callback", get(oauth_callback))
+        .route(
+            "/oauth2/auth/{provider_config_key}",
+            post(client_credentials),
+        )
+        .route("/api-auth/api-key/{provider_config_key}", post(api_key))
+        .route("/api-auth/basic/{provider_config_key}", post(basic))
+}
+
+/// The query string of an auth endpoint, as Nango's frontend SDK writes it.
+struct AuthQuery {
+    request: Request,
+    user_scope: Option<String>,
+    authorization_params: BTreeMap<String, String>,
+}
+
+fn bracketed<'a>(key: &'a str, name: &str) -> Option<&'a str> {
+    key.strip_prefix(name)?
+        .strip_prefix('[')?
+        .strip_suffix(']')
+        .filter(|k| !k.is_empty())
+}
+
+/// Reads `connection_id`, `params[...]` and, for OAuth (`oauth`), `user_scope` and
+/// `authorization_params[...]`. The credential parameters were read by [`AuthCaller`];
+/// `ws_client_id` names the SDK's websocket, which Lasso does not use (the callback page
+/// messages the opener window instead).
+fn auth_query(
+    provider_config_key: String,
+    pairs: Vec<(String, String)>,
+    oauth: bool,
+) -> ApiResult<AuthQuery> {
+    let mut out = AuthQuery {
+        request: Request {
+            provider_config_key,
+            connection_id: None,
+            params: Map::new(),
+        },
+        user_scope: None,
+        authorization_params: BTreeMap::new(),
+    };
+    for (key, value) in pairs {
+        match key.as_str() {
+            "connection_id" => out.request.connection_id = Some(value),
+            "connect_session_token" | "public_key" | "ws_client_id" => {}
+            "user_scope" if oauth => out.user_scope = Some(value),
+            other => {
+                if let Some(name) = bracketed(other, "params") {
+                    out.request
+                        .params
+                        .insert(name.to_string(), Value::String(value));
+                } else if let Some(name) =
+                    bracketed(other, "authorization_params").filter(|_| oauth)
+                {
+                    out.authorization_params.insert(name.to_string(), value);
+                } else {
+                    return Err(ApiError::invalid(
+                        other,
+                        "unknown query parameter for this endpoint",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn outcome_json(outcome: &Outcome) -> Json<Value> {
+    Json(json!({
+        "providerConfigKey": outcome.provider_config_key,
+        "connectionId": outcome.connection_id,
+    }))
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+async fn oauth_connect(
+    State(ctx): State<Context>,
+    Path(provider_config_key): Path<String>,
+    headers: HeaderMap,
+    caller: Result<AuthCaller, ApiError>,
+    query: Result<Query<Vec<(String, String)>>, ApiError>,
+) -> Response {
+    let started = async {
+        let AuthCaller(caller) = caller?;
+        let Query(pairs) = query?;
+        let q = auth_query(provider_config_key, pairs, true)?;
+        let url = oauth2::authorize(
+            &ctx,
+            &caller,
+            oauth2::Authorize {
+                request: q.request,
+                user_scope: q.user_scope,
+                authorization_params: q.authorization_params,
+            },
+        )
+        .await?;
+        Ok::<_, ApiError>(url)
+    }
+    .await;
+    match started {
+        Ok(url) => (StatusCode::FOUND, [(LOCATION, url)]).into_response(),
+        // A browser opened this URL in a popup: tell it (and the opener) on a page.
+        Err(e) if wants_html(&headers) => error_page(e).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn oauth_callback(
+    State(ctx): State<Context>,
+    query: Result<Query<Vec<(String, String)>>, ApiError>,
+) -> Response {
+    let finished = async {
+        let Query(pairs) = query?;
+        let query: BTreeMap<String, String> = pairs.into_iter().collect();
+        Ok::<_, ApiError>(oauth2::callback(&ctx, &query).await?)
+    }
+    .await;
+    match finished {
+        Ok(outcome) => auth_page(
+            StatusCode::OK,
+            "Connection successful",
+            &format!(
+                "Connection `{}` of integration `{}` is ready. You can close this window.",
+                outcome.connection_id, outcome.provider_config_key
+            ),
+            json!({
+                "type": "nango_oauth_callback_success",
+                "payload": {
+                    "providerConfigKey": outcome.provider_config_key,
+                    "connectionId": outcome.connection_id,
+                },
+            }),
+        ),
+        Err(e) => error_page(e).await,
+    }
+}
+
+/// The error page for `e`, with the status, code and message the JSON answer would have.
+async fn error_page(e: ApiError) -> Response {
+    let response = e.into_response();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let text = |key: &str| body["error"][key].as_str().unwrap_or_default().to_string();
+    let (code, message) = (text("code"), text("message"));
+    auth_page(
+        status,
+        "Connection failed",
+        &message,
+        json!({
+            "type": "nango_oauth_callback_error",
+            "payload": {"message": message, "errorType": code},
+        }),
+    )
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// JSON that is safe inside a `<script>` element.
+fn script_json(value: &Value) -> String {
+    value
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
+/// The page the OAuth popup ends on. Like Nango's, it posts `message` to the window that opened
+/// it (and on the `nango-oauth-callback` broadcast channel), so a frontend learns the outcome
+/// without a websocket, and closes itself after a success.
+fn auth_page(status: StatusCode, title: &str, text: &str, message: Value) -> Response {
+    let nonce = random_token("");
+    let html = format!(
+        r#"<!doctype html>
+<html>
+  <head>
+    <meta charset="utf-8">
+    <title>{title}</title>
+  </head>
+  <body style="font-family: sans-serif; max-width: 36em; margin: 4em auto; padding: 0 1em;">
+    <h1>{title}</h1>
+    <p>{text}</p>
+    <script nonce="{nonce}">
+      (function () {{
+        var message = {message};
+        try {{ if (window.opener) {{ window.opener.postMessage(message, '*'); }} }} catch (e) {{}}
+        try {{
+          if (typeof BroadcastChannel !== 'undefined') {{
+            var channel = new BroadcastChannel('nango-oauth-callback');
+            channel.postMessage(message);
+            channel.close();
+          }}
+        }} catch (e) {{}}
+        if (message.type === 'nango_oauth_callback_success') {{
+          setTimeout(function () {{ window.close(); }}, 500);
+        }}
+      }})();
+    </script>
+  </body>
+</html>
+"#,
+        title = escape_html(title),
+        text = escape_html(text),
+        message = script_json(&message),
+    );
+    (
+        status,
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
+            (CACHE_CONTROL, "no-store".to_string()),
+            // The callback URL carries the authorization code: send it nowhere.
+            (REFERRER_POLICY, "no-referrer".to_string()),
+            (
+                CONTENT_SECURITY_POLICY,
+                format!("default-src 'none'; script-src 'nonce-{nonce}'"),
+            ),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientCredentialsBody {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+async fn client_credentials(
+    State(ctx): State<Context>,
+    Path(provider_config_key): Path<String>,
+    AuthCaller(caller): AuthCaller,
+    Query(pairs): Query<Vec<(String, String)>>,
+    Body(body): Body<ClientCredentialsBody>,
+) -> ApiResult<Json<Value>> {
+    let q = auth_query(provider_config_key, pairs, false)?;
+    let outcome = direct::client_credentials(
+        &ctx,
+        &caller,
+        &q.request,
+        direct::ClientCredentials {
+            client_id: body.client_id,
+            client_secret: body.client_secret,
+        },
+    )
+    .await?;
+    Ok(outcome_json(&outcome))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyBody {
+    #[serde(rename = "apiKey")]
+    api_key: String,
+}
+
+async fn api_key(
+    State(ctx): State<Context>,
+    Path(provider_config_key): Path<String>,
+    AuthCaller(caller): AuthCaller,
+    Query(pairs): Query<Vec<(String, String)>>,
+    Body(body): Body<ApiKeyBody>,
+) -> ApiResult<Json<Value>> {
+    let q = auth_query(provider_config_key, pairs, false)?;
+    let outcome = direct::api_key(&ctx, &caller, &q.request, &body.api_key).await?;
+    Ok(outcome_json(&outcome))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BasicBody {
+    username: String,
+    password: String,
+}
+
+async fn basic(
+    State(ctx): State<Context>,
+    Path(provider_config_key): Path<String>,
+    AuthCaller(caller): AuthCaller,
+    Query(pairs): Query<Vec<(String, String)>>,
+    Body(body): Body<BasicBody>,
+) -> ApiResult<Json<Value>> {
+    let q = auth_query(provider_config_key, pairs, false)?;
+    let outcome = direct::basic(&ctx, &caller, &q.request, &body.username, &body.password).await?;
+    Ok(outcome_json(&outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_reads_nangos_bracketed_params() {
+        let pairs = [
+            ("connection_id", "c1"),
+            ("params[subdomain]", "acme"),
+            ("authorization_params[prompt]", "consent"),
+            ("user_scope", "chat:write"),
+            ("ws_client_id", "ws"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .to_vec();
+        let q = auth_query("gh".into(), pairs.clone(), true).unwrap();
+        assert_eq!(q.request.connection_id.as_deref(), Some("c1"));
+        assert_eq!(q.request.params["subdomain"], "acme");
+        assert_eq!(q.authorization_params["prompt"], "consent");
+        assert_eq!(q.user_scope.as_deref(), Some("chat:write"));
+
+        // OAuth-only parameters are refused elsewhere, naming the parameter.
+        let err = auth_query("gh".into(), pairs, false).err().unwrap();
+        assert!(
+            err.to_string().contains("authorization_params[prompt]"),
+            "{err}"
+        );
+        let err = auth_query("gh".into(), vec![("params[]".into(), "x".into())], false)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("params[]"), "{err}");
+    }
+
+    #[test]
+    fn page_text_and_script_data_are_escaped() {
+        assert_eq!(
+            escape_html("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        let s = script_json(&json!({"m": "</script><b>&\u{2028}"}));
+        assert!(!s.contains("</script>") && !s.contains('<') && !s.contains('&'));
+        assert!(s.contains("\\u2028"));
+    }
+}

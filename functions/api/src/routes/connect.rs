@@ -1,0 +1,178 @@
+//! Connect sessions: `POST /connect/sessions` and `POST /connect/sessions/reconnect` (secret
+//! key), `GET|DELETE /connect/session` (the session's own token).
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lasso_shared::Context;
+use lasso_shared::connect_sessions::{
+    self, ConnectSession, IntegrationDefaults, NewReconnectSession, NewSession,
+};
+use lasso_shared::connections::{EndUser, Organization};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::auth::{Env, SessionToken};
+use crate::error::ApiResult;
+use crate::extract::Body;
+
+pub fn router() -> Router<Context> {
+    Router::new()
+        .route("/connect/sessions", post(create))
+        .route("/connect/sessions/reconnect", post(reconnect))
+        .route("/connect/session", get(get_one).delete(delete_one))
+}
+
+/// Nango's `EndUserInput`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndUserBody {
+    id: String,
+    email: Option<String>,
+    display_name: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+impl From<EndUserBody> for EndUser {
+    fn from(b: EndUserBody) -> Self {
+        EndUser {
+            id: b.id,
+            email: b.email,
+            display_name: b.display_name,
+            tags: b.tags.map(|t| {
+                t.into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect::<Map<_, _>>()
+            }),
+            organization: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrganizationBody {
+    id: String,
+    display_name: Option<String>,
+}
+
+impl From<OrganizationBody> for Organization {
+    fn from(b: OrganizationBody) -> Self {
+        Organization {
+            id: b.id,
+            display_name: b.display_name,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionBody {
+    end_user: Option<EndUserBody>,
+    organization: Option<OrganizationBody>,
+    allowed_integrations: Option<Vec<String>>,
+    integrations_config_defaults: Option<BTreeMap<String, IntegrationDefaults>>,
+    tags: Option<BTreeMap<String, String>>,
+    webhook_url_override: Option<String>,
+}
+
+fn token_json(token: &str, session: &ConnectSession) -> Json<Value> {
+    Json(json!({"data": {"token": token, "expires_at": session.expires_at}}))
+}
+
+async fn create(
+    State(ctx): State<Context>,
+    Env(env): Env,
+    Body(body): Body<SessionBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (token, session) = connect_sessions::create(
+        &ctx.db,
+        env.id,
+        NewSession {
+            end_user: body.end_user.map(Into::into),
+            organization: body.organization.map(Into::into),
+            allowed_integrations: body.allowed_integrations,
+            integrations_config_defaults: body.integrations_config_defaults,
+            tags: body.tags,
+            webhook_url_override: body.webhook_url_override,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, token_json(&token, &session)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReconnectBody {
+    connection_id: String,
+    integration_id: String,
+    end_user: Option<EndUserBody>,
+    organization: Option<OrganizationBody>,
+    integrations_config_defaults: Option<BTreeMap<String, IntegrationDefaults>>,
+    tags: Option<BTreeMap<String, String>>,
+    webhook_url_override: Option<String>,
+}
+
+async fn reconnect(
+    State(ctx): State<Context>,
+    Env(env): Env,
+    Body(body): Body<ReconnectBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (token, session) = connect_sessions::create_reconnect(
+        &ctx.db,
+        env.id,
+        NewReconnectSession {
+            connection_id: body.connection_id,
+            integration_id: body.integration_id,
+            end_user: body.end_user.map(Into::into),
+            organization: body.organization.map(Into::into),
+            integrations_config_defaults: body.integrations_config_defaults,
+            tags: body.tags,
+            webhook_url_override: body.webhook_url_override,
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, token_json(&token, &session)))
+}
+
+/// Nango's `ConnectSessionOutput`, without the Connect UI settings.
+async fn get_one(SessionToken(session): SessionToken) -> Json<Value> {
+    let end_user = session.end_user.as_ref().map(|u| {
+        json!({
+            "id": u.id,
+            "email": u.email,
+            "display_name": u.display_name,
+            "tags": u.tags,
+            "organization": u.organization.as_ref().map(|o| json!({"id": o.id, "display_name": o.display_name})),
+        })
+    });
+    let mut data = json!({
+        "endUser": end_user,
+        "tags": session.tags,
+        "expires_at": session.expires_at,
+    });
+    if let Some(allowed) = &session.allowed_integrations {
+        data["allowed_integrations"] = json!(allowed);
+    }
+    if !session.integrations_config_defaults.is_empty() {
+        data["integrations_config_defaults"] = json!(session.integrations_config_defaults);
+    }
+    if let Some(url) = &session.webhook_url_override {
+        data["webhook_url_override"] = json!(url);
+    }
+    if session.reconnect.is_some() {
+        data["isReconnecting"] = json!(true);
+    }
+    Json(json!({ "data": data }))
+}
+
+async fn delete_one(
+    State(ctx): State<Context>,
+    SessionToken(session): SessionToken,
+) -> ApiResult<StatusCode> {
+    connect_sessions::delete(&ctx.db, session.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

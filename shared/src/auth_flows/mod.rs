@@ -1,0 +1,488 @@
+//! Creating connections through the auth flows Nango's frontend SDK drives: OAuth 2
+//! authorization code ([`oauth2`]); OAuth 2 client credentials, API key and basic auth
+//! ([`direct`]). A flow is started by a backend with its secret key or by a frontend with a
+//! connect session token ([`Caller`]); [`resolve`] decides, the same way for every flow, which
+//! integration and connection id a request may touch and what the new connection gets from the
+//! session (end user, tags, webhook URL override, connection config defaults).
+
+pub mod direct;
+pub mod oauth2;
+mod verify;
+
+use serde_json::{Map, Value, json};
+
+use crate::connect_sessions::{ConnectSession, IntegrationDefaults};
+use crate::connections::{self, Credentials, EndUser, NewConnection};
+use crate::context::Context;
+use crate::environments::Environment;
+use crate::integrations::{self, Integration};
+use crate::providers::{AuthMode, Provider};
+use crate::{Error, Result, webhooks};
+
+/// Who starts an auth flow.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A backend, with the environment's secret key: it names the connection id.
+    SecretKey(Environment),
+    /// A frontend, with a connect session token: the session names the end user, limits the
+    /// integrations and chooses the connection id.
+    ConnectSession(Box<ConnectSession>),
+}
+
+impl Caller {
+    pub fn environment(&self) -> &Environment {
+        match self {
+            Caller::SecretKey(env) => env,
+            Caller::ConnectSession(s) => &s.environment,
+        }
+    }
+
+    fn session(&self) -> Option<&ConnectSession> {
+        match self {
+            Caller::SecretKey(_) => None,
+            Caller::ConnectSession(s) => Some(s),
+        }
+    }
+}
+
+/// What every auth request names, from its path and query string.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub provider_config_key: String,
+    /// `connection_id`: chosen by a secret-key caller (a new UUID when absent); a connect
+    /// session chooses it itself and refuses one from the request.
+    pub connection_id: Option<String>,
+    /// `params[...]`: the connection config.
+    pub params: Map<String, Value>,
+}
+
+/// Whether an auth flow created a connection or replaced the credentials of an existing one
+/// (Nango's `AuthOperationType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Creation,
+    Override,
+    /// A token refresh (for the refresh path's failure webhooks).
+    Refresh,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Creation => "creation",
+            Operation::Override => "override",
+            Operation::Refresh => "refresh",
+        }
+    }
+}
+
+/// A connection an auth flow stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub provider_config_key: String,
+    pub connection_id: String,
+    pub operation: Operation,
+}
+
+/// The integration, provider and connection id a request resolved to, with what the connection
+/// gets.
+struct Target<'c> {
+    integration: Integration,
+    provider: &'c Provider,
+    connection_id: String,
+    connection_config: Map<String, Value>,
+    /// The connect session's defaults for this integration.
+    defaults: IntegrationDefaults,
+    end_user: Option<EndUser>,
+    tags: Map<String, Value>,
+    webhook_url_override: Option<String>,
+    connect_session_id: Option<i64>,
+}
+
+/// Resolves `request` for a flow that creates `mode` connections: the integration must exist in
+/// the caller's environment and use `mode`, and a connect session must allow it.
+async fn resolve<'c>(
+    ctx: &'c Context,
+    caller: &Caller,
+    request: &Request,
+    mode: AuthMode,
+) -> Result<Target<'c>> {
+    let session = caller.session();
+    if let Some(session) = session {
+        if request.connection_id.is_some() {
+            return Err(Error::invalid(
+                "connection_id",
+                "is chosen by the connect session; leave it out",
+            ));
+        }
+        // Before the lookup, so a session cannot probe which integrations exist.
+        session.check_allowed(&request.provider_config_key)?;
+    }
+    let integration = integrations::get(
+        &ctx.db,
+        caller.environment().id,
+        &request.provider_config_key,
+    )
+    .await?;
+    let provider = ctx
+        .providers
+        .get(&integration.provider)
+        .ok_or_else(|| Error::unknown_provider(&integration.provider))?;
+    if provider.auth_mode != mode {
+        return Err(Error::BadRequest {
+            code: "invalid_auth_mode",
+            message: format!(
+                "integration `{}` uses provider `{}`, whose auth mode is {}; this endpoint creates {} connections",
+                integration.unique_key, integration.provider, provider.auth_mode, mode
+            ),
+        });
+    }
+    let mut connection_config = request.params.clone();
+    if session.is_some() {
+        // Automated fields feed the proxy's base URL (instance_url, api_domain, ...): an end
+        // user must not be able to point them elsewhere.
+        if let Some((name, _)) = provider
+            .connection_config
+            .iter()
+            .find(|(name, f)| f.automated && connection_config.contains_key(*name))
+        {
+            return Err(Error::invalid(
+                format!("params[{name}]"),
+                "is filled in by the provider; leave it out",
+            ));
+        }
+    }
+    let Some(session) = session else {
+        let connection_id = match &request.connection_id {
+            Some(id) => {
+                connections::check_connection_id(id)?;
+                id.clone()
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        return Ok(Target {
+            integration,
+            provider,
+            connection_id,
+            connection_config,
+            defaults: IntegrationDefaults::default(),
+            end_user: None,
+            tags: Map::new(),
+            webhook_url_override: None,
+            connect_session_id: None,
+        });
+    };
+    let connection_id = match &session.reconnect {
+        Some(target) => target.connection_id.clone(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let defaults = session.defaults_for(&integration.unique_key);
+    if let Some(config) = &defaults.connection_config {
+        connection_config.extend(config.clone());
+    }
+    Ok(Target {
+        integration,
+        provider,
+        connection_id,
+        connection_config,
+        defaults,
+        end_user: session.end_user.clone(),
+        tags: session.tags.clone(),
+        webhook_url_override: session.webhook_url_override.clone(),
+        connect_session_id: Some(session.id),
+    })
+}
+
+/// Checks `config` against the provider's `connection_config` fields: required ones present,
+/// enumerations and patterns respected; missing ones with a default get it. Automated fields
+/// are the provider's to fill (from the token response or the callback), so none is required.
+fn check_connection_config(provider: &Provider, config: &mut Map<String, Value>) -> Result<()> {
+    for (name, field) in &provider.connection_config {
+        if field.automated {
+            continue;
+        }
+        let param = || format!("params[{name}]");
+        let value = match config.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                if let Some(default) = &field.default_value {
+                    config.insert(name.clone(), Value::String(default.clone()));
+                } else if !field.optional {
+                    return Err(Error::invalid(
+                        param(),
+                        format!(
+                            "is required by this provider ({})",
+                            field.title.as_deref().unwrap_or(name)
+                        ),
+                    ));
+                }
+                continue;
+            }
+            Some(other) => other.to_string(),
+        };
+        if !field.allowed.is_empty() && !field.allowed.contains(&value) {
+            return Err(Error::invalid(
+                param(),
+                format!("must be one of {}", field.allowed.join(", ")),
+            ));
+        }
+        // Catalog patterns are JavaScript regular expressions; the few regex-lite cannot
+        // compile (look-arounds) are left to the provider to enforce.
+        if let Some(pattern) = &field.pattern
+            && let Ok(re) = regex_lite::Regex::new(pattern)
+            && !re.is_match(&value)
+        {
+            return Err(Error::invalid(
+                param(),
+                format!("does not match the expected format `{pattern}`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The scopes to ask for, joined with the provider's separator: `override_scopes`
+/// (comma-separated, Nango's `oauth_scopes_override`) when given, else the integration's, else
+/// the provider's defaults.
+fn scopes(target: &Target<'_>, override_scopes: Option<&str>) -> String {
+    let list: Vec<String> = match override_scopes {
+        Some(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => {
+            let own = target.integration.scope_list();
+            if own.is_empty() {
+                target.provider.default_scopes.clone()
+            } else {
+                own
+            }
+        }
+    };
+    target.provider.join_scopes(&list)
+}
+
+/// Stores the connection a flow authorized and sends the auth webhook.
+async fn store(
+    ctx: &Context,
+    environment: &Environment,
+    target: Target<'_>,
+    credentials: Credentials,
+) -> Result<Outcome> {
+    let (connection, created) = connections::upsert(
+        &ctx.db,
+        &ctx.cipher,
+        &target.integration,
+        NewConnection {
+            connection_id: target.connection_id,
+            credentials,
+            connection_config: target.connection_config,
+            metadata: None,
+            end_user: target.end_user,
+            tags: target.tags,
+            webhook_url_override: target.webhook_url_override,
+        },
+    )
+    .await?;
+    let operation = if created {
+        Operation::Creation
+    } else {
+        Operation::Override
+    };
+    emit_auth_webhook(
+        ctx,
+        &AuthEvent {
+            environment,
+            provider_config_key: &connection.provider_config_key,
+            provider: &connection.provider,
+            auth_mode: target.provider.auth_mode.as_str(),
+            connection_id: &connection.connection_id,
+            operation,
+            end_user: connection.end_user.as_ref(),
+            tags: &connection.tags,
+            webhook_url_override: connection.webhook_url_override.as_deref(),
+            failure: None,
+        },
+    )
+    .await;
+    tracing::info!(
+        integration = %connection.provider_config_key,
+        connection = %connection.connection_id,
+        operation = operation.as_str(),
+        "connection authorized"
+    );
+    Ok(Outcome {
+        provider_config_key: connection.provider_config_key,
+        connection_id: connection.connection_id,
+        operation,
+    })
+}
+
+/// Why an auth attempt failed, as the webhook reports it (Nango's `ErrorPayload`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    /// e.g. `invalid_callback`, `token_exchange_failed`, `refresh_token_external_error`.
+    pub kind: &'static str,
+    pub description: String,
+}
+
+/// An auth event for the environment's webhook (Nango's `NangoAuthWebhookBody`).
+#[derive(Debug, Clone)]
+pub struct AuthEvent<'a> {
+    pub environment: &'a Environment,
+    pub provider_config_key: &'a str,
+    pub provider: &'a str,
+    pub auth_mode: &'a str,
+    pub connection_id: &'a str,
+    pub operation: Operation,
+    pub end_user: Option<&'a EndUser>,
+    pub tags: &'a Map<String, Value>,
+    /// Where to send it instead of the environment's webhook URL.
+    pub webhook_url_override: Option<&'a str>,
+    /// `None` for a success.
+    pub failure: Option<AuthFailure>,
+}
+
+/// The webhook body Nango's clients expect for `event`.
+pub fn auth_webhook_body(event: &AuthEvent<'_>) -> Value {
+    let mut body = json!({
+        // Nango's receivers tell its own webhooks from forwarded ones by this field.
+        "from": "nango",
+        "type": "auth",
+        "connectionId": event.connection_id,
+        "providerConfigKey": event.provider_config_key,
+        "authMode": event.auth_mode,
+        "provider": event.provider,
+        "environment": event.environment.name,
+        "operation": event.operation.as_str(),
+        "success": event.failure.is_none(),
+    });
+    if !event.tags.is_empty() {
+        body["tags"] = Value::Object(event.tags.clone());
+    }
+    if let Some(user) = event.end_user {
+        let mut end_user = json!({
+            "endUserId": user.id,
+            "endUserEmail": user.email,
+            "tags": user.tags.clone().unwrap_or_default(),
+        });
+        if let Some(org) = &user.organization {
+            end_user["organizationId"] = Value::String(org.id.clone());
+        }
+        body["endUser"] = end_user;
+    }
+    if let Some(failure) = &event.failure {
+        body["error"] = json!({"type": failure.kind, "description": failure.description});
+    }
+    body
+}
+
+/// Sends the auth webhook through the outbox ([`webhooks::emit`]). A failure to queue it is
+/// logged, not returned: the connection is stored by then, and the caller's answer must say so.
+pub async fn emit_auth_webhook(ctx: &Context, event: &AuthEvent<'_>) {
+    if let Err(e) = webhooks::emit(
+        ctx,
+        event.environment.id,
+        event.webhook_url_override,
+        &auth_webhook_body(event),
+    )
+    .await
+    {
+        tracing::error!(error = %e, connection = %event.connection_id, "could not queue the auth webhook");
+    }
+}
+
+/// Deletes OAuth and connect sessions that expired more than an hour ago: none of them can be
+/// used any more. Run by the scheduler.
+pub async fn purge_expired_sessions(ctx: &Context) -> Result<u64> {
+    let grace = chrono::Duration::hours(1);
+    Ok(oauth2::purge_expired(&ctx.db, grace).await?
+        + crate::connect_sessions::purge_expired(&ctx.db, grace).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Catalog;
+
+    fn provider(yaml: &str) -> Provider {
+        Catalog::from_yaml("test", yaml)
+            .unwrap()
+            .get("p")
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn connection_config_is_checked_against_the_catalog() {
+        let p = provider(
+            "p:\n  display_name: P\n  auth_mode: API_KEY\n  connection_config:\n    subdomain:\n      type: string\n      pattern: ^[a-z]+$\n    region:\n      type: string\n      enum: [eu, us]\n      default_value: us\n    instance_url:\n      type: string\n      automated: true\n",
+        );
+        let mut config = Map::new();
+        let e = check_connection_config(&p, &mut config).unwrap_err();
+        assert!(
+            matches!(e, Error::Invalid { ref field, .. } if field == "params[subdomain]"),
+            "{e}"
+        );
+
+        config.insert("subdomain".into(), json!("Bad!"));
+        let e = check_connection_config(&p, &mut config).unwrap_err();
+        assert!(e.to_string().contains("expected format"), "{e}");
+
+        config.insert("subdomain".into(), json!("acme"));
+        check_connection_config(&p, &mut config).unwrap();
+        assert_eq!(config["region"], "us");
+
+        config.insert("region".into(), json!("apac"));
+        let e = check_connection_config(&p, &mut config).unwrap_err();
+        assert!(matches!(e, Error::Invalid { ref field, .. } if field == "params[region]"));
+    }
+
+    #[test]
+    fn auth_webhook_has_nangos_shape() {
+        let env = Environment {
+            id: 1,
+            uuid: uuid::Uuid::nil(),
+            name: "prod".into(),
+        };
+        let user: EndUser = serde_json::from_value(
+            json!({"id": "u1", "email": "u@x.io", "organization": {"id": "o1"}}),
+        )
+        .unwrap();
+        let tags = Map::new();
+        let mut event = AuthEvent {
+            environment: &env,
+            provider_config_key: "gh",
+            provider: "github",
+            auth_mode: "OAUTH2",
+            connection_id: "c1",
+            operation: Operation::Creation,
+            end_user: Some(&user),
+            tags: &tags,
+            webhook_url_override: None,
+            failure: None,
+        };
+        assert_eq!(
+            auth_webhook_body(&event),
+            json!({"from": "nango", "type": "auth", "connectionId": "c1", "providerConfigKey": "gh",
+                   "authMode": "OAUTH2", "provider": "github", "environment": "prod",
+                   "operation": "creation", "success": true,
+                   "endUser": {"endUserId": "u1", "endUserEmail": "u@x.io", "organizationId": "o1",
+                               "tags": {}}})
+        );
+        event.failure = Some(AuthFailure {
+            kind: "invalid_callback",
+            description: "denied".into(),
+        });
+        event.end_user = None;
+        let body = auth_webhook_body(&event);
+        assert_eq!(body["success"], false);
+        assert_eq!(
+            body["error"],
+            json!({"type": "invalid_callback", "description": "denied"})
+        );
+        assert!(body.get("endUser").is_none());
+    }
+}
