@@ -14,6 +14,7 @@ pub mod integrations;
 pub mod logs;
 pub mod oauth;
 pub mod providers;
+pub mod proxy;
 pub mod queue;
 pub mod runner;
 pub mod sandbox;
