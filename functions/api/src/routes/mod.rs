@@ -3,6 +3,7 @@ mod environment;
 mod health;
 mod integrations;
 mod providers;
+mod proxy;
 
 use axum::Router;
 use axum::http::{StatusCode, Uri};
@@ -17,6 +18,7 @@ pub fn router() -> Router<Context> {
         .merge(providers::router())
         .merge(integrations::router())
         .merge(connections::router())
+        .merge(proxy::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
