@@ -26,6 +26,8 @@ pub struct Context {
     pub providers: Arc<Catalog>,
     /// Outgoing HTTP (token endpoints, the proxy, webhooks): one connection pool per process.
     pub http: reqwest::Client,
+    /// Calls made through the proxy: no overall timeout, same-origin redirects only.
+    pub proxy_http: reqwest::Client,
 }
 
 impl Context {
@@ -95,6 +97,7 @@ impl Context {
             .map_err(|e| crate::Error::Internal(format!("building the HTTP client: {e}")))?;
         Ok(Self {
             http,
+            proxy_http: crate::proxy::client()?,
             cipher: Cipher::new(&config.encryption_key),
             config: Arc::new(config),
             db,

@@ -22,6 +22,11 @@ pub enum Error {
     /// refresh). `code` is the API error code.
     #[error("{message}")]
     Provider { code: &'static str, message: String },
+    /// The external provider could not be reached (connection refused, DNS, timeout).
+    #[error("{message}")]
+    Unreachable { code: &'static str, message: String },
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]

@@ -16,6 +16,7 @@ pub mod integrations;
 pub mod logs;
 pub mod oauth;
 pub mod providers;
+pub mod proxy;
 pub mod queue;
 pub mod records;
 pub mod runner;

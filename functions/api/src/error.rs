@@ -70,6 +70,13 @@ impl IntoResponse for ApiError {
                 Error::Provider { code, message } => {
                     (StatusCode::BAD_REQUEST, body(code, message, None))
                 }
+                Error::Unreachable { code, message } => {
+                    (StatusCode::BAD_GATEWAY, body(code, message, None))
+                }
+                Error::PayloadTooLarge(m) => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    body("payload_too_large", m, None),
+                ),
                 Error::Conflict(m) => (StatusCode::CONFLICT, body("conflict", m, None)),
                 Error::Unauthorized(m) => (StatusCode::UNAUTHORIZED, body("unauthorized", m, None)),
                 Error::Forbidden(m) => (StatusCode::FORBIDDEN, body("forbidden", m, None)),

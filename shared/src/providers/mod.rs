@@ -352,7 +352,8 @@ pub struct Retry {
     /// Header holding the calls left; zero means wait for `at`/`after`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remaining: Option<String>,
-    /// Error codes (in the body) that mean "rate limited" although the status does not say so.
+    /// Statuses to retry instead of the default 429 and 5xx, as Nango writes them: `403`,
+    /// `5xx`, `500-502`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_code: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

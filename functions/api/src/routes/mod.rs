@@ -6,6 +6,7 @@ mod health;
 mod integrations;
 mod providers;
 mod records;
+mod proxy;
 
 use axum::Router;
 use axum::http::{StatusCode, Uri};
@@ -23,6 +24,7 @@ pub fn router() -> Router<Context> {
         .merge(records::router())
         .merge(connect::router())
         .merge(auth_flows::router())
+        .merge(proxy::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {

@@ -1,0 +1,234 @@
+//! `/proxy/*`: calls the provider's API with a connection's credentials (Nango's proxy). The
+//! caller names the connection with `Connection-Id` and `Provider-Config-Key`; `Retries`,
+//! `Retry-On` and `Base-Url-Override` steer the call; `Nango-Proxy-<Name>` headers, `Content-Type`
+//! and `Accept` go to the provider. The provider's status, headers and body come back unchanged,
+//! the body streamed.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::any;
+use futures::StreamExt;
+use lasso_shared::proxy::{self, MAX_REQUEST_BODY, ProxyRequest};
+use lasso_shared::{Context, Error, connections};
+
+use crate::auth::Env;
+use crate::error::{ApiError, ApiResult};
+
+const FORWARD_PREFIX: &str = "nango-proxy-";
+
+pub fn router() -> Router<Context> {
+    // The catch-all needs a non-empty rest; `/proxy/` and `/proxy` call the base URL itself.
+    Router::new()
+        .route("/proxy/{*endpoint}", any(call))
+        .route("/proxy/", any(call))
+        .route("/proxy", any(call))
+}
+
+async fn call(State(ctx): State<Context>, Env(env): Env, request: Request) -> ApiResult<Response> {
+    let (parts, body) = request.into_parts();
+    if matches!(parts.method, Method::CONNECT | Method::TRACE) {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("the proxy does not pass on {} requests", parts.method),
+        ));
+    }
+    let headers = &parts.headers;
+    let connection_id = required(headers, "connection-id", "missing_connection_id")?;
+    let provider_config_key = required(
+        headers,
+        "provider-config-key",
+        "missing_provider_config_key",
+    )?;
+    // The raw path, still percent-encoded: decoding it would change what the provider sees.
+    let path = parts.uri.path().strip_prefix("/proxy").unwrap_or_default();
+    let endpoint = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let mut request = ProxyRequest::new(parts.method.clone(), endpoint);
+    request.headers = forwarded(headers);
+    request.retries = match text(headers, "retries")? {
+        Some(v) => v
+            .parse()
+            .map_err(|_| ApiError::invalid("Retries", "expected a whole number of retries"))?,
+        None => 0,
+    };
+    request.retry_on = match text(headers, "retry-on")? {
+        Some(v) => retry_on(v)?,
+        None => Vec::new(),
+    };
+    // Nango's client always sends the header, empty when there is no override.
+    request.base_url_override = text(headers, "base-url-override")?.map(str::to_string);
+    request.body = read_body(body).await?;
+
+    let connection = connections::get(
+        &ctx.db,
+        &ctx.cipher,
+        env.id,
+        &provider_config_key,
+        &connection_id,
+    )
+    .await?;
+    let response = proxy::send(&ctx, connection, &request).await?;
+    Ok(stream(response))
+}
+
+/// A header's value as text; absent and empty are the same.
+fn text<'h>(headers: &'h HeaderMap, name: &'static str) -> ApiResult<Option<&'h str>> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim()).filter(|s| !s.is_empty()))
+            .map_err(|_| ApiError::invalid(display_name(name), "must be visible ASCII text")),
+    }
+}
+
+fn required(headers: &HeaderMap, name: &'static str, code: &'static str) -> ApiResult<String> {
+    text(headers, name)?.map(str::to_string).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!("the {} header is required", display_name(name)),
+        )
+    })
+}
+
+/// `connection-id` -> `Connection-Id`, for messages.
+fn display_name(name: &str) -> String {
+    name.split('-')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// `Retry-On: 409, 423`.
+fn retry_on(value: &str) -> ApiResult<Vec<u16>> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "Retry-On",
+                        format!("`{s}` is not an HTTP status; expected a list such as `409,423`"),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The headers for the provider: `Content-Type` and `Accept`, then `Nango-Proxy-<Name>` as
+/// `<Name>` over them. Nothing else of the caller's goes on (not their `Authorization`).
+fn forwarded(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in [axum::http::header::CONTENT_TYPE, axum::http::header::ACCEPT] {
+        for value in headers.get_all(&name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    let mut replaced = Vec::new();
+    for (name, value) in headers {
+        let Some(target) = name.as_str().strip_prefix(FORWARD_PREFIX) else {
+            continue;
+        };
+        let Ok(target) = HeaderName::from_bytes(target.as_bytes()) else {
+            continue;
+        };
+        if !replaced.contains(&target) {
+            out.remove(&target);
+            replaced.push(target.clone());
+        }
+        out.append(target, value.clone());
+    }
+    out
+}
+
+/// The request body, held whole (retries send it again) up to the proxy's limit.
+async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "the request body could not be read",
+            )
+        })?;
+        if buf.len() + chunk.len() > MAX_REQUEST_BODY {
+            return Err(Error::PayloadTooLarge(format!(
+                "the request body is over {MAX_REQUEST_BODY} bytes, the most the proxy takes"
+            ))
+            .into());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
+}
+
+/// The provider's response as ours: same status and headers (less hop-by-hop ones), the body
+/// streamed through as it arrives.
+fn stream(response: reqwest::Response) -> Response {
+    let status = response.status();
+    let mut headers = response.headers().clone();
+    let hop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| proxy::is_hop_by_hop(n))
+        .cloned()
+        .collect();
+    for name in hop {
+        headers.remove(name);
+    }
+    let mut out = Response::new(Body::from_stream(response.bytes_stream()));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn forwards_only_what_it_should() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer secret-key"),
+        );
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        h.insert("nango-proxy-accept", HeaderValue::from_static("text/csv"));
+        h.insert("nango-proxy-x-custom", HeaderValue::from_static("1"));
+        h.insert("connection-id", HeaderValue::from_static("c"));
+        h.insert("retries", HeaderValue::from_static("3"));
+        let out = forwarded(&h);
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(out["content-type"], "application/json");
+        assert_eq!(out["accept"], "text/csv");
+        assert_eq!(out["x-custom"], "1");
+    }
+
+    #[test]
+    fn parses_retry_on_and_names_headers() {
+        assert_eq!(retry_on("409, 423,").unwrap(), vec![409, 423]);
+        assert!(retry_on("409,abc").is_err());
+        assert!(retry_on("42").is_err());
+        assert_eq!(display_name("provider-config-key"), "Provider-Config-Key");
+    }
+}
