@@ -18,6 +18,7 @@ pub mod queue;
 pub mod runner;
 pub mod sandbox;
 pub mod scheduler;
+pub mod scripts;
 pub mod telemetry;
 pub mod webhooks;
 
