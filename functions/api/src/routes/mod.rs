@@ -1,5 +1,6 @@
 mod connections;
 mod environment;
+mod functions;
 mod health;
 mod integrations;
 mod providers;
@@ -17,6 +18,7 @@ pub fn router() -> Router<Context> {
         .merge(providers::router())
         .merge(integrations::router())
         .merge(connections::router())
+        .merge(functions::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
