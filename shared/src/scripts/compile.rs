@@ -413,6 +413,9 @@ impl Compiler {
 
         let semantic = SemanticBuilder::new()
             .with_check_syntax_error(true)
+            // The transformer needs enum values evaluated to strip `enum`s.
+            .with_enum_eval(true)
+            .with_excess_capacity(2.0)
             .build(&program);
         if semantic
             .diagnostics
@@ -578,6 +581,12 @@ fn resolve(
 ) -> std::result::Result<Option<String>, String> {
     if specifier == SDK_MODULE {
         return Ok(None);
+    }
+    if let Some(helper) = specifier.strip_prefix("@oxc-project/runtime/helpers/") {
+        // Lowering syntax newer than the target inserts these imports.
+        return Err(format!(
+            "this script uses syntax newer than {TARGET} that needs the runtime helper `{helper}` (e.g. `using` declarations or decorators); write it without"
+        ));
     }
     if !specifier.starts_with("./") && !specifier.starts_with("../") {
         let hint = if specifier == "zod" {

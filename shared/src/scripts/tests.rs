@@ -454,3 +454,21 @@ fn config_errors_name_the_problem() {
     let d = problems(&[("nango.yaml", "integrations: [\n")]);
     assert_problem(&d, "nango.yaml", 0, "not valid YAML");
 }
+
+#[test]
+fn typescript_only_syntax_is_stripped_and_newer_syntax_explained() {
+    let compiled = compile(&project(&[(
+        "x/actions/a.ts",
+        "import { createAction } from 'nango';\nenum Color { Red, Green }\nnamespace NS { export const a = 1; }\nclass Box { #v = 1; get v(): number { return this.#v; } }\nexport default createAction({ exec: async () => [Color.Green, NS.a, new Box().v] });\n",
+    )]))
+    .unwrap();
+    let (bundle, _) = bundle_of(&compiled, "a");
+    let js = &bundle.modules["x/actions/a.js"];
+    assert!(!js.contains("enum ") && !js.contains(": number"), "{js}");
+
+    let d = problems(&[(
+        "x/actions/a.ts",
+        "import { createAction } from 'nango';\nexport default createAction({ exec: async () => { using r = { [Symbol.dispose]() {} }; return 1; } });\n",
+    )]);
+    assert_problem(&d, "x/actions/a.ts", 1, "`using` declarations");
+}
