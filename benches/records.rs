@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lasso_shared::records::{self, Scope};
 use secrecy::SecretString;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 const ROWS: usize = 100_000;
@@ -20,7 +20,7 @@ fn record(i: usize, revision: u32) -> Value {
         "id": format!("issue-{i}"),
         "number": i,
         "title": format!("Crash when syncing page {i} of the repository list"),
-        "state": if i % 3 == 0 { "closed" } else { "open" },
+        "state": if i.is_multiple_of(3) { "closed" } else { "open" },
         "body": "Steps to reproduce: open the app, connect an account, wait for the first sync. \
                  Expected the list to fill; instead the spinner never stops and the log shows a 502.",
         "labels": ["bug", "sync", format!("area-{}", i % 17)],
@@ -48,9 +48,11 @@ async fn setup(admin: &str) -> anyhow::Result<(PgPool, i64)> {
     )
     .fetch_one(&pool)
     .await?;
-    sqlx::query("CREATE TABLE bench_copy (LIKE records.records INCLUDING DEFAULTS INCLUDING INDEXES)")
-        .execute(&pool)
-        .await?;
+    sqlx::query(
+        "CREATE TABLE bench_copy (LIKE records.records INCLUDING DEFAULTS INCLUDING INDEXES)",
+    )
+    .execute(&pool)
+    .await?;
     Ok((pool, connection))
 }
 
@@ -88,12 +90,19 @@ async fn time_copy(pool: &PgPool, connection: i64, rows: &[Value]) -> anyhow::Re
 }
 
 async fn clear(pool: &PgPool) -> anyhow::Result<()> {
-    sqlx::query("TRUNCATE records.records").execute(pool).await?;
+    sqlx::query("TRUNCATE records.records")
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
 /// Saves every batch through `records::save`, `writers` batches at a time.
-async fn time_save(pool: &PgPool, scope: &Scope, rows: &[Value], writers: usize) -> anyhow::Result<(Duration, records::SaveSummary)> {
+async fn time_save(
+    pool: &PgPool,
+    scope: &Scope,
+    rows: &[Value],
+    writers: usize,
+) -> anyhow::Result<(Duration, records::SaveSummary)> {
     let start = Instant::now();
     let mut total = records::SaveSummary::default();
     for group in rows.chunks(BATCH * writers) {
@@ -129,10 +138,11 @@ async fn main() -> anyhow::Result<()> {
     let scope = Scope::new(connection, "Issue", None);
     let rows: Vec<Value> = (0..ROWS).map(|i| record(i, 1)).collect();
     let changed: Vec<Value> = (0..ROWS)
-        .map(|i| record(i, if i % 10 == 0 { 2 } else { 1 }))
+        .map(|i| record(i, if i.is_multiple_of(10) { 2 } else { 1 }))
         .collect();
 
-    let (mut copy, mut insert, mut unchanged, mut tenth, mut insert2) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut copy, mut insert, mut unchanged, mut tenth, mut insert2) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..TRIALS {
         copy.push(time_copy(&pool, connection, &rows).await?);
         clear(&pool).await?;
@@ -152,10 +162,16 @@ async fn main() -> anyhow::Result<()> {
     let base = rate(copy);
     println!("| records, {ROWS} rows of ~0.6 KB, batches of {BATCH} | rows/s | vs COPY |");
     println!("| --- | ---: | ---: |");
-    println!("| raw `COPY` into the same table shape (baseline) | {:.0} | 1.00 |", base);
+    println!(
+        "| raw `COPY` into the same table shape (baseline) | {:.0} | 1.00 |",
+        base
+    );
     for (label, d) in [
         ("`records::save`, empty table (all ADDED)", median(insert)),
-        ("`records::save`, same rows again (all unchanged, nothing written)", median(unchanged)),
+        (
+            "`records::save`, same rows again (all unchanged, nothing written)",
+            median(unchanged),
+        ),
         ("`records::save`, 10% of rows changed", median(tenth)),
         ("`records::save`, empty table, 2 writers", median(insert2)),
     ] {

@@ -1,6 +1,7 @@
-//! The `lasso` command line: migrations, environments, and `lasso dev` (the whole system in one
-//! process on local defaults).
+//! The `lasso` command line: migrations, environments, `lasso dev` (the whole system in one
+//! process on local defaults), and `lasso compile` / `lasso deploy` for script projects.
 
+pub mod deploy;
 pub mod dev;
 pub mod event_source;
 pub mod workers;

@@ -30,6 +30,28 @@ enum Command {
     /// Manage environments.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Compile a script project (nango.yaml and TypeScript) without deploying it.
+    Compile {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Compile a script project and deploy it: all of it or nothing. Functions deployed
+    /// before and no longer in the project are removed.
+    Deploy {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Base URL of the Lasso api.
+        #[arg(long, env = "LASSO_HOST", default_value = "http://127.0.0.1:3003")]
+        host: String,
+        /// The environment's secret key.
+        #[arg(long, env = "LASSO_SECRET_KEY", hide_env_values = true)]
+        secret_key: String,
+        /// Deploy (and remove functions of) this integration only.
+        #[arg(long)]
+        integration: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -52,6 +74,30 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Dev { state_dir } => {
             lasso_cli::dev::run(lasso_cli::dev::DevOptions { state_dir }).await?;
+        }
+        Command::Compile { dir } => {
+            let project = lasso_cli::deploy::compile(&dir)?;
+            for f in &project.functions {
+                println!(
+                    "{} {}/{} ({})",
+                    f.function_type(),
+                    f.integration,
+                    f.name,
+                    f.file
+                );
+            }
+            println!("{} function(s) compiled", project.functions.len());
+        }
+        Command::Deploy {
+            dir,
+            host,
+            secret_key,
+            integration,
+        } => {
+            let project = lasso_cli::deploy::compile(&dir)?;
+            let outcome =
+                lasso_cli::deploy::deploy(project, &host, &secret_key, integration).await?;
+            println!("{}", lasso_cli::deploy::describe(&outcome));
         }
         Command::Env(EnvCommand::Create { name }) => {
             let url = config::database_url_from_env().unwrap_or_else(|e| config::exit_with(e));

@@ -39,6 +39,9 @@ pub enum Error {
     LogSink(String),
     #[error("could not decrypt a stored secret (wrong LASSO_ENCRYPTION_KEY?)")]
     Decrypt,
+    /// A script project did not compile; every problem, each naming file, line and column.
+    #[error("the project has {} problem(s); the first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
+    Compile(Vec<crate::scripts::Diagnostic>),
     #[error("{0}")]
     Internal(String),
 }

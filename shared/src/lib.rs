@@ -22,6 +22,7 @@ pub mod records;
 pub mod runner;
 pub mod sandbox;
 pub mod scheduler;
+pub mod scripts;
 pub mod telemetry;
 pub mod webhooks;
 

@@ -77,6 +77,14 @@ impl IntoResponse for ApiError {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     body("payload_too_large", m, None),
                 ),
+                Error::Compile(diagnostics) => (
+                    StatusCode::BAD_REQUEST,
+                    body(
+                        "compilation_error",
+                        &e.to_string(),
+                        Some(json!(diagnostics)),
+                    ),
+                ),
                 Error::Conflict(m) => (StatusCode::CONFLICT, body("conflict", m, None)),
                 Error::Unauthorized(m) => (StatusCode::UNAUTHORIZED, body("unauthorized", m, None)),
                 Error::Forbidden(m) => (StatusCode::FORBIDDEN, body("forbidden", m, None)),

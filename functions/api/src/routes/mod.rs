@@ -2,11 +2,12 @@ mod auth_flows;
 mod connect;
 mod connections;
 mod environment;
+mod functions;
 mod health;
 mod integrations;
 mod providers;
-mod records;
 mod proxy;
+mod records;
 
 use axum::Router;
 use axum::http::{StatusCode, Uri};
@@ -25,6 +26,7 @@ pub fn router() -> Router<Context> {
         .merge(connect::router())
         .merge(auth_flows::router())
         .merge(proxy::router())
+        .merge(functions::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
