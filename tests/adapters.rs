@@ -262,7 +262,10 @@ async fn log_sink_round_trip(sink: Arc<dyn LogSink>) {
         f(&mut q);
         q
     };
+    // Elasticsearch makes writes searchable about a second later, index by index: wait until
+    // both the operations and the messages indices show them.
     let sink2 = sink.clone();
+    let watched = ops[3].id;
     eventually(
         "log writes to become searchable",
         Duration::from_secs(10),
@@ -271,7 +274,8 @@ async fn log_sink_round_trip(sink: Arc<dyn LogSink>) {
             let q = query(&|q| q.states = vec![OperationState::Failed]);
             async move {
                 let page = sink.search_operations(&q).await.ok()?;
-                (page.items.len() == 4).then_some(())
+                let messages = sink.messages(env, watched).await.ok()?;
+                (page.items.len() == 4 && messages.len() == 2).then_some(())
             }
         },
     )
