@@ -26,6 +26,8 @@ pub struct Context {
     pub providers: Arc<Catalog>,
     /// Outgoing HTTP (token endpoints, the proxy, webhooks): one connection pool per process.
     pub http: reqwest::Client,
+    /// Script bundles already fetched, by content hash.
+    pub bundles: Arc<crate::runner::BundleCache>,
     /// Calls made through the proxy: no overall timeout, same-origin redirects only.
     pub proxy_http: reqwest::Client,
 }
@@ -96,6 +98,7 @@ impl Context {
             .build()
             .map_err(|e| crate::Error::Internal(format!("building the HTTP client: {e}")))?;
         Ok(Self {
+            bundles: Arc::default(),
             http,
             proxy_http: crate::proxy::client()?,
             cipher: Cipher::new(&config.encryption_key),

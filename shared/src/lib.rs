@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod auth_flows;
+pub mod checkpoints;
 pub mod config;
 pub mod connect_sessions;
 pub mod connections;

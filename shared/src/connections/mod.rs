@@ -155,6 +155,63 @@ impl Row {
     }
 }
 
+fn end_user_json(user: &Option<EndUser>) -> Value {
+    match user {
+        None => Value::Null,
+        Some(u) => serde_json::json!({
+            "id": u.id,
+            "email": u.email,
+            "display_name": u.display_name,
+            "tags": u.tags,
+            "organization": u.organization.as_ref().map(|o| serde_json::json!({"id": o.id, "display_name": o.display_name})),
+        }),
+    }
+}
+
+/// Nango's `errors` list: an `auth` error while refreshing fails.
+pub fn errors_json(refresh_error: &Option<String>) -> Value {
+    match refresh_error {
+        Some(_) => serde_json::json!([{"type": "auth", "log_id": ""}]),
+        None => serde_json::json!([]),
+    }
+}
+
+/// Nango's `ApiPublicConnectionFull`: the connection with `credentials` (the API hides the
+/// refresh token unless asked; scripts get it whole).
+pub fn public_json(c: &Connection, credentials: &Credentials) -> Value {
+    serde_json::json!({
+        "id": c.id,
+        "connection_id": c.connection_id,
+        "provider_config_key": c.provider_config_key,
+        "provider": c.provider,
+        "connection_config": c.connection_config,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "last_fetched_at": c.last_fetched_at,
+        "metadata": c.metadata,
+        "errors": errors_json(&c.refresh_error),
+        "end_user": end_user_json(&c.end_user),
+        "tags": c.tags,
+        "webhook_url_override": c.webhook_url_override,
+        "credentials": credentials,
+    })
+}
+
+/// Nango's `ApiPublicConnection` (list entries, no credentials).
+pub fn summary_json(c: &ConnectionSummary) -> Value {
+    serde_json::json!({
+        "id": c.id,
+        "connection_id": c.connection_id,
+        "provider_config_key": c.provider_config_key,
+        "provider": c.provider,
+        "created": c.created_at,
+        "metadata": c.metadata,
+        "errors": errors_json(&c.refresh_error),
+        "end_user": end_user_json(&c.end_user),
+        "tags": c.tags,
+    })
+}
+
 /// What creating (or re-authorizing) a connection stores.
 #[derive(Debug, Clone)]
 pub struct NewConnection {

@@ -1,13 +1,36 @@
 //! The JavaScript sandbox (QuickJS through rquickjs). Every run gets a fresh runtime and
-//! context with a memory limit and a deadline; nothing of the host is reachable but what is
-//! put on the `nango` object.
+//! context with a memory limit and a deadline; modules load only from the function's bundle,
+//! and the only way out is the `nango` object, whose calls go to a [`Host`].
+//!
+//! Limits take two mechanisms: the interrupt handler stops pure-JS loops (even ones spinning on
+//! already-resolved promises, which never yield to tokio), and a tokio timeout stops a script
+//! stuck waiting on something that never settles. Cancellation uses both too.
 
+pub mod convert;
+mod memory;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use rquickjs::loader::{Loader, Resolver};
+use rquickjs::prelude::Async;
 use rquickjs::{
-    AsyncContext, AsyncRuntime, CatchResultExt, CaughtError, Ctx, Function, Module, Object, Value,
+    AsyncContext, AsyncRuntime, CatchResultExt, CaughtError, Ctx, Function, Module, Object,
+    Promise, Value,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use tokio_util::sync::CancellationToken;
+
+use crate::logs::Level;
+use crate::scripts::Bundle;
+
+const SDK_PRELUDE: &str = include_str!("sdk.js");
+const SDK_MODULE: &str = include_str!("sdk_module.js");
+/// The module name scripts import the SDK from.
+pub const SDK_MODULE_NAME: &str = "nango";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -29,9 +52,12 @@ impl Default for Limits {
 pub enum ScriptErrorKind {
     /// The script threw (or its promise rejected).
     Exception,
+    /// An action threw `ActionError`; its payload goes back to the caller.
+    ActionError,
     Timeout,
     OutOfMemory,
-    /// The source did not compile or has no default export function.
+    Cancelled,
+    /// The bundle did not load or has no default export to run.
     InvalidScript,
     /// The returned value cannot be represented as JSON.
     InvalidOutput,
@@ -45,92 +71,211 @@ pub struct ScriptError {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack: Option<String>,
+    /// `ActionError`'s payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Json>,
 }
 
 impl ScriptError {
-    fn new(kind: ScriptErrorKind, message: impl Into<String>) -> Self {
+    pub fn new(kind: ScriptErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
             stack: None,
+            payload: None,
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOp {
+    Save,
+    Update,
+    Delete,
+}
+
+/// An error a host call reports to the script (thrown in JavaScript).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostError {
+    pub message: String,
+    /// For proxy calls the provider answered with an error: `{status, headers, data}`, which the
+    /// script sees as `err.response`.
+    pub response: Option<Json>,
+}
+
+impl HostError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            response: None,
+        }
+    }
+}
+
+impl From<crate::Error> for HostError {
+    fn from(e: crate::Error) -> Self {
+        Self::new(e.to_string())
+    }
+}
+
+/// What the `nango` object reaches.
+#[async_trait]
+pub trait Host: Send + Sync {
+    /// `op` is one of `proxy`, `getConnection`, `getMetadata`, `setMetadata`,
+    /// `updateMetadata`, `getCheckpoint`, `saveCheckpoint`, `getEnvironmentVariables`.
+    async fn call(&self, op: &str, args: Json) -> Result<Json, HostError>;
+    async fn batch(&self, op: BatchOp, model: &str, records: Vec<Json>) -> Result<(), HostError>;
+    fn log(&self, level: Level, message: &str);
+}
+
+/// Facts about the run the script reads on `nango`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunInfo {
+    pub connection_id: Option<String>,
+    pub provider_config_key: Option<String>,
+    pub provider: Option<String>,
+    pub variant: Option<String>,
+    pub last_sync_date: Option<chrono::DateTime<chrono::Utc>>,
+    /// The provider's pagination settings (the catalog's `proxy.paginate`).
+    pub paginate: Option<Json>,
+}
+
+/// Resolves and loads modules from the bundle only: no filesystem, no host modules.
+#[derive(Clone)]
+struct BundleModules(Arc<BTreeMap<String, String>>);
+
+impl Resolver for BundleModules {
+    fn resolve<'js>(
+        &mut self,
+        _ctx: &Ctx<'js>,
+        base: &str,
+        name: &str,
+        _attributes: Option<rquickjs::loader::ImportAttributes<'js>>,
+    ) -> rquickjs::Result<String> {
+        if name == SDK_MODULE_NAME || self.0.contains_key(name) {
+            Ok(name.to_string())
+        } else {
+            Err(rquickjs::Error::new_resolving_message(
+                base,
+                name,
+                "only the bundle's own modules and `nango` can be imported",
+            ))
+        }
+    }
+}
+
+impl Loader for BundleModules {
+    fn load<'js>(
+        &mut self,
+        ctx: &Ctx<'js>,
+        name: &str,
+        _attributes: Option<rquickjs::loader::ImportAttributes<'js>>,
+    ) -> rquickjs::Result<Module<'js, rquickjs::module::Declared>> {
+        let source = if name == SDK_MODULE_NAME {
+            SDK_MODULE
+        } else {
+            self.0
+                .get(name)
+                .ok_or_else(|| rquickjs::Error::new_loading(name))?
+        };
+        Module::declare(ctx.clone(), name, source)
     }
 }
 
 /// Stack size for the interpreter: deep recursion becomes a catchable RangeError instead of
 /// overflowing the host thread.
 const MAX_STACK_BYTES: usize = 512 * 1024;
+/// Longest log line kept; a script logging megabytes cannot flood the log store.
+pub const MAX_LOG_LINE: usize = 64 * 1024;
 
-/// Runs `source`, an ES module whose default export is a (possibly async) function, calling it
-/// with a `nango` object and `input`. Returns what it returned, as JSON.
+/// Runs the bundle's entry: its default export (a function, or Nango's object form with `exec`)
+/// is called with the `nango` object, and `input` for actions. Returns what it returned, as
+/// JSON.
 pub async fn run(
-    source: &str,
-    input: &serde_json::Value,
+    bundle: &Bundle,
+    input: Option<Json>,
+    info: RunInfo,
+    host: Arc<dyn Host>,
     limits: Limits,
-) -> Result<serde_json::Value, ScriptError> {
-    let internal =
+    cancel: CancellationToken,
+) -> Result<Json, ScriptError> {
+    let invalid =
         |e: rquickjs::Error| ScriptError::new(ScriptErrorKind::InvalidScript, e.to_string());
     let deadline = Instant::now() + limits.timeout;
-    let runtime = AsyncRuntime::new().map_err(internal)?;
-    runtime.set_memory_limit(limits.memory_bytes).await;
+    let (allocator, out_of_memory_hit) = memory::LimitedAllocator::new(limits.memory_bytes);
+    let runtime = AsyncRuntime::new_with_alloc(allocator).map_err(invalid)?;
     runtime.set_max_stack_size(MAX_STACK_BYTES).await;
+    let interrupt = cancel.clone();
     runtime
-        .set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)))
+        .set_interrupt_handler(Some(Box::new(move || {
+            interrupt.is_cancelled() || Instant::now() >= deadline
+        })))
         .await;
-    let context = AsyncContext::full(&runtime).await.map_err(internal)?;
-    let input_json = input.to_string();
-    let source = source.to_string();
+    let modules = BundleModules(Arc::new(bundle.modules.clone()));
+    runtime.set_loader(modules.clone(), modules).await;
+    let context = AsyncContext::full(&runtime).await.map_err(invalid)?;
+    let entry = bundle.entry.clone();
+    let info = serde_json::to_value(&info).expect("run info serializes");
 
-    let run = context.async_with(async move |ctx| {
-        let outcome = call_default_export(&ctx, &source, &input_json).await;
-        outcome.map_err(|e| to_script_error(&ctx, e))
+    let execution = context.async_with(async move |ctx| {
+        execute(&ctx, &entry, input, &info, host)
+            .await
+            .map_err(|e| to_script_error(e))
     });
-
-    // The interrupt handler stops pure-JS loops; the outer timeout stops a script that waits
-    // forever on something that never settles.
-    let result = match tokio::time::timeout(limits.timeout, run).await {
-        Ok(result) => result,
-        Err(_) => Err(timeout_error(limits.timeout)),
+    let result = tokio::select! {
+        result = tokio::time::timeout(limits.timeout, execution) => match result {
+            Ok(result) => result,
+            Err(_) => Err(ScriptError::new(ScriptErrorKind::Timeout, "")),
+        },
+        _ = cancel.cancelled() => Err(ScriptError::new(ScriptErrorKind::Cancelled, "")),
     };
-    match result {
-        Err(e) if Instant::now() >= deadline => Err(ScriptError {
-            kind: ScriptErrorKind::Timeout,
-            message: timeout_error(limits.timeout).message,
-            stack: e.stack,
-        }),
-        Err(e)
-            if e.kind == ScriptErrorKind::Exception
-                && is_out_of_memory(&runtime, &e, limits).await =>
-        {
-            Err(ScriptError::new(
-                ScriptErrorKind::OutOfMemory,
-                format!(
-                    "script exceeded its memory limit of {} MiB",
-                    limits.memory_bytes / (1024 * 1024)
-                ),
-            ))
+    // Whatever the script did after an allocation was refused, the run failed.
+    if out_of_memory_hit.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(out_of_memory(limits));
+    }
+    result.map_err(|e| {
+        let mut e = classify(e, &cancel, deadline, limits);
+        e.stack = e.stack.map(|s| bundle.remap_stack(&s));
+        e
+    })
+}
+
+/// Names why a run stopped when it was stopped from outside (deadline, cancellation).
+fn classify(
+    e: ScriptError,
+    cancel: &CancellationToken,
+    deadline: Instant,
+    limits: Limits,
+) -> ScriptError {
+    if cancel.is_cancelled() {
+        ScriptError {
+            kind: ScriptErrorKind::Cancelled,
+            message: "the run was cancelled".into(),
+            ..e
         }
-        other => other,
+    } else if e.kind == ScriptErrorKind::Timeout || Instant::now() >= deadline {
+        ScriptError {
+            kind: ScriptErrorKind::Timeout,
+            message: format!(
+                "script exceeded its deadline of {} s",
+                limits.timeout.as_secs_f64()
+            ),
+            ..e
+        }
+    } else {
+        e
     }
 }
 
-fn timeout_error(timeout: Duration) -> ScriptError {
+fn out_of_memory(limits: Limits) -> ScriptError {
     ScriptError::new(
-        ScriptErrorKind::Timeout,
+        ScriptErrorKind::OutOfMemory,
         format!(
-            "script exceeded its deadline of {} s",
-            timeout.as_secs_f64()
+            "script exceeded its memory limit of {} MiB",
+            limits.memory_bytes / (1024 * 1024)
         ),
     )
-}
-
-async fn is_out_of_memory(runtime: &AsyncRuntime, e: &ScriptError, limits: Limits) -> bool {
-    if e.message.contains("out of memory") {
-        return true;
-    }
-    // QuickJS may fail to allocate the error object itself; then the thrown value is null.
-    let usage = runtime.memory_usage().await;
-    e.message == "null" && usage.malloc_size as usize >= limits.memory_bytes / 2
 }
 
 enum RunError<'js> {
@@ -144,52 +289,174 @@ impl<'js> From<CaughtError<'js>> for RunError<'js> {
     }
 }
 
-async fn call_default_export<'js>(
+fn answer(result: Result<Json, HostError>) -> String {
+    match result {
+        Ok(value) => serde_json::json!({ "ok": value }).to_string(),
+        Err(e) => serde_json::json!({ "error": { "message": e.message, "response": e.response } })
+            .to_string(),
+    }
+}
+
+fn level(name: &str) -> Level {
+    match name {
+        "debug" => Level::Debug,
+        "warn" => Level::Warn,
+        "error" => Level::Error,
+        _ => Level::Info,
+    }
+}
+
+fn truncate_line(message: &str) -> &str {
+    if message.len() <= MAX_LOG_LINE {
+        return message;
+    }
+    let mut end = MAX_LOG_LINE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+/// Puts the host functions on `globalThis.__lasso`, where the SDK prelude picks them up.
+fn install_host<'js>(ctx: &Ctx<'js>, host: Arc<dyn Host>) -> rquickjs::Result<()> {
+    let lasso = Object::new(ctx.clone())?;
+    let h = host.clone();
+    lasso.set(
+        "call",
+        Function::new(
+            ctx.clone(),
+            Async(move |op: String, args: String| {
+                let host = h.clone();
+                async move {
+                    let args = serde_json::from_str(&args).unwrap_or(Json::Null);
+                    answer(host.call(&op, args).await)
+                }
+            }),
+        )?,
+    )?;
+    let h = host.clone();
+    lasso.set(
+        "batch",
+        Function::new(
+            ctx.clone(),
+            Async(move |op: String, model: String, records: Value<'js>| {
+                let host = h.clone();
+                // Converted before the await: the records are read now, errors carry their path.
+                let converted = batch_records(&records);
+                async move {
+                    let op = match op.as_str() {
+                        "save" => BatchOp::Save,
+                        "update" => BatchOp::Update,
+                        _ => BatchOp::Delete,
+                    };
+                    answer(match converted {
+                        Ok(records) => host.batch(op, &model, records).await.map(|()| Json::Null),
+                        Err(message) => Err(HostError::new(message)),
+                    })
+                }
+            }),
+        )?,
+    )?;
+    let h = host.clone();
+    lasso.set(
+        "log",
+        Function::new(ctx.clone(), move |level_name: String, message: String| {
+            h.log(level(&level_name), truncate_line(&message));
+        })?,
+    )?;
+    lasso.set(
+        "sleep",
+        Function::new(
+            ctx.clone(),
+            Async(move |ms: f64| async move {
+                let ms = if ms.is_finite() && ms > 0.0 { ms } else { 0.0 };
+                if ms == 0.0 {
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+                }
+            }),
+        )?,
+    )?;
+    ctx.globals().set("__lasso", lasso)
+}
+
+fn batch_records<'js>(records: &Value<'js>) -> Result<Vec<Json>, String> {
+    let Some(array) = records.as_array() else {
+        return Err("records must be an array".into());
+    };
+    array
+        .iter::<Value>()
+        .enumerate()
+        .map(|(i, item)| {
+            let item = item.map_err(|e| format!("records[{i}]: {e}"))?;
+            convert::to_json(&item, &format!("records[{i}]"))
+        })
+        .collect()
+}
+
+async fn settle<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> Result<Value<'js>, RunError<'js>> {
+    match value.as_promise() {
+        Some(p) => Ok(p.clone().into_future::<Value>().await.catch(ctx)?),
+        None => Ok(value),
+    }
+}
+
+async fn import<'js>(ctx: &Ctx<'js>, name: &str) -> Result<Object<'js>, RunError<'js>> {
+    let promise: Promise = Module::import(ctx, name).catch(ctx)?;
+    Ok(promise.into_future::<Object>().await.catch(ctx)?)
+}
+
+async fn execute<'js>(
     ctx: &Ctx<'js>,
-    source: &str,
-    input_json: &str,
-) -> Result<serde_json::Value, RunError<'js>> {
-    let module = Module::declare(ctx.clone(), "script.js", source).catch(ctx)?;
-    let (module, loaded) = module.eval().catch(ctx)?;
-    loaded.into_future::<()>().await.catch(ctx)?;
-    let entry: Value = module.get("default").catch(ctx)?;
-    let Some(entry) = entry.as_function().cloned() else {
-        return Err(RunError::Invalid(
-            ScriptErrorKind::InvalidScript,
-            "the script has no default export function".into(),
-        ));
-    };
-    let entry: Function = entry;
-    let nango = Object::new(ctx.clone()).catch(ctx)?;
-    let input = ctx.json_parse(input_json).catch(ctx)?;
-    let returned: Value = entry.call((nango, input)).catch(ctx)?;
-    let returned: Value = match returned.as_promise() {
-        Some(p) => p.clone().into_future::<Value>().await.catch(ctx)?,
-        None => returned,
-    };
-    to_json(ctx, returned)
-}
-
-fn to_json<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> Result<serde_json::Value, RunError<'js>> {
-    if value.is_undefined() {
-        return Ok(serde_json::Value::Null);
-    }
-    let text = ctx.json_stringify(value).catch(ctx)?;
-    match text {
-        None => Ok(serde_json::Value::Null),
-        Some(s) => {
-            let s = s.to_string().catch(ctx)?;
-            serde_json::from_str(&s).map_err(|e| {
+    entry: &str,
+    input: Option<Json>,
+    info: &Json,
+    host: Arc<dyn Host>,
+) -> Result<Json, RunError<'js>> {
+    install_host(ctx, host).catch(ctx)?;
+    ctx.eval::<(), _>(SDK_PRELUDE).catch(ctx)?;
+    let namespace = import(ctx, entry).await?;
+    let sdk = import(ctx, SDK_MODULE_NAME).await?;
+    let exported: Value = namespace.get("default").catch(ctx)?;
+    let function = match (exported.as_function(), exported.as_object()) {
+        (Some(f), _) => f.clone(),
+        (None, Some(definition)) => definition
+            .get::<_, Option<Function>>("exec")
+            .catch(ctx)?
+            .ok_or_else(|| {
                 RunError::Invalid(
-                    ScriptErrorKind::InvalidOutput,
-                    format!("the returned value is not JSON: {e}"),
+                    ScriptErrorKind::InvalidScript,
+                    "the default export is an object without an `exec` function".into(),
                 )
-            })
+            })?,
+        (None, None) => {
+            return Err(RunError::Invalid(
+                ScriptErrorKind::InvalidScript,
+                "the script has no default export function (or createSync/createAction object)"
+                    .into(),
+            ));
         }
-    }
+    };
+    let globals = ctx.globals();
+    let make: Function = globals.get("__lassoMakeNango").catch(ctx)?;
+    globals.remove("__lassoMakeNango").catch(ctx)?;
+    let action_error: Value = sdk.get("ActionError").catch(ctx)?;
+    let info = convert::from_json(ctx, info).catch(ctx)?;
+    let nango: Value = make.call((info, action_error)).catch(ctx)?;
+    let returned: Value = match input {
+        Some(input) => {
+            let input = convert::from_json(ctx, &input).catch(ctx)?;
+            function.call((nango, input)).catch(ctx)?
+        }
+        None => function.call((nango,)).catch(ctx)?,
+    };
+    let returned = settle(ctx, returned).await?;
+    convert::to_json(&returned, "the returned value")
+        .map_err(|e| RunError::Invalid(ScriptErrorKind::InvalidOutput, e))
 }
 
-fn to_script_error<'js>(_ctx: &Ctx<'js>, e: RunError<'js>) -> ScriptError {
+fn to_script_error(e: RunError<'_>) -> ScriptError {
     match e {
         RunError::Invalid(kind, message) => ScriptError::new(kind, message),
         RunError::Caught(CaughtError::Exception(ex)) => {
@@ -199,10 +466,24 @@ fn to_script_error<'js>(_ctx: &Ctx<'js>, e: RunError<'js>) -> ScriptError {
                 .ok()
                 .flatten()
                 .unwrap_or_else(|| "Error".into());
+            let stack = ex.stack().filter(|s| !s.is_empty());
+            if name == "ActionError" {
+                let payload = ex
+                    .get::<_, Value>("payload")
+                    .ok()
+                    .and_then(|p| convert::to_json(&p, "payload").ok());
+                return ScriptError {
+                    kind: ScriptErrorKind::ActionError,
+                    message,
+                    stack,
+                    payload,
+                };
+            }
             ScriptError {
                 kind: ScriptErrorKind::Exception,
                 message: format!("{name}: {message}"),
-                stack: ex.stack().filter(|s| !s.is_empty()),
+                stack,
+                payload: None,
             }
         }
         RunError::Caught(CaughtError::Value(v)) => {
@@ -211,12 +492,9 @@ fn to_script_error<'js>(_ctx: &Ctx<'js>, e: RunError<'js>) -> ScriptError {
             } else if let Some(s) = v.as_string() {
                 s.to_string().unwrap_or_default()
             } else {
-                v.ctx()
-                    .json_stringify(v.clone())
-                    .ok()
-                    .flatten()
-                    .and_then(|s| s.to_string().ok())
-                    .unwrap_or_else(|| format!("{:?}", v.type_of()))
+                convert::to_json(&v, "the thrown value")
+                    .map(|j| j.to_string())
+                    .unwrap_or_else(|_| format!("{:?}", v.type_of()))
             };
             ScriptError::new(ScriptErrorKind::Exception, message)
         }
@@ -224,102 +502,22 @@ fn to_script_error<'js>(_ctx: &Ctx<'js>, e: RunError<'js>) -> ScriptError {
             let kind = if matches!(e, rquickjs::Error::Allocation) {
                 ScriptErrorKind::OutOfMemory
             } else {
-                ScriptErrorKind::Exception
+                ScriptErrorKind::InvalidScript
             };
             ScriptError::new(kind, e.to_string())
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn limits() -> Limits {
-        Limits {
-            memory_bytes: 16 * 1024 * 1024,
-            timeout: Duration::from_secs(2),
-        }
-    }
-
-    #[tokio::test]
-    async fn returns_the_default_export_result() {
-        let out = run(
-            "export default async function (nango, input) { return { doubled: input.n * 2 }; }",
-            &json!({"n": 21}),
-            limits(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(out, json!({"doubled": 42}));
-    }
-
-    #[tokio::test]
-    async fn a_throw_is_an_exception_with_message_and_stack() {
-        let e = run(
-            "export default async function () {\n  throw new TypeError('boom');\n}",
-            &json!(null),
-            limits(),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.kind, ScriptErrorKind::Exception);
-        assert_eq!(e.message, "TypeError: boom");
-        assert!(e.stack.unwrap().contains("script.js:2"));
-    }
-
-    #[tokio::test]
-    async fn syntax_errors_and_missing_exports_are_reported() {
-        let e = run("export default function (", &json!(null), limits())
-            .await
-            .unwrap_err();
-        assert!(e.message.contains("SyntaxError"), "{e:?}");
-        let e = run("export const x = 1;", &json!(null), limits())
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind, ScriptErrorKind::InvalidScript);
-    }
-
-    #[tokio::test]
-    async fn infinite_loops_hit_the_deadline() {
-        let e = run(
-            "export default function () { while (true) {} }",
-            &json!(null),
-            Limits {
-                timeout: Duration::from_millis(200),
-                ..limits()
-            },
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.kind, ScriptErrorKind::Timeout);
-    }
-
-    #[tokio::test]
-    async fn memory_bombs_hit_the_limit() {
-        let e = run(
-            "export default function () { const a = []; while (true) { a.push('x'.repeat(1024) + a.length); } }",
-            &json!(null),
-            limits(),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.kind, ScriptErrorKind::OutOfMemory, "{e:?}");
-    }
-
-    #[tokio::test]
-    async fn unsettled_promises_hit_the_deadline() {
-        let e = run(
-            "export default function () { return new Promise(() => {}); }",
-            &json!(null),
-            Limits {
-                timeout: Duration::from_millis(200),
-                ..limits()
-            },
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.kind, ScriptErrorKind::Timeout);
+/// A bundle of one module, for a bare script (`export default async function (nango) {...}`).
+pub fn single_module(source: &str) -> Bundle {
+    Bundle {
+        format: crate::scripts::BUNDLE_FORMAT,
+        entry: "script.js".into(),
+        modules: BTreeMap::from([("script.js".to_string(), source.to_string())]),
+        source_maps: BTreeMap::new(),
     }
 }
+
+#[cfg(test)]
+mod tests;

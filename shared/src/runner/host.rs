@@ -1,0 +1,365 @@
+//! What a task's `nango` object reaches: the proxy with the task's connection, the records of
+//! that connection, its metadata and checkpoint, the environment's variables. Nothing of any
+//! other connection or environment.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::connections::{self, Connection};
+use crate::context::Context;
+use crate::logs::Level;
+use crate::proxy::{self, ProxyRequest};
+use crate::records::{self, Scope};
+use crate::sandbox::{BatchOp, Host, HostError};
+use crate::scripts::store::DeployedFunction;
+use crate::{checkpoints, environments};
+
+/// What a sync run changed in one model.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ModelResult {
+    pub added: u64,
+    pub updated: u64,
+    pub deleted: u64,
+}
+
+/// One line the script logged, or one HTTP call it made.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub level: Level,
+    pub message: String,
+    pub meta: Value,
+}
+
+/// Lines kept per run; past that, lines are counted, not stored.
+const MAX_LOG_LINES: usize = 10_000;
+/// Largest provider answer a script can read whole.
+pub const MAX_RESPONSE_BYTES: usize = 50 * 1024 * 1024;
+
+struct Task {
+    ctx: Context,
+    connection: Connection,
+    function: DeployedFunction,
+    /// A full sync's run id, to record the ids it sees.
+    run: Option<Uuid>,
+}
+
+pub struct TaskHost {
+    task: Option<Task>,
+    results: Mutex<BTreeMap<String, ModelResult>>,
+    logs: Mutex<(Vec<LogLine>, usize)>,
+}
+
+impl TaskHost {
+    pub fn new(
+        ctx: Context,
+        connection: Connection,
+        function: DeployedFunction,
+        run: Option<Uuid>,
+    ) -> Self {
+        Self {
+            task: Some(Task {
+                ctx,
+                connection,
+                function,
+                run,
+            }),
+            results: Mutex::default(),
+            logs: Mutex::default(),
+        }
+    }
+
+    /// A bare script's host: it can log, nothing else.
+    pub fn without_connection() -> Self {
+        Self {
+            task: None,
+            results: Mutex::default(),
+            logs: Mutex::default(),
+        }
+    }
+
+    pub fn results(&self) -> BTreeMap<String, ModelResult> {
+        self.results.lock().expect("results lock").clone()
+    }
+
+    /// The lines logged, and how many more were dropped past the limit.
+    pub fn take_logs(&self) -> (Vec<LogLine>, usize) {
+        std::mem::take(&mut *self.logs.lock().expect("logs lock"))
+    }
+
+    fn record(&self, line: LogLine) {
+        let mut logs = self.logs.lock().expect("logs lock");
+        if logs.0.len() < MAX_LOG_LINES {
+            logs.0.push(line);
+        } else {
+            logs.1 += 1;
+        }
+    }
+
+    fn task(&self) -> Result<&Task, HostError> {
+        self.task
+            .as_ref()
+            .ok_or_else(|| HostError::new("this script runs without a connection"))
+    }
+}
+
+fn str_field<'a>(args: &'a Value, name: &str) -> Option<&'a str> {
+    args.get(name).and_then(Value::as_str)
+}
+
+/// Nango's proxy configuration (`{endpoint, method, params, data, headers, retries, retryOn,
+/// baseUrlOverride}`) as a proxy request.
+fn proxy_request(args: &Value) -> Result<ProxyRequest, HostError> {
+    let endpoint = str_field(args, "endpoint")
+        .ok_or_else(|| HostError::new("proxy: `endpoint` is required"))?;
+    let method = str_field(args, "method")
+        .unwrap_or("GET")
+        .to_ascii_uppercase();
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| HostError::new(format!("proxy: `{method}` is not an HTTP method")))?;
+    let mut endpoint = endpoint.to_string();
+    match args.get("params") {
+        Some(Value::Object(params)) if !params.is_empty() => {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in params {
+                match v {
+                    Value::Null => {}
+                    Value::String(s) => {
+                        query.append_pair(k, s);
+                    }
+                    other => {
+                        query.append_pair(k, &other.to_string());
+                    }
+                }
+            }
+            let query = query.finish();
+            endpoint.push(if endpoint.contains('?') { '&' } else { '?' });
+            endpoint.push_str(&query);
+        }
+        Some(Value::String(q)) if !q.is_empty() => {
+            endpoint.push(if endpoint.contains('?') { '&' } else { '?' });
+            endpoint.push_str(q.trim_start_matches('?'));
+        }
+        _ => {}
+    }
+    let mut request = ProxyRequest::new(method, endpoint);
+    let mut json_body = false;
+    request.body = match args.get("data") {
+        None | Some(Value::Null) => Bytes::new(),
+        Some(Value::String(s)) => Bytes::from(s.clone()),
+        Some(other) => {
+            json_body = true;
+            Bytes::from(other.to_string())
+        }
+    };
+    let mut headers = HeaderMap::new();
+    if let Some(Value::Object(given)) = args.get("headers") {
+        for (name, value) in given {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| HostError::new(format!("proxy: `{name}` is not a header name")))?;
+            let value = HeaderValue::from_str(&value).map_err(|_| {
+                HostError::new(format!("proxy: header `{name}` has an invalid value"))
+            })?;
+            headers.insert(name, value);
+        }
+    }
+    if json_body && !headers.contains_key(reqwest::header::CONTENT_TYPE) {
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    request.headers = headers;
+    request.retries = args.get("retries").and_then(Value::as_u64).unwrap_or(0) as u32;
+    request.retry_on = args
+        .get("retryOn")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_u64().map(|n| n as u16))
+                .collect()
+        })
+        .unwrap_or_default();
+    request.base_url_override = str_field(args, "baseUrlOverride").map(str::to_string);
+    Ok(request)
+}
+
+impl Task {
+    async fn proxy(&self, host: &TaskHost, args: &Value) -> Result<Value, HostError> {
+        let request = proxy_request(args)?;
+        // Read again each call: an earlier call may have refreshed the token.
+        let connection = connections::get(
+            &self.ctx.db,
+            &self.ctx.cipher,
+            self.connection.environment_id,
+            &self.connection.provider_config_key,
+            &self.connection.connection_id,
+        )
+        .await?;
+        let started = Instant::now();
+        let response = proxy::send(&self.ctx, connection, &request).await?;
+        let status = response.status().as_u16();
+        let headers: Map<String, Value> = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.as_str().to_string(),
+                    Value::String(v.to_str().ok()?.to_string()),
+                ))
+            })
+            .collect();
+        let mut body = Vec::new();
+        let mut stream = response;
+        while let Some(chunk) = stream.chunk().await.map_err(|e| {
+            HostError::new(format!(
+                "proxy: reading the answer failed: {}",
+                e.without_url()
+            ))
+        })? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(HostError::new(format!(
+                    "proxy: the answer is larger than {MAX_RESPONSE_BYTES} bytes; use pagination"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let data = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+        // The endpoint as the script wrote it: the base URL and credentials stay out of logs.
+        host.record(LogLine {
+            level: if status >= 400 { Level::Warn } else { Level::Info },
+            message: format!("{} {} -> {status}", request.method, request.endpoint),
+            meta: json!({"type": "http", "method": request.method.as_str(), "endpoint": request.endpoint,
+                         "status": status, "duration_ms": started.elapsed().as_millis() as u64}),
+        });
+        let answer = json!({"status": status, "headers": headers, "data": data});
+        if status >= 400 {
+            return Err(HostError {
+                message: format!(
+                    "the provider answered {status} to {} {}",
+                    request.method, request.endpoint
+                ),
+                response: Some(answer),
+            });
+        }
+        Ok(answer)
+    }
+
+    fn check_model(&self, model: &str) -> Result<(), HostError> {
+        let declared = &self.function.config.output;
+        if declared.is_empty() || declared.iter().any(|m| m == model) {
+            Ok(())
+        } else {
+            Err(HostError::new(format!(
+                "model `{model}` is not an output of `{}` (declared: {})",
+                self.function.name,
+                declared.join(", ")
+            )))
+        }
+    }
+}
+
+#[async_trait]
+impl Host for TaskHost {
+    async fn call(&self, op: &str, args: Value) -> Result<Value, HostError> {
+        let task = self.task()?;
+        let db = &task.ctx.db;
+        let c = &task.connection;
+        match op {
+            "proxy" => task.proxy(self, &args).await,
+            "getConnection" => {
+                let fresh = connections::get(
+                    db,
+                    &task.ctx.cipher,
+                    c.environment_id,
+                    &c.provider_config_key,
+                    &c.connection_id,
+                )
+                .await?;
+                let fresh = connections::refresh::fresh(&task.ctx, fresh, false).await?;
+                Ok(connections::public_json(&fresh, &fresh.credentials))
+            }
+            "getMetadata" => {
+                let fresh = connections::get(
+                    db,
+                    &task.ctx.cipher,
+                    c.environment_id,
+                    &c.provider_config_key,
+                    &c.connection_id,
+                )
+                .await?;
+                Ok(fresh.metadata.unwrap_or_else(|| json!({})))
+            }
+            "setMetadata" | "updateMetadata" => {
+                let Value::Object(metadata) = args else {
+                    return Err(HostError::new(format!("{op}: metadata must be an object")));
+                };
+                connections::write_metadata(
+                    db,
+                    c.environment_id,
+                    &c.provider_config_key,
+                    std::slice::from_ref(&c.connection_id),
+                    &metadata,
+                    op == "updateMetadata",
+                )
+                .await?;
+                Ok(Value::Null)
+            }
+            "getCheckpoint" => Ok(checkpoints::get(db, c.id, &task.function.name)
+                .await?
+                .unwrap_or(Value::Null)),
+            "saveCheckpoint" => {
+                checkpoints::save(db, c.id, &task.function.name, &args).await?;
+                Ok(Value::Null)
+            }
+            "getEnvironmentVariables" => {
+                let vars = environments::variables(db, &task.ctx.cipher, c.environment_id).await?;
+                Ok(serde_json::to_value(vars).expect("variables serialize"))
+            }
+            other => Err(HostError::new(format!("`{other}` is not a nango function"))),
+        }
+    }
+
+    async fn batch(&self, op: BatchOp, model: &str, records: Vec<Value>) -> Result<(), HostError> {
+        let task = self.task()?;
+        task.check_model(model)?;
+        let scope = Scope::new(task.connection.id, model, None);
+        let db = &task.ctx.db;
+        let mut results = ModelResult::default();
+        match op {
+            BatchOp::Save => {
+                let summary = records::save(db, &scope, &records, task.run).await?;
+                results.added = summary.added;
+                results.updated = summary.updated;
+            }
+            BatchOp::Update => results.updated = records::update(db, &scope, &records).await?,
+            BatchOp::Delete => results.deleted = records::delete(db, &scope, &records).await?,
+        }
+        let mut all = self.results.lock().expect("results lock");
+        let entry = all.entry(model.to_string()).or_default();
+        entry.added += results.added;
+        entry.updated += results.updated;
+        entry.deleted += results.deleted;
+        Ok(())
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        self.record(LogLine {
+            level,
+            message: message.to_string(),
+            meta: json!({"type": "log"}),
+        });
+    }
+}

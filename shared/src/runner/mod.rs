@@ -1,0 +1,326 @@
+//! Runs one task delivered by the task transport: claim it (a duplicate delivery does nothing),
+//! load what it runs, run it in the sandbox while heartbeating, and record the outcome.
+
+mod host;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use host::{ModelResult, TaskHost};
+
+use crate::connections;
+use crate::context::Context;
+use crate::queue::{Task, TaskKind, TaskMessage, tasks};
+use crate::records::{self, Scope};
+use crate::sandbox::{self, Limits, RunInfo, ScriptError};
+use crate::scripts::{self, Bundle, FunctionType, SyncType};
+use crate::{Error, Result};
+
+/// What happened to one delivered message. `Err` from [`process_message`] means the message
+/// could not be processed and should be delivered again.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded(Uuid),
+    Failed(Uuid),
+    /// The task was already started or finished elsewhere (a duplicate delivery).
+    Skipped(Uuid),
+}
+
+/// How often a running task tells the queue it is alive (well under the heartbeat timeout).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// Largest action output returned to a caller.
+pub const MAX_ACTION_OUTPUT: usize = 2 * 1024 * 1024;
+
+/// The payload of each task kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Payload {
+    /// A deployed function of an integration, run for one connection.
+    Function(FunctionPayload),
+    /// A bare module from the script store (the walking skeleton, smoke runs).
+    Script {
+        script_key: String,
+        #[serde(default)]
+        input: Value,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionPayload {
+    /// The integration's unique key.
+    pub integration: String,
+    pub connection_id: String,
+    pub function: String,
+    /// Action input, or a webhook's payload.
+    #[serde(default)]
+    pub input: Option<Value>,
+    /// Syncs: run as a full sync (with deletion detection when the sync tracks deletes).
+    #[serde(default)]
+    pub full: bool,
+    #[serde(default)]
+    pub last_sync_date: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Bundles by content hash: a runner that runs the same function again does not fetch it again.
+#[derive(Default)]
+pub struct BundleCache(Mutex<HashMap<String, Arc<Bundle>>>);
+
+const BUNDLE_CACHE_ENTRIES: usize = 256;
+
+impl BundleCache {
+    async fn get(
+        &self,
+        ctx: &Context,
+        function: &scripts::store::DeployedFunction,
+    ) -> Result<Arc<Bundle>> {
+        if let Some(bundle) = self
+            .0
+            .lock()
+            .expect("bundle cache")
+            .get(&function.bundle_sha256)
+        {
+            return Ok(bundle.clone());
+        }
+        let bundle = Arc::new(scripts::store::load_bundle(ctx.scripts.as_ref(), function).await?);
+        let mut cache = self.0.lock().expect("bundle cache");
+        if cache.len() >= BUNDLE_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(function.bundle_sha256.clone(), bundle.clone());
+        Ok(bundle)
+    }
+}
+
+pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
+    let message: TaskMessage = serde_json::from_str(body)
+        .map_err(|e| Error::invalid("message", format!("not a task message: {e}")))?;
+    let Some(task) = tasks::start(&ctx.db, message.task_id).await? else {
+        return Ok(Outcome::Skipped(message.task_id));
+    };
+    let cancel = CancellationToken::new();
+    let heartbeat = tokio::spawn(heartbeat(ctx.clone(), task.id, cancel.clone()));
+    let result = run_task(ctx, &task, cancel.clone()).await;
+    heartbeat.abort();
+    match result {
+        Ok(output) => {
+            tasks::succeed(&ctx.db, task.id, &output).await?;
+            Ok(Outcome::Succeeded(task.id))
+        }
+        Err(TaskError::Failed(error)) => {
+            tasks::fail(&ctx.db, task.id, &error).await?;
+            Ok(Outcome::Failed(task.id))
+        }
+        Err(TaskError::Retry(e)) => {
+            // Our infrastructure failed before the script ran: give the task back so the
+            // redelivered message can run it.
+            tasks::release_start(&ctx.db, task.id).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Keeps the task's heartbeat fresh; when the queue says the task is no longer running
+/// (cancelled or expired), stops the script.
+async fn heartbeat(ctx: Context, task: Uuid, cancel: CancellationToken) {
+    loop {
+        tokio::time::sleep(HEARTBEAT_EVERY).await;
+        match tasks::heartbeat(&ctx.db, task).await {
+            Ok(true) => {}
+            Ok(false) => {
+                cancel.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(%task, error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+enum TaskError {
+    /// A task outcome: recorded as FAILED with this error.
+    Failed(Value),
+    /// Not the task's fault; the message should come again.
+    Retry(Error),
+}
+
+fn failed(kind: &str, message: impl Into<String>) -> TaskError {
+    TaskError::Failed(json!({"kind": kind, "message": message.into()}))
+}
+
+/// Errors before the script runs: missing things are task outcomes, infrastructure is retried.
+fn setup_error(e: Error) -> TaskError {
+    match e {
+        e @ (Error::NotFound { .. } | Error::Invalid { .. }) => failed("setup", e.to_string()),
+        e => TaskError::Retry(e),
+    }
+}
+
+fn limits(ctx: &Context) -> Limits {
+    Limits {
+        memory_bytes: ctx.config.script_memory_limit_bytes,
+        timeout: ctx.config.script_timeout,
+    }
+}
+
+async fn run_task(
+    ctx: &Context,
+    task: &Task,
+    cancel: CancellationToken,
+) -> Result<Value, TaskError> {
+    let payload: Payload = serde_json::from_value(task.payload.clone())
+        .map_err(|e| failed("invalid_payload", e.to_string()))?;
+    match (task.kind, payload) {
+        (TaskKind::Script, Payload::Script { script_key, input }) => {
+            let source = match ctx.scripts.get(&script_key).await {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e @ Error::NotFound { .. }) => {
+                    return Err(failed("script_not_found", e.to_string()));
+                }
+                Err(e) => return Err(TaskError::Retry(e)),
+            };
+            let host = Arc::new(TaskHost::without_connection());
+            sandbox::run(
+                &sandbox::single_module(&source),
+                Some(input),
+                RunInfo::default(),
+                host,
+                limits(ctx),
+                cancel,
+            )
+            .await
+            .map_err(script_failure)
+        }
+        (kind, Payload::Function(p)) if kind != TaskKind::Script => {
+            run_function(ctx, task, kind, p, cancel).await
+        }
+        (kind, _) => Err(failed(
+            "invalid_payload",
+            format!(
+                "a {} task needs a {} payload",
+                kind.as_str(),
+                if kind == TaskKind::Script {
+                    "script"
+                } else {
+                    "function"
+                }
+            ),
+        )),
+    }
+}
+
+fn script_failure(e: ScriptError) -> TaskError {
+    TaskError::Failed(serde_json::to_value(&e).expect("script error serializes"))
+}
+
+fn function_type(kind: TaskKind) -> FunctionType {
+    match kind {
+        TaskKind::Action => FunctionType::Action,
+        TaskKind::OnEvent => FunctionType::OnEvent,
+        // Webhook tasks run the subscribed sync's script with the payload.
+        TaskKind::Sync | TaskKind::Webhook | TaskKind::Script => FunctionType::Sync,
+    }
+}
+
+async fn run_function(
+    ctx: &Context,
+    task: &Task,
+    kind: TaskKind,
+    p: FunctionPayload,
+    cancel: CancellationToken,
+) -> Result<Value, TaskError> {
+    let connection = connections::get(
+        &ctx.db,
+        &ctx.cipher,
+        task.environment_id,
+        &p.integration,
+        &p.connection_id,
+    )
+    .await
+    .map_err(setup_error)?;
+    let function = scripts::store::get_active(
+        &ctx.db,
+        task.environment_id,
+        &p.integration,
+        function_type(kind),
+        &p.function,
+    )
+    .await
+    .map_err(setup_error)?;
+    let bundle = ctx.bundles.get(ctx, &function).await.map_err(setup_error)?;
+    let sync = function.config.sync().cloned();
+    // A full run of a sync that tracks deletes records what it saw, to delete the rest after.
+    let run = match &sync {
+        Some(s)
+            if kind == TaskKind::Sync
+                && s.track_deletes
+                && (p.full || s.sync_type == SyncType::Full) =>
+        {
+            Some(task.id)
+        }
+        _ => None,
+    };
+    let provider = ctx.providers.get(&connection.provider);
+    let info = RunInfo {
+        connection_id: Some(connection.connection_id.clone()),
+        provider_config_key: Some(connection.provider_config_key.clone()),
+        provider: Some(connection.provider.clone()),
+        variant: None,
+        last_sync_date: p.last_sync_date,
+        paginate: provider
+            .and_then(|pr| pr.proxy.as_ref())
+            .and_then(|proxy| proxy.paginate.as_ref())
+            .and_then(|pg| serde_json::to_value(pg).ok()),
+    };
+    let host = Arc::new(TaskHost::new(
+        ctx.clone(),
+        connection.clone(),
+        function.clone(),
+        run,
+    ));
+    let input = match kind {
+        TaskKind::Action | TaskKind::Webhook => Some(p.input.clone().unwrap_or(Value::Null)),
+        _ => None,
+    };
+    let result = sandbox::run(&bundle, input, info, host.clone(), limits(ctx), cancel).await;
+    let outcome = match result {
+        Ok(output) if kind == TaskKind::Sync => {
+            let mut results = host.results();
+            if let Some(run) = run {
+                for model in &function.config.output {
+                    let scope = Scope::new(connection.id, model, None);
+                    let deleted = records::delete_unseen(&ctx.db, &scope, run)
+                        .await
+                        .map_err(TaskError::Retry)?;
+                    results.entry(model.clone()).or_default().deleted += deleted;
+                }
+            }
+            Ok(json!({"results": results, "returned": output}))
+        }
+        Ok(output) if kind == TaskKind::Action => {
+            let size = output.to_string().len();
+            if size > MAX_ACTION_OUTPUT {
+                Err(failed(
+                    "output_too_large",
+                    format!(
+                        "the action returned {size} bytes; an action may return at most {MAX_ACTION_OUTPUT} (2 MiB)"
+                    ),
+                ))
+            } else {
+                Ok(output)
+            }
+        }
+        Ok(output) => Ok(json!({"results": host.results(), "returned": output})),
+        Err(e) => Err(script_failure(e)),
+    };
+    if let Some(run) = run
+        && let Err(e) = records::forget_run(&ctx.db, run).await
+    {
+        tracing::warn!(task = %task.id, error = %e, "could not clear the run's seen set");
+    }
+    outcome
+}

@@ -1,0 +1,208 @@
+// The script SDK, evaluated in every fresh context before the user's modules. It builds the
+// `nango` object on the host functions in `globalThis.__lasso`, which it then removes, so user
+// code only reaches the host through `nango`.
+(function (host) {
+    'use strict';
+
+    function hostError(e) {
+        const err = new Error(e.message);
+        if (e.response) {
+            // Nango's SDK throws axios errors for non-2xx answers; scripts read err.response.
+            err.name = 'ProxyError';
+            err.response = e.response;
+            err.status = e.response.status;
+        }
+        return err;
+    }
+
+    async function call(op, args) {
+        const json = await host.call(op, JSON.stringify(args === undefined ? null : args));
+        const answer = JSON.parse(json);
+        if (answer.error) {
+            throw hostError(answer.error);
+        }
+        return answer.ok;
+    }
+
+    function show(v) {
+        if (typeof v === 'string') {
+            return v;
+        }
+        if (v instanceof Error) {
+            return v.stack ? `${v.name}: ${v.message}\n${v.stack}` : `${v.name}: ${v.message}`;
+        }
+        try {
+            const s = JSON.stringify(v);
+            return s === undefined ? String(v) : s;
+        } catch {
+            return String(v);
+        }
+    }
+
+    const logAt = (level) => (...args) => host.log(level, args.map(show).join(' '));
+    globalThis.console = Object.freeze({
+        log: logAt('info'),
+        info: logAt('info'),
+        debug: logAt('debug'),
+        warn: logAt('warn'),
+        error: logAt('error'),
+    });
+
+    let nextTimer = 1;
+    const cleared = new Set();
+    globalThis.setTimeout = (fn, ms, ...args) => {
+        const id = nextTimer++;
+        host.sleep(Number(ms) || 0).then(() => {
+            if (!cleared.delete(id)) {
+                fn(...args);
+            }
+        });
+        return id;
+    };
+    globalThis.clearTimeout = (id) => {
+        cleared.add(id);
+    };
+
+    function lookup(value, path) {
+        if (!path) {
+            return value;
+        }
+        return path.split('.').reduce((v, key) => (v == null ? undefined : v[key]), value);
+    }
+
+    // `Link: <https://api.example.com/items?page=2>; rel="next", <...>; rel="last"`
+    function linkFromHeader(header, rel) {
+        if (!header) {
+            return undefined;
+        }
+        for (const part of String(header).split(',')) {
+            const match = part.match(/<([^>]+)>\s*;\s*rel="?([^";]+)"?/);
+            if (match && match[2].split(/\s+/).includes(rel)) {
+                return match[1];
+            }
+        }
+        return undefined;
+    }
+
+    globalThis.__lassoMakeNango = function (info, ActionError) {
+        const proxy = (config) => call('proxy', config);
+        const verb = (method) => (config) => proxy({ ...config, method });
+
+        async function* paginate(config) {
+            const p = { ...(info.paginate || {}), ...(config.paginate || {}) };
+            if (!p.type) {
+                throw new Error(
+                    `nango.paginate: provider ${info.provider} has no pagination settings; pass paginate: {type: 'cursor' | 'link' | 'offset', ...}`,
+                );
+            }
+            const method = (config.method || 'GET').toUpperCase();
+            const inBody = method !== 'GET' && p.in_body === true;
+            let params = config.params && typeof config.params === 'object' ? { ...config.params } : {};
+            let data = config.data && typeof config.data === 'object' ? { ...config.data } : config.data;
+            const set = (name, value) => {
+                if (inBody) {
+                    data = { ...(data || {}), [name]: value };
+                } else {
+                    params[name] = value;
+                }
+            };
+            const limit = p.limit === undefined ? undefined : Number(p.limit);
+            if (limit !== undefined && p.limit_name_in_request) {
+                set(p.limit_name_in_request, limit);
+            }
+            const page = (body) => {
+                const items = p.response_path ? lookup(body, p.response_path) : body;
+                return Array.isArray(items) ? items : [];
+            };
+            let endpoint = config.endpoint;
+            let cursor;
+            let offset = Number(p.offset_start_value ?? 0);
+            for (;;) {
+                if (p.type === 'cursor' && cursor !== undefined) {
+                    set(p.cursor_name_in_request, cursor);
+                }
+                if (p.type === 'offset') {
+                    set(p.offset_name_in_request, offset);
+                }
+                const response = await proxy({ ...config, endpoint, method, params, data });
+                const items = page(response.data);
+                if (items.length > 0) {
+                    yield items;
+                }
+                switch (p.type) {
+                    case 'cursor': {
+                        cursor = lookup(response.data, p.cursor_path_in_response);
+                        if (items.length === 0 || cursor === undefined || cursor === null || cursor === '') {
+                            return;
+                        }
+                        break;
+                    }
+                    case 'link': {
+                        const next = p.link_path_in_response_body
+                            ? lookup(response.data, p.link_path_in_response_body)
+                            : linkFromHeader(response.headers.link, p.link_rel_in_response_header || 'next');
+                        if (!next) {
+                            return;
+                        }
+                        // The next link carries its own query string.
+                        endpoint = next;
+                        params = {};
+                        break;
+                    }
+                    case 'offset': {
+                        if (items.length === 0 || (limit !== undefined && items.length < limit)) {
+                            return;
+                        }
+                        offset += p.offset_calculation_method === 'per-page' ? 1 : items.length;
+                        break;
+                    }
+                    default:
+                        throw new Error(`nango.paginate: unknown pagination type '${p.type}'`);
+                }
+            }
+        }
+
+        const batch = (op) => async (records, model) => {
+            const answer = JSON.parse(await host.batch(op, String(model), records));
+            if (answer.error) {
+                throw hostError(answer.error);
+            }
+            return true;
+        };
+
+        return Object.freeze({
+            connectionId: info.connectionId,
+            providerConfigKey: info.providerConfigKey,
+            provider: info.provider,
+            variant: info.variant,
+            lastSyncDate: info.lastSyncDate ? new Date(info.lastSyncDate) : null,
+            ActionError,
+            proxy,
+            get: verb('GET'),
+            post: verb('POST'),
+            put: verb('PUT'),
+            patch: verb('PATCH'),
+            delete: verb('DELETE'),
+            paginate,
+            batchSave: batch('save'),
+            batchUpdate: batch('update'),
+            batchDelete: batch('delete'),
+            getConnection: () => call('getConnection'),
+            getMetadata: () => call('getMetadata'),
+            setMetadata: (metadata) => call('setMetadata', metadata).then(() => undefined),
+            updateMetadata: (metadata) => call('updateMetadata', metadata).then(() => undefined),
+            getCheckpoint: () => call('getCheckpoint'),
+            saveCheckpoint: (checkpoint) => call('saveCheckpoint', checkpoint).then(() => undefined),
+            getEnvironmentVariables: () => call('getEnvironmentVariables'),
+            log: (...args) => {
+                const last = args[args.length - 1];
+                const level =
+                    args.length > 1 && last && typeof last === 'object' && typeof last.level === 'string'
+                        ? (args.pop(), last.level)
+                        : 'info';
+                host.log(level, args.map(show).join(' '));
+            },
+        });
+    };
+})(globalThis.__lasso);
+delete globalThis.__lasso;
