@@ -84,6 +84,7 @@ async fn list_tickets(State(up): State<Arc<Upstream>>, Query(q): Query<PageQuery
 
 struct Setup {
     ctx: Context,
+    api: Api,
     env_id: i64,
     connection: i64,
     upstream: Arc<Upstream>,
@@ -158,6 +159,7 @@ async fn setup(script_timeout_secs: u32) -> Setup {
     let workers = Workers::start(ctx.clone());
     Setup {
         ctx,
+        api,
         env_id: env.id,
         connection,
         upstream,
@@ -315,5 +317,74 @@ async fn hostile_scripts_are_contained_and_the_runner_carries_on() {
     }
     let shout = run(&s, TaskKind::Action, "shout", None).await;
     assert_eq!(shout.state, TaskState::Succeeded, "{:?}", shout.error);
+    s.workers.stop().await;
+}
+
+#[tokio::test]
+async fn dryrun_reports_what_a_sync_would_save_and_saves_nothing() {
+    let s = setup(120).await;
+    let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fakehub-project");
+    let options = |function: &str, input: Option<Value>| lasso_cli::dryrun::Options {
+        dir: project.clone(),
+        function: function.into(),
+        connection_id: "acme".into(),
+        integration: None,
+        input,
+        host: s.api.base.clone(),
+        secret_key: s.api.key.clone(),
+        limits: lasso_shared::sandbox::Limits::default(),
+    };
+    let report = lasso_cli::dryrun::run(options("issues", None))
+        .await
+        .unwrap();
+    assert!(matches!(report.output, Some(Ok(_))), "{:?}", report.output);
+    assert_eq!(report.saved["Issue"].len(), 10_000);
+    assert_eq!(
+        report.saved["Issue"][0],
+        json!({"id": "1", "title": "Issue 1", "state": "open"})
+    );
+    let issues = Scope::new(s.connection, "Issue", None);
+    assert_eq!(
+        records::count(&s.ctx.db, &issues).await.unwrap(),
+        0,
+        "a dry run saves nothing"
+    );
+
+    let report = lasso_cli::dryrun::run(options("tickets", None))
+        .await
+        .unwrap();
+    assert_eq!(report.saved["Ticket"].len(), 1_000);
+    assert_eq!(report.checkpoint, Some(json!({"done": true})));
+    assert_eq!(
+        lasso_shared::checkpoints::get(&s.ctx.db, s.connection, "tickets")
+            .await
+            .unwrap(),
+        None
+    );
+
+    let report = lasso_cli::dryrun::run(options("refuse", None))
+        .await
+        .unwrap();
+    let error = report.output.unwrap().unwrap_err();
+    assert_eq!(
+        error.payload,
+        Some(json!({"code": "duplicate", "message": "an issue with this title exists"}))
+    );
+    let report = lasso_cli::dryrun::run(options("wrong-model", None))
+        .await
+        .unwrap();
+    assert!(
+        report
+            .output
+            .unwrap()
+            .unwrap_err()
+            .message
+            .contains("Unheard")
+    );
+    assert!(
+        lasso_cli::dryrun::run(options("no-such-function", None))
+            .await
+            .is_err()
+    );
     s.workers.stop().await;
 }

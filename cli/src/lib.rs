@@ -3,5 +3,6 @@
 
 pub mod deploy;
 pub mod dev;
+pub mod dryrun;
 pub mod event_source;
 pub mod workers;

@@ -52,6 +52,35 @@ enum Command {
         #[arg(long)]
         integration: Option<String>,
     },
+    /// Run a sync or action of a local project against a connection of a running Lasso, and
+    /// print what it would save or return. Nothing is saved.
+    Dryrun(DryRunArgs),
+}
+
+#[derive(clap::Args)]
+struct DryRunArgs {
+    /// The sync or action to run.
+    function: String,
+    /// The connection to run it for (its connection id).
+    connection_id: String,
+    /// The project directory.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    /// The integration, when several have a function of that name.
+    #[arg(long)]
+    integration: Option<String>,
+    /// An action's input, as JSON.
+    #[arg(long)]
+    input: Option<String>,
+    /// Base URL of the Lasso api.
+    #[arg(long, env = "LASSO_HOST", default_value = "http://127.0.0.1:3003")]
+    host: String,
+    /// The environment's secret key.
+    #[arg(long, env = "LASSO_SECRET_KEY", hide_env_values = true)]
+    secret_key: String,
+    /// Deadline of the run, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +127,32 @@ async fn main() -> anyhow::Result<()> {
             let outcome =
                 lasso_cli::deploy::deploy(project, &host, &secret_key, integration).await?;
             println!("{}", lasso_cli::deploy::describe(&outcome));
+        }
+        Command::Dryrun(args) => {
+            let input = args
+                .input
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .context("--input is not valid JSON")?;
+            let report = lasso_cli::dryrun::run(lasso_cli::dryrun::Options {
+                dir: args.dir,
+                function: args.function,
+                connection_id: args.connection_id,
+                integration: args.integration,
+                input,
+                host: args.host,
+                secret_key: args.secret_key,
+                limits: lasso_shared::sandbox::Limits {
+                    timeout: std::time::Duration::from_secs(args.timeout),
+                    ..Default::default()
+                },
+            })
+            .await?;
+            lasso_cli::dryrun::print(&report);
+            if matches!(report.output, Some(Err(_))) {
+                std::process::exit(1);
+            }
         }
         Command::Env(EnvCommand::Create { name }) => {
             let url = config::database_url_from_env().unwrap_or_else(|e| config::exit_with(e));

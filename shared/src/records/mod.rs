@@ -52,6 +52,11 @@ pub struct SaveSummary {
     pub unchanged: u64,
 }
 
+/// The checks a save makes before writing anything (ids, duplicates, sizes), for dry runs.
+pub fn check_batch(records: &[Value]) -> Result<()> {
+    validate::batch(records, &LIMITS).map(|_| ())
+}
+
 /// Upserts `records` (all or nothing). With `run`, also records their ids as seen by that
 /// full-sync run, for [`delete_unseen`].
 pub async fn save(

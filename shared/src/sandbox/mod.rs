@@ -189,9 +189,9 @@ const MAX_STACK_BYTES: usize = 512 * 1024;
 /// Longest log line kept; a script logging megabytes cannot flood the log store.
 pub const MAX_LOG_LINE: usize = 64 * 1024;
 
-/// Runs the bundle's entry: its default export (a function, or Nango's object form with `exec`)
-/// is called with the `nango` object, and `input` for actions. Returns what it returned, as
-/// JSON.
+/// Runs the bundle's entry in a fresh sandbox: its default export (a function, or Nango's
+/// object form with `exec`) is called with the `nango` object, and `input` for actions. Returns
+/// what it returned, as JSON.
 pub async fn run(
     bundle: &Bundle,
     input: Option<Json>,
@@ -200,45 +200,90 @@ pub async fn run(
     limits: Limits,
     cancel: CancellationToken,
 ) -> Result<Json, ScriptError> {
-    let invalid =
-        |e: rquickjs::Error| ScriptError::new(ScriptErrorKind::InvalidScript, e.to_string());
-    let deadline = Instant::now() + limits.timeout;
-    let (allocator, out_of_memory_hit) = memory::LimitedAllocator::new(limits.memory_bytes);
-    let runtime = AsyncRuntime::new_with_alloc(allocator).map_err(invalid)?;
-    runtime.set_max_stack_size(MAX_STACK_BYTES).await;
-    let interrupt = cancel.clone();
-    runtime
-        .set_interrupt_handler(Some(Box::new(move || {
-            interrupt.is_cancelled() || Instant::now() >= deadline
-        })))
-        .await;
-    let modules = BundleModules(Arc::new(bundle.modules.clone()));
-    runtime.set_loader(modules.clone(), modules).await;
-    let context = AsyncContext::full(&runtime).await.map_err(invalid)?;
-    let entry = bundle.entry.clone();
-    let info = serde_json::to_value(&info).expect("run info serializes");
+    Sandbox::new(bundle, limits, cancel)
+        .await?
+        .execute(input, info, host)
+        .await
+}
 
-    let execution = context.async_with(async move |ctx| {
-        execute(&ctx, &entry, input, &info, host)
-            .await
-            .map_err(|e| to_script_error(e))
-    });
-    let result = tokio::select! {
-        result = tokio::time::timeout(limits.timeout, execution) => match result {
-            Ok(result) => result,
-            Err(_) => Err(ScriptError::new(ScriptErrorKind::Timeout, "")),
-        },
-        _ = cancel.cancelled() => Err(ScriptError::new(ScriptErrorKind::Cancelled, "")),
-    };
-    // Whatever the script did after an allocation was refused, the run failed.
-    if out_of_memory_hit.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(out_of_memory(limits));
+/// One fresh QuickJS runtime and context, ready to run one bundle once. [`run`] creates and
+/// drops one per call; holding one after [`Sandbox::execute`] shows what a live sandbox costs.
+pub struct Sandbox {
+    context: AsyncContext,
+    bundle: Bundle,
+    limits: Limits,
+    deadline: Instant,
+    cancel: CancellationToken,
+    out_of_memory_hit: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Sandbox {
+    /// A runtime with the limits set and a context whose modules come from `bundle` only. The
+    /// deadline starts now.
+    pub async fn new(
+        bundle: &Bundle,
+        limits: Limits,
+        cancel: CancellationToken,
+    ) -> Result<Self, ScriptError> {
+        let invalid =
+            |e: rquickjs::Error| ScriptError::new(ScriptErrorKind::InvalidScript, e.to_string());
+        let deadline = Instant::now() + limits.timeout;
+        let (allocator, out_of_memory_hit) = memory::LimitedAllocator::new(limits.memory_bytes);
+        let runtime = AsyncRuntime::new_with_alloc(allocator).map_err(invalid)?;
+        runtime.set_max_stack_size(MAX_STACK_BYTES).await;
+        let interrupt = cancel.clone();
+        runtime
+            .set_interrupt_handler(Some(Box::new(move || {
+                interrupt.is_cancelled() || Instant::now() >= deadline
+            })))
+            .await;
+        let modules = BundleModules(Arc::new(bundle.modules.clone()));
+        runtime.set_loader(modules.clone(), modules).await;
+        let context = AsyncContext::full(&runtime).await.map_err(invalid)?;
+        Ok(Self {
+            context,
+            bundle: bundle.clone(),
+            limits,
+            deadline,
+            cancel,
+            out_of_memory_hit,
+        })
     }
-    result.map_err(|e| {
-        let mut e = classify(e, &cancel, deadline, limits);
-        e.stack = e.stack.map(|s| bundle.remap_stack(&s));
-        e
-    })
+
+    /// Runs the entry (see [`run`]).
+    pub async fn execute(
+        &self,
+        input: Option<Json>,
+        info: RunInfo,
+        host: Arc<dyn Host>,
+    ) -> Result<Json, ScriptError> {
+        let entry = self.bundle.entry.clone();
+        let info = serde_json::to_value(&info).expect("run info serializes");
+        let execution = self.context.async_with(async move |ctx| {
+            execute(&ctx, &entry, input, &info, host)
+                .await
+                .map_err(|e| to_script_error(e))
+        });
+        let result = tokio::select! {
+            result = tokio::time::timeout(self.limits.timeout, execution) => match result {
+                Ok(result) => result,
+                Err(_) => Err(ScriptError::new(ScriptErrorKind::Timeout, "")),
+            },
+            _ = self.cancel.cancelled() => Err(ScriptError::new(ScriptErrorKind::Cancelled, "")),
+        };
+        // Whatever the script did after an allocation was refused, the run failed.
+        if self
+            .out_of_memory_hit
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(out_of_memory(self.limits));
+        }
+        result.map_err(|e| {
+            let mut e = classify(e, &self.cancel, self.deadline, self.limits);
+            e.stack = e.stack.map(|s| self.bundle.remap_stack(&s));
+            e
+        })
+    }
 }
 
 /// Names why a run stopped when it was stopped from outside (deadline, cancellation).

@@ -1,0 +1,43 @@
+// Node's `vm` (how Nango's runner executes scripts): a fresh context per execution, running a
+// small async script that maps 100 objects and hands them to `nango.batchSave`.
+// Prints JSON: {per_execution_us, per_context_kib, iterations, node}.
+import vm from 'node:vm';
+
+const iterations = Number(process.argv[2] || 2000);
+const held = Number(process.argv[3] || 500);
+const items = Array.from({ length: 100 }, (_, i) => ({ id: `item-${i}`, title: `Item ${i}`, n: i, tags: ['a', 'b'] }));
+const source = `(async () => {
+    await nango.batchSave(input.items.map((i) => ({ ...i, seen: true })), 'Item');
+})()`;
+const script = new vm.Script(source);
+
+let saved = 0;
+async function once() {
+    const context = vm.createContext({
+        nango: { batchSave: async (records) => { saved += records.length; return true; } },
+        input: { items },
+    });
+    await script.runInContext(context);
+    return context;
+}
+
+for (let i = 0; i < 200; i++) await once(); // warm up
+const start = process.hrtime.bigint();
+for (let i = 0; i < iterations; i++) await once();
+const elapsed = Number(process.hrtime.bigint() - start) / 1e3;
+
+global.gc?.();
+const before = process.memoryUsage().rss;
+const keep = [];
+for (let i = 0; i < held; i++) keep.push(await once());
+global.gc?.();
+const after = process.memoryUsage().rss;
+
+console.log(JSON.stringify({
+    per_execution_us: elapsed / iterations,
+    per_context_kib: (after - before) / held / 1024,
+    iterations,
+    saved: saved > 0,
+    node: process.version,
+    kept: keep.length,
+}));
