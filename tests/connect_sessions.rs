@@ -9,7 +9,7 @@ use lasso_shared::connections::{self, Credentials};
 use lasso_shared::crypto::token_digest;
 use lasso_shared::environments::{self, Environment};
 use lasso_tests::auth::{
-    MockOAuthServer, WebhookSink, browser, create_integration, listen, providers_file, serve_api_on,
+    MockOAuthServer, WebhookSink, browser, create_integration, listen, serve_api_on,
 };
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -828,12 +828,7 @@ async fn long_expired_sessions_are_purged_by_the_scheduler() {
 /// Runs `script` (an ES module body) with Nango's Node client imported as `Nango`, against the
 /// api at `host` with `key`; returns what it prints, as JSON.
 async fn with_nango_client(host: &str, key: &str, script: &str) -> Value {
-    let module = std::env::var_os("LASSO_CACHE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/lasso")
-        })
-        .join("node/node_modules/@nangohq/node/dist/index.js");
+    let module = node_modules().join("@nangohq/node/dist/index.js");
     assert!(
         module.is_file(),
         "{} missing; run `scripts/bootstrap --with-node`",

@@ -184,6 +184,17 @@ pub fn temp_dir(prefix: &str) -> PathBuf {
     dir
 }
 
+/// `$LASSO_CACHE_DIR/node/node_modules` (default `~/.cache/lasso`), where `scripts/bootstrap
+/// --with-node` installs the npm packages the tests use.
+pub fn node_modules() -> PathBuf {
+    let cache = std::env::var_os("LASSO_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/lasso")
+        });
+    cache.join("node/node_modules")
+}
+
 /// A client for the api with one environment's secret key.
 #[derive(Clone)]
 pub struct Api {
