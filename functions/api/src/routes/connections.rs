@@ -117,7 +117,8 @@ async fn list(
                 .and_then(|k| k.strip_suffix(']'))
             {
                 Some(tag) => {
-                    filter.tags.insert(tag.to_string(), Value::String(value));
+                    // Stored keys are lower-case (`normalize_tags`).
+                    filter.tags.insert(tag.to_lowercase(), Value::String(value));
                 }
                 None => {
                     return Err(ApiError::invalid(other, "unknown query parameter"));
@@ -144,24 +145,13 @@ struct ImportBody {
     webhook_url_override: Option<String>,
 }
 
-fn check_tags(tags: &Map<String, Value>) -> ApiResult<()> {
-    match tags.iter().find(|(_, v)| !v.is_string()) {
-        Some((k, _)) => Err(ApiError::invalid(
-            format!("tags.{k}"),
-            "tag values must be strings",
-        )),
-        None => Ok(()),
-    }
-}
-
 async fn import(
     State(ctx): State<Context>,
     Env(env): Env,
     Body(body): Body<ImportBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let credentials = Credentials::from_input(&body.credentials)?;
-    let tags = body.tags.unwrap_or_default();
-    check_tags(&tags)?;
+    let tags = connections::normalize_tags(body.tags.unwrap_or_default(), "tags")?;
     let integration = integrations::get(&ctx.db, env.id, &body.provider_config_key).await?;
     let connection_id = body
         .connection_id
@@ -245,9 +235,10 @@ async fn patch_one(
     Body(body): Body<PatchBody>,
 ) -> ApiResult<Json<Value>> {
     let key = required_key(params.provider_config_key)?;
-    if let Some(tags) = &body.tags {
-        check_tags(tags)?;
-    }
+    let tags = body
+        .tags
+        .map(|tags| connections::normalize_tags(tags, "tags"))
+        .transpose()?;
     connections::patch(
         &ctx.db,
         env.id,
@@ -255,7 +246,7 @@ async fn patch_one(
         &connection_id,
         ConnectionPatch {
             end_user: body.end_user,
-            tags: body.tags,
+            tags,
             webhook_url_override: body.webhook_url_override,
         },
     )
