@@ -1299,13 +1299,14 @@ async fn requests_must_name_the_key_and_connection() {
         .unwrap();
     let (status, body) = error_of(res).await;
     assert_eq!(status, 400);
-    assert_eq!(body["error"]["code"], "missing_connection_id");
+    assert_eq!(body["error"]["code"], "invalid_headers");
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
             .contains("Connection-Id")
     );
+    assert_eq!(body["error"]["errors"][0]["field"], "Connection-Id");
     let res = l
         .http
         .get(format!("{}/proxy/x", l.api))
@@ -1316,7 +1317,11 @@ async fn requests_must_name_the_key_and_connection() {
         .unwrap();
     let (status, body) = error_of(res).await;
     assert_eq!(status, 400);
-    assert_eq!(body["error"]["code"], "missing_provider_config_key");
+    assert_eq!(body["error"]["code"], "invalid_headers");
+    assert_eq!(
+        body["error"]["errors"],
+        json!([{"field": "Provider-Config-Key", "message": "is required"}])
+    );
 
     // Bodies over the limit are refused before anything is sent.
     let res = l
