@@ -9,7 +9,7 @@ use lasso_shared::connections::{
     self, Connection, ConnectionPatch, ConnectionSummary, Credentials, EndUser, ListFilter,
     NewConnection,
 };
-use lasso_shared::{Context, Error, integrations};
+use lasso_shared::{Context, integrations};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -302,15 +302,7 @@ async fn write_metadata(
         &body.metadata,
         merge,
     )
-    .await
-    .map_err(|e| match e {
-        // An unknown integration is a bad body here, as Nango answers.
-        Error::NotFound {
-            code: "unknown_provider_config",
-            message,
-        } => ApiError::new(StatusCode::NOT_FOUND, "unknown_provider_config", message),
-        e => e.into(),
-    })?;
+    .await?;
     Ok(Json(json!({
         "connection_id": body.connection_id,
         "provider_config_key": body.provider_config_key,
