@@ -10,7 +10,7 @@ use axum::routing::get;
 use lasso_shared::Context;
 use lasso_shared::connections::{self, Credentials};
 use lasso_shared::environments::{self, Environment};
-use lasso_tests::auth::{WebhookSink, create_integration, listen, providers_file, serve_api_on};
+use lasso_tests::auth::{WebhookSink, create_integration, listen, serve_api_on};
 use lasso_tests::*;
 use serde_json::{Value, json};
 

@@ -12,7 +12,7 @@ use lasso_shared::connections::{self, Credentials};
 use lasso_shared::environments::{self, Environment};
 use lasso_shared::integrations::{self, AppCredentials};
 use lasso_tests::auth::{
-    MockOAuthServer, WebhookSink, browser, create_integration, listen, providers_file, serve_api_on,
+    MockOAuthServer, WebhookSink, browser, create_integration, listen, serve_api_on,
 };
 use lasso_tests::*;
 use serde_json::{Value, json};

@@ -9,7 +9,7 @@ use lasso_shared::connections::{self, Credentials};
 use lasso_shared::crypto::token_digest;
 use lasso_shared::environments::{self, Environment};
 use lasso_tests::auth::{
-    MockOAuthServer, WebhookSink, browser, create_integration, listen, providers_file, serve_api_on,
+    MockOAuthServer, WebhookSink, browser, create_integration, listen, serve_api_on,
 };
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -828,12 +828,7 @@ async fn long_expired_sessions_are_purged_by_the_scheduler() {
 /// Runs `script` (an ES module body) with Nango's Node client imported as `Nango`, against the
 /// api at `host` with `key`; returns what it prints, as JSON.
 async fn with_nango_client(host: &str, key: &str, script: &str) -> Value {
-    let module = std::env::var_os("LASSO_CACHE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/lasso")
-        })
-        .join("node/node_modules/@nangohq/node/dist/index.js");
+    let module = node_modules().join("@nangohq/node/dist/index.js");
     assert!(
         module.is_file(),
         "{} missing; run `scripts/bootstrap --with-node`",
@@ -903,4 +898,48 @@ async fn nangos_node_client_creates_sessions() {
         )
         .await;
     assert_eq!((status, &body["connectionId"]), (200, &json!("acct-1")));
+}
+
+#[tokio::test]
+async fn request_logs_carry_no_session_token_or_oauth_code() {
+    let logs = captured_logs();
+    let s = setup().await;
+    let token = s
+        .new_session(json!({"end_user": {"id": "u-logs"}, "allowed_integrations": ["mock"]}))
+        .await;
+    let res = browser()
+        .get(format!(
+            "{}/oauth/connect/mock?connect_session_token={token}",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let authorize = res.headers()["location"].to_str().unwrap().to_string();
+    let res = browser().get(&authorize).send().await.unwrap();
+    let callback = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    let param = |name: &str| {
+        callback
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("the callback has no {name}"))
+    };
+    let (code, state) = (param("code"), param("state"));
+    let res = browser().get(callback.as_str()).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+
+    let logged = logs.text();
+    assert!(
+        logged.contains("/oauth/connect/mock") && logged.contains("/oauth/callback"),
+        "the api's request logs are captured"
+    );
+    for (what, secret) in [
+        ("connect session token", &token),
+        ("code", &code),
+        ("state", &state),
+    ] {
+        assert!(!logged.contains(secret.as_str()), "the {what} was logged");
+    }
 }

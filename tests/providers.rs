@@ -12,12 +12,7 @@ use serde_json::Value;
 /// Nango's `providers.yaml`, installed from npm (`@nangohq/providers`) by
 /// `scripts/bootstrap --with-node`; never committed here.
 fn nango_catalog_path() -> PathBuf {
-    let cache = std::env::var_os("LASSO_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/lasso")
-        });
-    cache.join("node/node_modules/@nangohq/providers/providers.yaml")
+    node_modules().join("@nangohq/providers/providers.yaml")
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! credentials kept out of errors and logs.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -193,44 +193,6 @@ fn large_response(state: Arc<FakeState>) -> Response {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Everything this test binary logs, at every level, for `credentials_never_appear_in_errors_or_logs`
-
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl LogBuffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The process-wide log capture, installed before a test makes its first call (a per-thread
-/// subscriber would miss events whose callsites other tests registered first).
-fn logs() -> &'static LogBuffer {
-    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = LogBuffer::default();
-        let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        buffer
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
 // Lasso wired to the fake provider
 
 const PROVIDERS: &str = r#"
@@ -303,7 +265,7 @@ async fn closed_port_url() -> String {
 }
 
 async fn lasso() -> Lasso {
-    logs();
+    captured_logs();
     let fake = Fake::start().await;
     let file = temp_dir("lasso-proxy").join("providers.yaml");
     std::fs::write(
@@ -1026,7 +988,7 @@ async fn large_responses_stream_through() {
     let growth = peak.saturating_sub(before);
     println!(
         "RSS grew by {growth} bytes while streaming {LARGE_BYTES}; logs {}",
-        logs().0.lock().unwrap().len()
+        captured_logs().text().len()
     );
     assert!(
         growth < (LARGE_BYTES / 4) as u64,
@@ -1299,13 +1261,14 @@ async fn requests_must_name_the_key_and_connection() {
         .unwrap();
     let (status, body) = error_of(res).await;
     assert_eq!(status, 400);
-    assert_eq!(body["error"]["code"], "missing_connection_id");
+    assert_eq!(body["error"]["code"], "invalid_headers");
     assert!(
         body["error"]["message"]
             .as_str()
             .unwrap()
             .contains("Connection-Id")
     );
+    assert_eq!(body["error"]["errors"][0]["field"], "Connection-Id");
     let res = l
         .http
         .get(format!("{}/proxy/x", l.api))
@@ -1316,7 +1279,11 @@ async fn requests_must_name_the_key_and_connection() {
         .unwrap();
     let (status, body) = error_of(res).await;
     assert_eq!(status, 400);
-    assert_eq!(body["error"]["code"], "missing_provider_config_key");
+    assert_eq!(body["error"]["code"], "invalid_headers");
+    assert_eq!(
+        body["error"]["errors"],
+        json!([{"field": "Provider-Config-Key", "message": "is required"}])
+    );
 
     // Bodies over the limit are refused before anything is sent.
     let res = l
@@ -1414,7 +1381,7 @@ async fn credentials_never_appear_in_errors_or_logs() {
     assert_eq!(status, 400);
     errors.push(body.to_string());
 
-    let logged = logs().text();
+    let logged = captured_logs().text();
     assert!(
         logged.contains("proxy call provider=fake-oauth connection=logged-conn"),
         "the proxy logs its calls:\n{logged}"

@@ -417,9 +417,12 @@ async fn records_api_filters_and_errors() {
         .map(|r| (r.status().as_u16(), r))
         .unwrap();
     assert_eq!(status, 400);
+    let body = body.json::<Value>().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_headers");
     assert_eq!(
-        body.json::<Value>().await.unwrap()["error"]["code"],
-        "missing_headers"
+        body["error"]["errors"],
+        json!([{"field": "Connection-Id", "message": "is required"},
+               {"field": "Provider-Config-Key", "message": "is required"}])
     );
 
     // The other environment's connection c1 has no records, and cannot read ours.

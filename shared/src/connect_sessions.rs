@@ -159,7 +159,8 @@ fn check_webhook_url(url: Option<String>) -> Result<Option<String>> {
 }
 
 /// The tags a session gives its connections: the end user's identity (as Nango names it), the
-/// end user's own tags (keys lower-cased), then the session's `tags`, which win.
+/// end user's own tags, then the session's `tags`, which win; keys lower-cased, as
+/// [`connections::normalize_tags`](crate::connections::normalize_tags) stores them.
 fn session_tags(
     end_user: Option<&EndUser>,
     tags: Option<&BTreeMap<String, String>>,
@@ -185,7 +186,7 @@ fn session_tags(
         }
     }
     for (k, v) in tags.into_iter().flatten() {
-        out.insert(k.clone(), Value::String(v.clone()));
+        out.insert(k.to_lowercase(), Value::String(v.clone()));
     }
     out
 }
@@ -523,7 +524,7 @@ mod tests {
         .unwrap();
         let tags = session_tags(
             Some(&user),
-            Some(&BTreeMap::from([("plan".to_string(), "team".to_string())])),
+            Some(&BTreeMap::from([("Plan".to_string(), "team".to_string())])),
         );
         assert_eq!(
             Value::Object(tags),

@@ -11,15 +11,15 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::Sha256;
 use sqlx::FromRow;
 use uuid::Uuid;
 
 use crate::Result;
-use crate::connections::Connection;
+use crate::connections::{Connection, EndUser};
 use crate::context::Context;
-use crate::environments;
+use crate::environments::{self, Environment};
 
 pub const SIGNATURE_HEADER: &str = "X-Nango-Hmac-Sha256";
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,60 +44,121 @@ pub fn retry_delay(attempt: i32) -> chrono::Duration {
 /// What webhooks say they come from; Nango's value, so receivers written for Nango accept them.
 pub const FROM: &str = "nango";
 
-/// Nango's auth webhook body (`type: "auth"`). `operation` is `creation`, `override` or
-/// `refresh`; `error` is `(type, description)` for a failure.
-pub fn auth_event(
-    environment_name: &str,
-    connection: &Connection,
-    auth_mode: &str,
-    operation: &str,
-    error: Option<(&str, &str)>,
-) -> Value {
+/// Whether an auth created a connection, replaced the credentials of an existing one, or
+/// refreshed them (Nango's `AuthOperationType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOperation {
+    Creation,
+    Override,
+    Refresh,
+}
+
+impl AuthOperation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthOperation::Creation => "creation",
+            AuthOperation::Override => "override",
+            AuthOperation::Refresh => "refresh",
+        }
+    }
+}
+
+/// Why an auth attempt failed, as the webhook reports it (Nango's `ErrorPayload`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    /// e.g. `invalid_callback`, `token_exchange_failed`, `refresh_token_external_error`.
+    pub kind: &'static str,
+    pub description: String,
+}
+
+/// An auth event for the environment's webhook (Nango's `NangoAuthWebhookBody`).
+#[derive(Debug, Clone)]
+pub struct AuthEvent<'a> {
+    pub environment: &'a Environment,
+    pub provider_config_key: &'a str,
+    pub provider: &'a str,
+    pub auth_mode: &'a str,
+    pub connection_id: &'a str,
+    pub operation: AuthOperation,
+    pub end_user: Option<&'a EndUser>,
+    pub tags: &'a Map<String, Value>,
+    /// Where to send it instead of the environment's webhook URL.
+    pub webhook_url_override: Option<&'a str>,
+    /// `None` for a success.
+    pub failure: Option<AuthFailure>,
+}
+
+impl<'a> AuthEvent<'a> {
+    /// The successful `operation` on a stored connection.
+    pub fn for_connection(
+        environment: &'a Environment,
+        connection: &'a Connection,
+        auth_mode: &'a str,
+        operation: AuthOperation,
+    ) -> Self {
+        Self {
+            environment,
+            provider_config_key: &connection.provider_config_key,
+            provider: &connection.provider,
+            auth_mode,
+            connection_id: &connection.connection_id,
+            operation,
+            end_user: connection.end_user.as_ref(),
+            tags: &connection.tags,
+            webhook_url_override: connection.webhook_url_override.as_deref(),
+            failure: None,
+        }
+    }
+}
+
+/// The webhook body Nango's clients expect for `event`.
+fn auth_body(event: &AuthEvent<'_>) -> Value {
     let mut body = json!({
+        // Nango's receivers tell its own webhooks from forwarded ones by this field.
         "from": FROM,
         "type": "auth",
-        "connectionId": connection.connection_id,
-        "authMode": auth_mode,
-        "providerConfigKey": connection.provider_config_key,
-        "provider": connection.provider,
-        "environment": environment_name,
-        "operation": operation,
-        "success": error.is_none(),
-        "tags": connection.tags,
+        "connectionId": event.connection_id,
+        "providerConfigKey": event.provider_config_key,
+        "authMode": event.auth_mode,
+        "provider": event.provider,
+        "environment": event.environment.name,
+        "operation": event.operation.as_str(),
+        "success": event.failure.is_none(),
     });
-    if let Some(user) = &connection.end_user {
-        body["endUser"] = json!({
+    if !event.tags.is_empty() {
+        body["tags"] = Value::Object(event.tags.clone());
+    }
+    if let Some(user) = event.end_user {
+        let mut end_user = json!({
             "endUserId": user.id,
-            "organizationId": user.organization.as_ref().map(|o| o.id.clone()),
             "endUserEmail": user.email,
             "tags": user.tags.clone().unwrap_or_default(),
         });
+        if let Some(org) = &user.organization {
+            end_user["organizationId"] = Value::String(org.id.clone());
+        }
+        body["endUser"] = end_user;
     }
-    if let Some((kind, description)) = error {
-        body["error"] = json!({"type": kind, "description": description});
+    if let Some(failure) = &event.failure {
+        body["error"] = json!({"type": failure.kind, "description": failure.description});
     }
     body
 }
 
-/// Emits the auth webhook for `connection` to its environment (or its webhook URL override).
-pub async fn emit_auth(
-    ctx: &Context,
-    connection: &Connection,
-    operation: &str,
-    error: Option<(&str, &str)>,
-) -> Result<Option<Uuid>> {
-    let environment = environments::find_by_id(&ctx.db, connection.environment_id)
-        .await?
-        .ok_or_else(|| crate::Error::not_found("environment"))?;
-    let auth_mode = connection.credentials.type_name();
-    let event = auth_event(&environment.name, connection, auth_mode, operation, error);
-    emit(
+/// Sends the auth webhook through the outbox ([`emit`]). A failure to queue it is logged, not
+/// returned: the connection is stored (or its refresh failed) by then, and the caller's answer
+/// must say so.
+pub async fn emit_auth(ctx: &Context, event: &AuthEvent<'_>) {
+    if let Err(e) = emit(
         ctx,
-        connection.environment_id,
-        connection.webhook_url_override.as_deref(),
-        &event,
+        event.environment.id,
+        event.webhook_url_override,
+        &auth_body(event),
     )
     .await
+    {
+        tracing::error!(error = %e, connection = %event.connection_id, "could not queue the auth webhook");
+    }
 }
 
 #[derive(FromRow)]
@@ -263,6 +324,52 @@ mod tests {
             sign("secret", br#"{"a":1}"#),
             "aa9e2e3575f5d7098b6caccd790888c36d5fdb63342a73bada2d6a51747a8494"
         );
+    }
+
+    #[test]
+    fn auth_webhook_has_nangos_shape() {
+        let env = Environment {
+            id: 1,
+            uuid: uuid::Uuid::nil(),
+            name: "prod".into(),
+        };
+        let user: EndUser = serde_json::from_value(
+            json!({"id": "u1", "email": "u@x.io", "organization": {"id": "o1"}}),
+        )
+        .unwrap();
+        let tags = Map::new();
+        let mut event = AuthEvent {
+            environment: &env,
+            provider_config_key: "gh",
+            provider: "github",
+            auth_mode: "OAUTH2",
+            connection_id: "c1",
+            operation: AuthOperation::Creation,
+            end_user: Some(&user),
+            tags: &tags,
+            webhook_url_override: None,
+            failure: None,
+        };
+        assert_eq!(
+            auth_body(&event),
+            json!({"from": "nango", "type": "auth", "connectionId": "c1", "providerConfigKey": "gh",
+                   "authMode": "OAUTH2", "provider": "github", "environment": "prod",
+                   "operation": "creation", "success": true,
+                   "endUser": {"endUserId": "u1", "endUserEmail": "u@x.io", "organizationId": "o1",
+                               "tags": {}}})
+        );
+        event.failure = Some(AuthFailure {
+            kind: "invalid_callback",
+            description: "denied".into(),
+        });
+        event.end_user = None;
+        let body = auth_body(&event);
+        assert_eq!(body["success"], false);
+        assert_eq!(
+            body["error"],
+            json!({"type": "invalid_callback", "description": "denied"})
+        );
+        assert!(body.get("endUser").is_none());
     }
 
     #[test]

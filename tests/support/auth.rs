@@ -16,17 +16,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
-/// `$LASSO_CACHE_DIR/node/node_modules`, where `scripts/bootstrap --with-node` installs the npm
-/// tools.
-fn node_modules() -> PathBuf {
-    let cache = std::env::var_os("LASSO_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/lasso")
-        });
-    cache.join("node/node_modules")
-}
-
 /// oauth2-mock-server on an ephemeral port of 127.0.0.1, stopped when dropped. It checks PKCE:
 /// a token request with a `code_verifier` that does not match the code's challenge is refused.
 pub struct MockOAuthServer {
@@ -41,7 +30,7 @@ impl MockOAuthServer {
     /// Starts the server; `code_expires_in` sets the lifetime (seconds) of the tokens the
     /// authorization-code grant returns.
     pub async fn start(code_expires_in: Option<u64>) -> Self {
-        let modules = node_modules();
+        let modules = crate::node_modules();
         assert!(
             modules.join("oauth2-mock-server").is_dir(),
             "oauth2-mock-server is not installed in {}; run `scripts/bootstrap --with-node`",
@@ -141,13 +130,6 @@ pub fn serve_api_on(listener: TcpListener, ctx: Context) {
             .await
             .expect("serve api");
     });
-}
-
-/// Writes a provider catalog file (for `LASSO_PROVIDERS_FILE`).
-pub fn providers_file(yaml: &str) -> PathBuf {
-    let path = crate::temp_dir("lasso-providers").join("providers.yaml");
-    std::fs::write(&path, yaml).expect("write providers file");
-    path
 }
 
 /// Creates integration `key` of `provider` with OAuth app `{key}-client` / `{key}-secret`.

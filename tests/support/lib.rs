@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use lasso_shared::config::Config;
@@ -184,6 +185,17 @@ pub fn temp_dir(prefix: &str) -> PathBuf {
     dir
 }
 
+/// `$LASSO_CACHE_DIR/node/node_modules` (default `~/.cache/lasso`), where `scripts/bootstrap
+/// --with-node` installs the npm packages the tests use.
+pub fn node_modules() -> PathBuf {
+    let cache = std::env::var_os("LASSO_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/lasso")
+        });
+    cache.join("node/node_modules")
+}
+
 /// A client for the api with one environment's secret key.
 #[derive(Clone)]
 pub struct Api {
@@ -260,4 +272,41 @@ pub async fn serve(router: axum::Router) -> String {
         axum::serve(listener, router).await.expect("serve");
     });
     format!("http://{addr}")
+}
+
+/// What a test binary logged, at every level (see [`captured_logs`]).
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The process-wide log capture, at every level, for tests that check what is logged. Call it
+/// before a test makes its first request: a per-thread subscriber would miss events whose
+/// callsites other tests registered first.
+pub fn captured_logs() -> &'static LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        buffer
+    })
 }

@@ -11,6 +11,9 @@ use serde_json::json;
 pub enum ApiError {
     #[error(transparent)]
     Shared(#[from] Error),
+    /// Required request headers that are missing, each named (Nango's `invalid_headers`).
+    #[error("missing required header(s): {}", .0.join(", "))]
+    MissingHeaders(Vec<&'static str>),
     #[error("{message}")]
     Custom {
         status: StatusCode,
@@ -55,6 +58,19 @@ impl IntoResponse for ApiError {
                 code,
                 message,
             } => (status, body(code, &message, None)),
+            ApiError::MissingHeaders(ref names) => (
+                StatusCode::BAD_REQUEST,
+                body(
+                    "invalid_headers",
+                    &self.to_string(),
+                    Some(json!(
+                        names
+                            .iter()
+                            .map(|name| json!({"field": name, "message": "is required"}))
+                            .collect::<Vec<_>>()
+                    )),
+                ),
+            ),
             ApiError::Shared(e) => match &e {
                 Error::NotFound { code, message } => {
                     (StatusCode::NOT_FOUND, body(code, message, None))

@@ -9,7 +9,7 @@ pub mod direct;
 pub mod oauth2;
 mod verify;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::connect_sessions::{ConnectSession, IntegrationDefaults};
 use crate::connections::{self, Credentials, EndUser, NewConnection};
@@ -17,7 +17,8 @@ use crate::context::Context;
 use crate::environments::Environment;
 use crate::integrations::{self, Integration};
 use crate::providers::{AuthMode, Provider};
-use crate::{Error, Result, webhooks};
+use crate::webhooks::{self, AuthEvent, AuthOperation};
+use crate::{Error, Result};
 
 /// Who starts an auth flow.
 #[derive(Debug, Clone)]
@@ -56,32 +57,12 @@ pub struct Request {
     pub params: Map<String, Value>,
 }
 
-/// Whether an auth flow created a connection or replaced the credentials of an existing one
-/// (Nango's `AuthOperationType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    Creation,
-    Override,
-    /// A token refresh (for the refresh path's failure webhooks).
-    Refresh,
-}
-
-impl Operation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::Creation => "creation",
-            Operation::Override => "override",
-            Operation::Refresh => "refresh",
-        }
-    }
-}
-
 /// A connection an auth flow stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub provider_config_key: String,
     pub connection_id: String,
-    pub operation: Operation,
+    pub operation: AuthOperation,
 }
 
 /// The integration, provider and connection id a request resolved to, with what the connection
@@ -287,24 +268,18 @@ async fn store(
     )
     .await?;
     let operation = if created {
-        Operation::Creation
+        AuthOperation::Creation
     } else {
-        Operation::Override
+        AuthOperation::Override
     };
-    emit_auth_webhook(
+    webhooks::emit_auth(
         ctx,
-        &AuthEvent {
+        &AuthEvent::for_connection(
             environment,
-            provider_config_key: &connection.provider_config_key,
-            provider: &connection.provider,
-            auth_mode: target.provider.auth_mode.as_str(),
-            connection_id: &connection.connection_id,
+            &connection,
+            target.provider.auth_mode.as_str(),
             operation,
-            end_user: connection.end_user.as_ref(),
-            tags: &connection.tags,
-            webhook_url_override: connection.webhook_url_override.as_deref(),
-            failure: None,
-        },
+        ),
     )
     .await;
     tracing::info!(
@@ -320,80 +295,6 @@ async fn store(
     })
 }
 
-/// Why an auth attempt failed, as the webhook reports it (Nango's `ErrorPayload`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthFailure {
-    /// e.g. `invalid_callback`, `token_exchange_failed`, `refresh_token_external_error`.
-    pub kind: &'static str,
-    pub description: String,
-}
-
-/// An auth event for the environment's webhook (Nango's `NangoAuthWebhookBody`).
-#[derive(Debug, Clone)]
-pub struct AuthEvent<'a> {
-    pub environment: &'a Environment,
-    pub provider_config_key: &'a str,
-    pub provider: &'a str,
-    pub auth_mode: &'a str,
-    pub connection_id: &'a str,
-    pub operation: Operation,
-    pub end_user: Option<&'a EndUser>,
-    pub tags: &'a Map<String, Value>,
-    /// Where to send it instead of the environment's webhook URL.
-    pub webhook_url_override: Option<&'a str>,
-    /// `None` for a success.
-    pub failure: Option<AuthFailure>,
-}
-
-/// The webhook body Nango's clients expect for `event`.
-pub fn auth_webhook_body(event: &AuthEvent<'_>) -> Value {
-    let mut body = json!({
-        // Nango's receivers tell its own webhooks from forwarded ones by this field.
-        "from": "nango",
-        "type": "auth",
-        "connectionId": event.connection_id,
-        "providerConfigKey": event.provider_config_key,
-        "authMode": event.auth_mode,
-        "provider": event.provider,
-        "environment": event.environment.name,
-        "operation": event.operation.as_str(),
-        "success": event.failure.is_none(),
-    });
-    if !event.tags.is_empty() {
-        body["tags"] = Value::Object(event.tags.clone());
-    }
-    if let Some(user) = event.end_user {
-        let mut end_user = json!({
-            "endUserId": user.id,
-            "endUserEmail": user.email,
-            "tags": user.tags.clone().unwrap_or_default(),
-        });
-        if let Some(org) = &user.organization {
-            end_user["organizationId"] = Value::String(org.id.clone());
-        }
-        body["endUser"] = end_user;
-    }
-    if let Some(failure) = &event.failure {
-        body["error"] = json!({"type": failure.kind, "description": failure.description});
-    }
-    body
-}
-
-/// Sends the auth webhook through the outbox ([`webhooks::emit`]). A failure to queue it is
-/// logged, not returned: the connection is stored by then, and the caller's answer must say so.
-pub async fn emit_auth_webhook(ctx: &Context, event: &AuthEvent<'_>) {
-    if let Err(e) = webhooks::emit(
-        ctx,
-        event.environment.id,
-        event.webhook_url_override,
-        &auth_webhook_body(event),
-    )
-    .await
-    {
-        tracing::error!(error = %e, connection = %event.connection_id, "could not queue the auth webhook");
-    }
-}
-
 /// Deletes OAuth and connect sessions that expired more than an hour ago: none of them can be
 /// used any more. Run by the scheduler.
 pub async fn purge_expired_sessions(ctx: &Context) -> Result<u64> {
@@ -406,6 +307,7 @@ pub async fn purge_expired_sessions(ctx: &Context) -> Result<u64> {
 mod tests {
     use super::*;
     use crate::providers::Catalog;
+    use serde_json::json;
 
     fn provider(yaml: &str) -> Provider {
         Catalog::from_yaml("test", yaml)
@@ -438,51 +340,5 @@ mod tests {
         config.insert("region".into(), json!("apac"));
         let e = check_connection_config(&p, &mut config).unwrap_err();
         assert!(matches!(e, Error::Invalid { ref field, .. } if field == "params[region]"));
-    }
-
-    #[test]
-    fn auth_webhook_has_nangos_shape() {
-        let env = Environment {
-            id: 1,
-            uuid: uuid::Uuid::nil(),
-            name: "prod".into(),
-        };
-        let user: EndUser = serde_json::from_value(
-            json!({"id": "u1", "email": "u@x.io", "organization": {"id": "o1"}}),
-        )
-        .unwrap();
-        let tags = Map::new();
-        let mut event = AuthEvent {
-            environment: &env,
-            provider_config_key: "gh",
-            provider: "github",
-            auth_mode: "OAUTH2",
-            connection_id: "c1",
-            operation: Operation::Creation,
-            end_user: Some(&user),
-            tags: &tags,
-            webhook_url_override: None,
-            failure: None,
-        };
-        assert_eq!(
-            auth_webhook_body(&event),
-            json!({"from": "nango", "type": "auth", "connectionId": "c1", "providerConfigKey": "gh",
-                   "authMode": "OAUTH2", "provider": "github", "environment": "prod",
-                   "operation": "creation", "success": true,
-                   "endUser": {"endUserId": "u1", "endUserEmail": "u@x.io", "organizationId": "o1",
-                               "tags": {}}})
-        );
-        event.failure = Some(AuthFailure {
-            kind: "invalid_callback",
-            description: "denied".into(),
-        });
-        event.end_user = None;
-        let body = auth_webhook_body(&event);
-        assert_eq!(body["success"], false);
-        assert_eq!(
-            body["error"],
-            json!({"type": "invalid_callback", "description": "denied"})
-        );
-        assert!(body.get("endUser").is_none());
     }
 }

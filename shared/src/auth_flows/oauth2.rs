@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use sqlx::{FromRow, PgPool};
 
-use super::{AuthEvent, AuthFailure, Caller, Operation, Outcome, Request, Target};
+use super::{Caller, Outcome, Request, Target};
 use crate::connect_sessions::{self, IntegrationDefaults};
 use crate::connections::{Credentials, OAuth2Token};
 use crate::context::Context;
@@ -21,6 +21,7 @@ use crate::crypto::{random_token, token_digest};
 use crate::environments::Environment;
 use crate::oauth::{self, Client, Grant};
 use crate::providers::{AuthMode, Provider, interpolate};
+use crate::webhooks::{self, AuthEvent, AuthFailure, AuthOperation};
 use crate::{Error, Result, integrations};
 
 /// How long a user has between leaving for the provider and coming back.
@@ -389,7 +390,7 @@ pub async fn callback(ctx: &Context, query: &BTreeMap<String, String>) -> Result
     };
     let failed = async |kind: &'static str, error: Error| {
         let t = target(Map::new());
-        super::emit_auth_webhook(
+        webhooks::emit_auth(
             ctx,
             &AuthEvent {
                 environment: &environment,
@@ -399,7 +400,7 @@ pub async fn callback(ctx: &Context, query: &BTreeMap<String, String>) -> Result
                 connection_id: &t.connection_id,
                 // Nothing was stored, so nothing was created or replaced; Nango reports the
                 // attempt as a creation.
-                operation: Operation::Creation,
+                operation: AuthOperation::Creation,
                 end_user: t.end_user.as_ref(),
                 tags: &t.tags,
                 webhook_url_override: t.webhook_url_override.as_deref(),

@@ -1,7 +1,7 @@
 //! Checking new API-key and basic credentials before storing them, with the provider's
 //! `proxy.verification` request(s) as Nango does: the credentials pass when any endpoint answers
-//! 2xx. The request is built from the catalog the way the proxy calls the provider (base URL,
-//! headers and query with `${...}` templates filled in).
+//! 2xx. The request is built by the proxy's own code ([`crate::proxy::target`],
+//! [`crate::proxy::auth`]), so it follows the proxy's base URL and credential rules.
 
 use std::time::Duration;
 
@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 
 use crate::connections::Credentials;
 use crate::context::Context;
-use crate::providers::{AuthMode, Provider, interpolate};
+use crate::providers::{Provider, interpolate};
+use crate::proxy::{ConnectionAuth, auth, target};
 use crate::{Error, Result};
 
 const VERIFICATION_TIMEOUT: Duration = Duration::from_secs(15);
@@ -43,14 +44,19 @@ pub(super) async fn check(
     else {
         return Ok(());
     };
-    let values = credentials.as_template_values();
-    let fill = |template: &str| interpolate(template, connection_config, &values);
-    let base = fill(
-        verification
-            .base_url_override
-            .as_deref()
-            .unwrap_or(&proxy.base_url),
-    )?;
+    let connection = ConnectionAuth {
+        connection_config,
+        credentials,
+    };
+    let base = match &verification.base_url_override {
+        Some(template) => target::catalog_url(
+            provider_name,
+            "proxy.verification.base_url_override",
+            template,
+            connection,
+        )?,
+        None => target::catalog_url(provider_name, "proxy.base_url", &proxy.base_url, connection)?,
+    };
     let method_name = verification.method.as_deref().unwrap_or("GET");
     let method =
         reqwest::Method::from_bytes(method_name.to_ascii_uppercase().as_bytes()).map_err(|_| {
@@ -61,47 +67,26 @@ pub(super) async fn check(
                 ),
             }
         })?;
-    let mut headers = Vec::new();
-    for (name, template) in proxy.headers.iter().chain(&verification.headers) {
-        headers.retain(|(n, _): &(String, String)| !n.eq_ignore_ascii_case(name));
-        headers.push((name.clone(), fill(template)?));
-    }
-    let mut query = Vec::new();
-    for (name, template) in &proxy.query {
-        query.push((name.clone(), fill(template)?));
-    }
-    let basic = match credentials {
-        // Nango's proxy signs basic-auth calls itself unless the catalog sets the header.
-        Credentials::Basic { username, password }
-            if provider.auth_mode == AuthMode::Basic
-                && !headers
-                    .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case("authorization")) =>
-        {
-            Some((username.as_str(), password.as_str()))
-        }
-        _ => None,
-    };
+    // The verification request's own headers win over the catalog's, as the caller's do on a
+    // proxied call.
+    let own = auth::templates(
+        provider_name,
+        "proxy.verification.headers",
+        &verification.headers,
+        connection,
+    )?;
+    let headers = auth::headers(provider_name, provider, connection, &own)?;
+    let values = credentials.as_template_values();
 
     let mut last = String::new();
     for endpoint in &verification.endpoints {
-        let path = fill(endpoint)?;
-        let url = format!(
-            "{}/{}",
-            base.trim_end_matches('/'),
-            path.trim_start_matches('/')
-        );
+        let mut url = target::join(&base, &interpolate(endpoint, connection_config, &values)?)?;
+        auth::query(provider, connection, &mut url)?;
         let mut request = ctx
             .http
-            .request(method.clone(), &url)
+            .request(method.clone(), url)
             .timeout(VERIFICATION_TIMEOUT)
-            .query(&query);
-        for (name, value) in &headers {
-            request = request.header(name, value);
-        }
-        if let Some((user, password)) = basic {
-            request = request.basic_auth(user, Some(password));
-        }
+            .headers(headers.clone());
         if let Some(data) = &verification.data {
             request = request.json(data);
         }

@@ -114,7 +114,13 @@ impl Credentials {
                 ));
             }
         }
-        serde_json::from_value(value.clone()).map_err(|e| {
+        let mut value = value.clone();
+        // As Nango does, an imported token without its raw token response gets the fields it
+        // was imported with (`getRawTokenResponse` reads them).
+        if matches!(kind, "OAUTH2" | "OAUTH2_CC") && value.get("raw").is_none_or(Value::is_null) {
+            value["raw"] = value.clone();
+        }
+        serde_json::from_value(value).map_err(|e| {
             // serde names the field; the value itself is never echoed.
             Error::invalid("credentials", e.to_string())
         })
@@ -202,6 +208,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(!e.to_string().contains("\"a\""), "{e}");
+    }
+
+    #[test]
+    fn an_imported_token_without_raw_keeps_its_fields_as_raw() {
+        let input = json!({"type": "OAUTH2", "access_token": "a", "refresh_token": "r"});
+        let Credentials::OAuth2(token) = Credentials::from_input(&input).unwrap() else {
+            panic!("OAUTH2 expected");
+        };
+        assert_eq!(token.raw, input);
+        let given = json!({"type": "OAUTH2", "access_token": "a", "raw": {"scope": "x"}});
+        let Credentials::OAuth2(token) = Credentials::from_input(&given).unwrap() else {
+            panic!("OAUTH2 expected");
+        };
+        assert_eq!(token.raw, json!({"scope": "x"}));
     }
 
     #[test]

@@ -235,6 +235,29 @@ pub fn check_connection_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Connection tags as Nango keeps them: string values under lower-cased keys (Nango's clients
+/// lower-case the keys they filter on). `field` names the tags in errors; two keys that differ
+/// only in case are refused.
+pub fn normalize_tags(tags: Map<String, Value>, field: &str) -> Result<Map<String, Value>> {
+    let mut out = Map::new();
+    for (key, value) in tags {
+        if !value.is_string() {
+            return Err(Error::invalid(
+                format!("{field}.{key}"),
+                "tag values must be strings",
+            ));
+        }
+        let lower = key.to_lowercase();
+        if out.insert(lower.clone(), value).is_some() {
+            return Err(Error::invalid(
+                format!("{field}.{key}"),
+                format!("`{lower}` is given twice (tag keys are not case-sensitive)"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Stores a connection: creates it, or replaces the credentials and configuration of the
 /// existing one with the same id (re-authorization). Returns it and whether it is new.
 pub async fn upsert(
@@ -654,4 +677,31 @@ pub async fn write_metadata(
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn tags_are_strings_under_lower_case_keys() {
+        assert_eq!(
+            normalize_tags(map(json!({"Team": "Blue", "plan": "pro"})), "tags").unwrap(),
+            map(json!({"team": "Blue", "plan": "pro"}))
+        );
+        let field = |v: Value| match normalize_tags(map(v), "tags").unwrap_err() {
+            Error::Invalid { field, .. } => field,
+            e => panic!("{e}"),
+        };
+        assert_eq!(field(json!({"n": 1})), "tags.n");
+        assert!(field(json!({"team": "a", "TEAM": "b"})).eq_ignore_ascii_case("tags.team"));
+    }
 }

@@ -10,7 +10,8 @@ use chrono::{DateTime, Duration, Utc};
 use super::{Connection, Credentials, OAuth2Token};
 use crate::context::Context;
 use crate::oauth::{self, Client, Grant};
-use crate::{Error, Result, integrations, providers, webhooks};
+use crate::webhooks::{self, AuthEvent, AuthFailure, AuthOperation};
+use crate::{Error, Result, environments, integrations, providers};
 
 pub const REFRESH_WINDOW: Duration = Duration::minutes(15);
 pub const MAX_REFRESH_FAILURES: i32 = 5;
@@ -81,15 +82,25 @@ pub async fn fresh(ctx: &Context, connection: Connection, force: bool) -> Result
             tx.commit().await?;
             tracing::warn!(connection = %current.connection_id, failures, "token refresh failed");
             // The caller gets the refresh error even when the webhook cannot be queued.
-            if let Err(webhook_error) = webhooks::emit_auth(
-                ctx,
-                &current,
-                "refresh",
-                Some(("refresh_token_external_error", &message)),
-            )
-            .await
-            {
-                tracing::warn!(error = %webhook_error, "could not queue the refresh-failed webhook");
+            match environments::find_by_id(&ctx.db, current.environment_id).await {
+                Ok(Some(environment)) => {
+                    let mut event = AuthEvent::for_connection(
+                        &environment,
+                        &current,
+                        current.credentials.type_name(),
+                        AuthOperation::Refresh,
+                    );
+                    event.failure = Some(AuthFailure {
+                        kind: "refresh_token_external_error",
+                        description: message,
+                    });
+                    webhooks::emit_auth(ctx, &event).await;
+                }
+                // A connection's environment exists (foreign key); only the lookup can fail.
+                Ok(None) => {}
+                Err(lookup) => {
+                    tracing::warn!(error = %lookup, "could not queue the refresh-failed webhook")
+                }
             }
             Err(e)
         }

@@ -7,11 +7,14 @@
 //! Values are filled in here and go straight onto the request: errors name the header or
 //! parameter, never its value.
 
+use std::collections::BTreeMap;
+
 use base64::Engine;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-use crate::connections::{Connection, Credentials};
+use super::ConnectionAuth;
+use crate::connections::Credentials;
 use crate::providers::{self, Provider};
 use crate::{Error, Result};
 
@@ -19,11 +22,11 @@ use crate::{Error, Result};
 pub fn headers(
     provider_name: &str,
     provider: &Provider,
-    connection: &Connection,
+    auth: ConnectionAuth<'_>,
     forwarded: &HeaderMap,
 ) -> Result<HeaderMap> {
     let mut headers = HeaderMap::new();
-    let default = match &connection.credentials {
+    let default = match auth.credentials {
         Credentials::OAuth2(token) => Some(format!("Bearer {}", token.access_token)),
         Credentials::OAuth2ClientCredentials { token, .. } => Some(format!("Bearer {token}")),
         Credentials::Basic { username, password } => Some(format!(
@@ -50,19 +53,14 @@ pub fn headers(
     if let Some(value) = default {
         headers.insert(
             AUTHORIZATION,
-            secret_value(&value, provider_name, "authorization")?,
+            secret_value(&value, provider_name, "proxy.headers", "authorization")?,
         );
     }
-    let values = connection.credentials.as_template_values();
-    for (name, template) in provider.proxy.iter().flat_map(|p| &p.headers) {
-        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            Error::invalid(
-                format!("proxy.headers.{name}"),
-                format!("provider `{provider_name}`: not a valid HTTP header name"),
-            )
-        })?;
-        let value = providers::interpolate(template, &connection.connection_config, &values)?;
-        headers.insert(header, secret_value(&value, provider_name, name)?);
+    if let Some(proxy) = &provider.proxy {
+        let catalog = templates(provider_name, "proxy.headers", &proxy.headers, auth)?;
+        for (name, value) in &catalog {
+            headers.insert(name.clone(), value.clone());
+        }
     }
     for (name, value) in forwarded {
         headers.insert(name.clone(), value.clone());
@@ -70,21 +68,44 @@ pub fn headers(
     Ok(headers)
 }
 
+/// Header templates of the catalog entry (`field` names them in errors), filled in with the
+/// connection's config and credentials; the values are marked sensitive.
+pub fn templates(
+    provider_name: &str,
+    field: &str,
+    templates: &BTreeMap<String, String>,
+    auth: ConnectionAuth<'_>,
+) -> Result<HeaderMap> {
+    let values = auth.credentials.as_template_values();
+    let mut headers = HeaderMap::new();
+    for (name, template) in templates {
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            Error::invalid(
+                format!("{field}.{name}"),
+                format!("provider `{provider_name}`: not a valid HTTP header name"),
+            )
+        })?;
+        let value = providers::interpolate(template, auth.connection_config, &values)?;
+        headers.insert(header, secret_value(&value, provider_name, field, name)?);
+    }
+    Ok(headers)
+}
+
 /// Adds the catalog's `proxy.query` parameters to `url`; they replace parameters of the same
 /// name the caller gave.
-pub fn query(provider: &Provider, connection: &Connection, url: &mut Url) -> Result<()> {
+pub fn query(provider: &Provider, auth: ConnectionAuth<'_>, url: &mut Url) -> Result<()> {
     let Some(templates) = provider.proxy.as_ref().map(|p| &p.query) else {
         return Ok(());
     };
     if templates.is_empty() {
         return Ok(());
     }
-    let values = connection.credentials.as_template_values();
+    let values = auth.credentials.as_template_values();
     let mut added = Vec::with_capacity(templates.len());
     for (name, template) in templates {
         added.push((
             name,
-            providers::interpolate(template, &connection.connection_config, &values)?,
+            providers::interpolate(template, auth.connection_config, &values)?,
         ));
     }
     let kept: Vec<(String, String)> = url
@@ -113,11 +134,17 @@ fn passes_credentials(provider: &Provider) -> bool {
         .any(|t| t.replace("${connectionConfig.", "").contains("${"))
 }
 
-/// A header value marked sensitive (hyper then never prints it).
-fn secret_value(value: &str, provider_name: &str, header: &str) -> Result<HeaderValue> {
+/// A header value marked sensitive (hyper then never prints it); `field.header` names it in
+/// errors.
+fn secret_value(
+    value: &str,
+    provider_name: &str,
+    field: &str,
+    header: &str,
+) -> Result<HeaderValue> {
     let mut value = HeaderValue::from_str(value).map_err(|_| {
         Error::invalid(
-            format!("proxy.headers.{header}"),
+            format!("{field}.{header}"),
             format!(
                 "provider `{provider_name}`: the filled-in value is not a valid HTTP header value"
             ),
@@ -130,7 +157,7 @@ fn secret_value(value: &str, provider_name: &str, header: &str) -> Result<Header
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connections::OAuth2Token;
+    use crate::connections::{Connection, OAuth2Token};
     use crate::providers::Catalog;
     use serde_json::{Map, Value, json};
 
@@ -186,7 +213,7 @@ mod tests {
         let h = headers(
             "p",
             &p,
-            &connection(oauth("tok"), json!({})),
+            (&connection(oauth("tok"), json!({}))).into(),
             &HeaderMap::new(),
         )
         .unwrap();
@@ -197,13 +224,19 @@ mod tests {
             username: "u".into(),
             password: "p".into(),
         };
-        let h = headers("p", &p, &connection(basic, json!({})), &HeaderMap::new()).unwrap();
+        let h = headers(
+            "p",
+            &p,
+            (&connection(basic, json!({}))).into(),
+            &HeaderMap::new(),
+        )
+        .unwrap();
         assert_eq!(h[AUTHORIZATION], "Basic dTpw");
 
         let h = headers(
             "p",
             &p,
-            &connection(Credentials::None, json!({})),
+            (&connection(Credentials::None, json!({}))).into(),
             &HeaderMap::new(),
         )
         .unwrap();
@@ -220,7 +253,7 @@ mod tests {
         let mut forwarded = HeaderMap::new();
         forwarded.insert("accept", HeaderValue::from_static("text/csv"));
         let c = connection(oauth("tok"), json!({"tenant": "acme"}));
-        let h = headers("p", &p, &c, &forwarded).unwrap();
+        let h = headers("p", &p, (&c).into(), &forwarded).unwrap();
         assert_eq!(h[AUTHORIZATION], "token tok");
         assert_eq!(h["x-tenant"], "acme");
         assert_eq!(h["accept"], "text/csv");
@@ -236,7 +269,7 @@ mod tests {
         let e = headers(
             "p",
             &none,
-            &connection(key.clone(), json!({})),
+            (&connection(key.clone(), json!({}))).into(),
             &HeaderMap::new(),
         )
         .unwrap_err();
@@ -249,15 +282,15 @@ mod tests {
         );
         let c = connection(key, json!({}));
         assert!(
-            headers("p", &in_query, &c, &HeaderMap::new())
+            headers("p", &in_query, (&c).into(), &HeaderMap::new())
                 .unwrap()
                 .is_empty()
         );
         let mut url = Url::parse("https://x/a?key=mine&b=1%202").unwrap();
-        query(&in_query, &c, &mut url).unwrap();
+        query(&in_query, (&c).into(), &mut url).unwrap();
         assert_eq!(url.as_str(), "https://x/a?b=1+2&key=sk_123");
         let mut url = Url::parse("https://x/a?b=1%202").unwrap();
-        query(&in_query, &c, &mut url).unwrap();
+        query(&in_query, (&c).into(), &mut url).unwrap();
         assert_eq!(url.as_str(), "https://x/a?b=1%202&key=sk_123");
     }
 }

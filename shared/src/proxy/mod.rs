@@ -14,9 +14,9 @@
 //!
 //! Nothing here logs or returns a URL, header value or body that could carry credentials.
 
-mod auth;
+pub(crate) mod auth;
 mod retry;
-mod target;
+pub(crate) mod target;
 
 use std::time::{Duration, SystemTime};
 
@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::connections::{Connection, Credentials, refresh};
 use crate::context::Context;
@@ -42,6 +42,24 @@ pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 /// How much of an error body is read to find a retry time in it (`proxy.retry.in_body`).
 const MAX_RETRY_BODY: usize = 64 * 1024;
 const MAX_REDIRECTS: usize = 10;
+
+/// What a call to a provider is built from besides the catalog: a connection's config and
+/// credentials. A stored [`Connection`] gives them, and so do new credentials checked before
+/// they are stored (`proxy.verification`), so both calls follow the same rules.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionAuth<'a> {
+    pub connection_config: &'a Map<String, Value>,
+    pub credentials: &'a Credentials,
+}
+
+impl<'a> From<&'a Connection> for ConnectionAuth<'a> {
+    fn from(connection: &'a Connection) -> Self {
+        Self {
+            connection_config: &connection.connection_config,
+            credentials: &connection.credentials,
+        }
+    }
+}
 
 /// One call to make through the proxy.
 #[derive(Debug, Clone)]
@@ -165,8 +183,8 @@ pub async fn send(
             &allowed,
         )?;
         let mut url = target::join(&base, &request.endpoint)?;
-        auth::query(provider, &connection, &mut url)?;
-        let headers = auth::headers(&provider_name, provider, &connection, &forwarded)?;
+        auth::query(provider, (&connection).into(), &mut url)?;
+        let headers = auth::headers(&provider_name, provider, (&connection).into(), &forwarded)?;
         let mut outgoing = ctx
             .proxy_http
             .request(request.method.clone(), url)

@@ -8,6 +8,7 @@
 use serde_json::Value;
 use url::Url;
 
+use super::ConnectionAuth;
 use crate::connections::Connection;
 use crate::integrations::Integration;
 use crate::providers::{self, Provider};
@@ -58,13 +59,12 @@ pub fn base_url(
     allowed: &[Url],
 ) -> Result<Url> {
     let catalog = provider.proxy.as_ref().map(|proxy| {
-        let url = render(
+        catalog_url(
+            provider_name,
+            "proxy.base_url",
             &proxy.base_url,
-            connection,
-            &format!("provider `{provider_name}` proxy.base_url"),
-        )?;
-        check_host(&proxy.base_url, &url, provider_name)?;
-        Ok::<_, Error>(url)
+            connection.into(),
+        )
     });
     let Some(raw) = base_url_override else {
         return catalog.unwrap_or_else(|| {
@@ -79,7 +79,7 @@ pub fn base_url(
     };
     // With an override, the catalog's base only serves to recognise its own origin.
     let catalog = catalog.and_then(Result::ok);
-    let url = render(raw, connection, "Base-Url-Override")?;
+    let url = render(raw, connection.into(), "Base-Url-Override")?;
     let same_origin = catalog.as_ref().is_some_and(|c| c.origin() == url.origin());
     if same_origin || allowed.iter().any(|a| under(a, &url)) {
         Ok(url)
@@ -95,12 +95,29 @@ pub fn base_url(
     }
 }
 
+/// A base URL of the catalog entry (`field`: `proxy.base_url`, or the verification request's
+/// own), filled in; a connection config value must not move it to another host.
+pub fn catalog_url(
+    provider_name: &str,
+    field: &str,
+    template: &str,
+    auth: ConnectionAuth<'_>,
+) -> Result<Url> {
+    let url = render(
+        template,
+        auth,
+        &format!("provider `{provider_name}` {field}"),
+    )?;
+    check_host(template, &url, provider_name)?;
+    Ok(url)
+}
+
 /// Fills in a base URL template and checks it is an http(s) URL without user info.
-fn render(template: &str, connection: &Connection, what: &str) -> Result<Url> {
+fn render(template: &str, auth: ConnectionAuth<'_>, what: &str) -> Result<Url> {
     let rendered = providers::interpolate(
         template,
-        &connection.connection_config,
-        &connection.credentials.as_template_values(),
+        auth.connection_config,
+        &auth.credentials.as_template_values(),
     )?;
     Url::parse(rendered.trim())
         .ok()

@@ -13,6 +13,7 @@ use lasso_shared::connect_sessions::{
 };
 use lasso_shared::connections::{EndUser, Organization};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};
 
 use crate::auth::{Env, SessionToken};
@@ -77,6 +78,10 @@ struct SessionBody {
     integrations_config_defaults: Option<BTreeMap<String, IntegrationDefaults>>,
     tags: Option<BTreeMap<String, String>>,
     webhook_url_override: Option<String>,
+    /// Nango's Connect UI texts (`{integration: {docs_connect}}`); Lasso has no Connect UI, so
+    /// they are accepted and ignored.
+    #[serde(default, rename = "overrides")]
+    _overrides: Option<IgnoredAny>,
 }
 
 fn token_json(token: &str, session: &ConnectSession) -> Json<Value> {
@@ -114,6 +119,10 @@ struct ReconnectBody {
     integrations_config_defaults: Option<BTreeMap<String, IntegrationDefaults>>,
     tags: Option<BTreeMap<String, String>>,
     webhook_url_override: Option<String>,
+    /// Nango's Connect UI texts (`{integration: {docs_connect}}`); Lasso has no Connect UI, so
+    /// they are accepted and ignored.
+    #[serde(default, rename = "overrides")]
+    _overrides: Option<IgnoredAny>,
 }
 
 async fn reconnect(

@@ -6,10 +6,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use lasso_shared::connections::refresh;
 use lasso_shared::connections::{
-    self, Connection, ConnectionPatch, ConnectionSummary, Credentials, EndUser, ListFilter,
-    NewConnection,
+    self, ConnectionPatch, Credentials, EndUser, ListFilter, NewConnection,
 };
-use lasso_shared::{Context, Error, integrations};
+use lasso_shared::{Context, integrations};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -28,60 +27,6 @@ pub fn router() -> Router<Context> {
             "/connections/{connection_id}",
             get(get_one).patch(patch_one).delete(delete_one),
         )
-}
-
-fn end_user_json(user: &Option<EndUser>) -> Value {
-    match user {
-        None => Value::Null,
-        Some(u) => json!({
-            "id": u.id,
-            "email": u.email,
-            "display_name": u.display_name,
-            "tags": u.tags,
-            "organization": u.organization.as_ref().map(|o| json!({"id": o.id, "display_name": o.display_name})),
-        }),
-    }
-}
-
-fn errors_json(refresh_error: &Option<String>) -> Value {
-    match refresh_error {
-        Some(_) => json!([{"type": "auth", "log_id": ""}]),
-        None => json!([]),
-    }
-}
-
-fn summary_json(c: &ConnectionSummary) -> Value {
-    json!({
-        "id": c.id,
-        "connection_id": c.connection_id,
-        "provider_config_key": c.provider_config_key,
-        "provider": c.provider,
-        "created": c.created_at,
-        "metadata": c.metadata,
-        "errors": errors_json(&c.refresh_error),
-        "end_user": end_user_json(&c.end_user),
-        "tags": c.tags,
-    })
-}
-
-/// Nango's `ApiPublicConnectionFull`.
-pub fn full_json(c: &Connection, credentials: &Credentials) -> Value {
-    json!({
-        "id": c.id,
-        "connection_id": c.connection_id,
-        "provider_config_key": c.provider_config_key,
-        "provider": c.provider,
-        "connection_config": c.connection_config,
-        "created_at": c.created_at,
-        "updated_at": c.updated_at,
-        "last_fetched_at": c.last_fetched_at,
-        "metadata": c.metadata,
-        "errors": errors_json(&c.refresh_error),
-        "end_user": end_user_json(&c.end_user),
-        "tags": c.tags,
-        "webhook_url_override": c.webhook_url_override,
-        "credentials": credentials,
-    })
 }
 
 async fn list(
@@ -117,7 +62,8 @@ async fn list(
                 .and_then(|k| k.strip_suffix(']'))
             {
                 Some(tag) => {
-                    filter.tags.insert(tag.to_string(), Value::String(value));
+                    // Stored keys are lower-case (`normalize_tags`).
+                    filter.tags.insert(tag.to_lowercase(), Value::String(value));
                 }
                 None => {
                     return Err(ApiError::invalid(other, "unknown query parameter"));
@@ -127,7 +73,7 @@ async fn list(
     }
     let found = connections::list(&ctx.db, env.id, &filter).await?;
     Ok(Json(json!({
-        "connections": found.iter().map(summary_json).collect::<Vec<_>>()
+        "connections": found.iter().map(connections::summary_json).collect::<Vec<_>>()
     })))
 }
 
@@ -144,24 +90,13 @@ struct ImportBody {
     webhook_url_override: Option<String>,
 }
 
-fn check_tags(tags: &Map<String, Value>) -> ApiResult<()> {
-    match tags.iter().find(|(_, v)| !v.is_string()) {
-        Some((k, _)) => Err(ApiError::invalid(
-            format!("tags.{k}"),
-            "tag values must be strings",
-        )),
-        None => Ok(()),
-    }
-}
-
 async fn import(
     State(ctx): State<Context>,
     Env(env): Env,
     Body(body): Body<ImportBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let credentials = Credentials::from_input(&body.credentials)?;
-    let tags = body.tags.unwrap_or_default();
-    check_tags(&tags)?;
+    let tags = connections::normalize_tags(body.tags.unwrap_or_default(), "tags")?;
     let integration = integrations::get(&ctx.db, env.id, &body.provider_config_key).await?;
     let connection_id = body
         .connection_id
@@ -183,7 +118,10 @@ async fn import(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(full_json(&connection, &connection.credentials)),
+        Json(connections::public_json(
+            &connection,
+            &connection.credentials,
+        )),
     ))
 }
 
@@ -221,7 +159,7 @@ async fn get_one(
     } else {
         connection.credentials.without_refresh_token()
     };
-    Ok(Json(full_json(&connection, &credentials)))
+    Ok(Json(connections::public_json(&connection, &credentials)))
 }
 
 #[derive(Deserialize)]
@@ -245,9 +183,10 @@ async fn patch_one(
     Body(body): Body<PatchBody>,
 ) -> ApiResult<Json<Value>> {
     let key = required_key(params.provider_config_key)?;
-    if let Some(tags) = &body.tags {
-        check_tags(tags)?;
-    }
+    let tags = body
+        .tags
+        .map(|tags| connections::normalize_tags(tags, "tags"))
+        .transpose()?;
     connections::patch(
         &ctx.db,
         env.id,
@@ -255,7 +194,7 @@ async fn patch_one(
         &connection_id,
         ConnectionPatch {
             end_user: body.end_user,
-            tags: body.tags,
+            tags,
             webhook_url_override: body.webhook_url_override,
         },
     )
@@ -311,15 +250,7 @@ async fn write_metadata(
         &body.metadata,
         merge,
     )
-    .await
-    .map_err(|e| match e {
-        // An unknown integration is a bad body here, as Nango answers.
-        Error::NotFound {
-            code: "unknown_provider_config",
-            message,
-        } => ApiError::new(StatusCode::NOT_FOUND, "unknown_provider_config", message),
-        e => e.into(),
-    })?;
+    .await?;
     Ok(Json(json!({
         "connection_id": body.connection_id,
         "provider_config_key": body.provider_config_key,

@@ -15,6 +15,7 @@ use lasso_shared::proxy::{self, MAX_REQUEST_BODY, ProxyRequest};
 use lasso_shared::{Context, Error, connections};
 
 use crate::auth::Env;
+use crate::connection_headers::{ConnectionHeaders, text};
 use crate::error::{ApiError, ApiResult};
 
 const FORWARD_PREFIX: &str = "nango-proxy-";
@@ -27,7 +28,12 @@ pub fn router() -> Router<Context> {
         .route("/proxy", any(call))
 }
 
-async fn call(State(ctx): State<Context>, Env(env): Env, request: Request) -> ApiResult<Response> {
+async fn call(
+    State(ctx): State<Context>,
+    Env(env): Env,
+    connection: ConnectionHeaders,
+    request: Request,
+) -> ApiResult<Response> {
     let (parts, body) = request.into_parts();
     if matches!(parts.method, Method::CONNECT | Method::TRACE) {
         return Err(ApiError::new(
@@ -37,12 +43,6 @@ async fn call(State(ctx): State<Context>, Env(env): Env, request: Request) -> Ap
         ));
     }
     let headers = &parts.headers;
-    let connection_id = required(headers, "connection-id", "missing_connection_id")?;
-    let provider_config_key = required(
-        headers,
-        "provider-config-key",
-        "missing_provider_config_key",
-    )?;
     // The raw path, still percent-encoded: decoding it would change what the provider sees.
     let path = parts.uri.path().strip_prefix("/proxy").unwrap_or_default();
     let endpoint = match parts.uri.query() {
@@ -51,64 +51,30 @@ async fn call(State(ctx): State<Context>, Env(env): Env, request: Request) -> Ap
     };
     let mut request = ProxyRequest::new(parts.method.clone(), endpoint);
     request.headers = forwarded(headers);
-    request.retries = match text(headers, "retries")? {
+    request.retries = match text(headers, "Retries")? {
         Some(v) => v
             .parse()
             .map_err(|_| ApiError::invalid("Retries", "expected a whole number of retries"))?,
         None => 0,
     };
-    request.retry_on = match text(headers, "retry-on")? {
+    request.retry_on = match text(headers, "Retry-On")? {
         Some(v) => retry_on(v)?,
         None => Vec::new(),
     };
     // Nango's client always sends the header, empty when there is no override.
-    request.base_url_override = text(headers, "base-url-override")?.map(str::to_string);
+    request.base_url_override = text(headers, "Base-Url-Override")?.map(str::to_string);
     request.body = read_body(body).await?;
 
     let connection = connections::get(
         &ctx.db,
         &ctx.cipher,
         env.id,
-        &provider_config_key,
-        &connection_id,
+        &connection.provider_config_key,
+        &connection.connection_id,
     )
     .await?;
     let response = proxy::send(&ctx, connection, &request).await?;
     Ok(stream(response))
-}
-
-/// A header's value as text; absent and empty are the same.
-fn text<'h>(headers: &'h HeaderMap, name: &'static str) -> ApiResult<Option<&'h str>> {
-    match headers.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(|s| Some(s.trim()).filter(|s| !s.is_empty()))
-            .map_err(|_| ApiError::invalid(display_name(name), "must be visible ASCII text")),
-    }
-}
-
-fn required(headers: &HeaderMap, name: &'static str, code: &'static str) -> ApiResult<String> {
-    text(headers, name)?.map(str::to_string).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            code,
-            format!("the {} header is required", display_name(name)),
-        )
-    })
-}
-
-/// `connection-id` -> `Connection-Id`, for messages.
-fn display_name(name: &str) -> String {
-    name.split('-')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect::<Vec<_>>()
-        .join("-")
 }
 
 /// `Retry-On: 409, 423`.
@@ -225,10 +191,9 @@ mod tests {
     }
 
     #[test]
-    fn parses_retry_on_and_names_headers() {
+    fn parses_retry_on() {
         assert_eq!(retry_on("409, 423,").unwrap(), vec![409, 423]);
         assert!(retry_on("409,abc").is_err());
         assert!(retry_on("42").is_err());
-        assert_eq!(display_name("provider-config-key"), "Provider-Config-Key");
     }
 }

@@ -1,0 +1,133 @@
+//! Nango's official Node client (`@nangohq/node` from npm, unmodified) against a real Lasso api:
+//! `tests/node/nango-client.mjs` walks providers, integrations, connections, metadata, the
+//! proxy (against a local fake provider API that echoes what it receives), records,
+//! environment variables, connect sessions and webhook verification. This test serves what the
+//! script needs and fails with its output.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use lasso_shared::Context;
+use lasso_shared::environments::{self, EnvironmentVariable};
+use lasso_tests::auth::MockOAuthServer;
+use lasso_tests::*;
+use serde_json::json;
+
+/// The fake provider API: answers every request with what it received, as JSON (`201` for a
+/// POST), and an `x-fake-provider` header.
+async fn echo(request: Request) -> impl IntoResponse {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_else(|_| Bytes::new());
+    let headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let status = if parts.method == axum::http::Method::POST {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        [("x-fake-provider", "echo")],
+        axum::Json(json!({
+            "method": parts.method.as_str(),
+            "path": parts.uri.path(),
+            "query": parts.uri.query(),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+        })),
+    )
+}
+
+#[tokio::test]
+async fn nangos_node_client_works_against_lasso() {
+    let client = node_modules().join("@nangohq/node/dist/index.js");
+    assert!(
+        client.is_file(),
+        "{} is missing; run `scripts/bootstrap --with-node`",
+        client.display()
+    );
+    let mock = MockOAuthServer::start(None).await;
+    let fake = serve(axum::Router::new().fallback(echo)).await;
+    let catalog = format!(
+        r#"
+fake-api:
+    display_name: Fake API
+    auth_mode: OAUTH2
+    authorization_url: {mock}/authorize
+    token_url: {mock}/token
+    proxy:
+        base_url: {fake}/api
+fake-keys:
+    display_name: Fake Keys
+    auth_mode: API_KEY
+    proxy:
+        base_url: {fake}/keys
+        headers:
+            x-api-key: ${{apiKey}}
+"#,
+        mock = mock.url
+    );
+    let db = fresh_database().await;
+    let ctx = Context::build(
+        config(
+            &db,
+            &[(
+                "LASSO_PROVIDERS_FILE",
+                providers_file(&catalog).display().to_string(),
+            )],
+        ),
+        None,
+    )
+    .unwrap();
+    let host = serve_api(ctx.clone()).await;
+    let (env, key) = environments::create(&ctx.db, "prod").await.unwrap();
+    environments::set_variables(
+        &ctx.db,
+        &ctx.cipher,
+        env.id,
+        &[EnvironmentVariable {
+            name: "LASSO_TEST_VARIABLE".into(),
+            value: "from-lasso".into(),
+        }],
+    )
+    .await
+    .unwrap();
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node/nango-client.mjs");
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("NANGO_NODE_MODULE", &client)
+        .env("LASSO_HOST", &host)
+        .env("LASSO_SECRET_KEY", &key)
+        .env("FAKE_PROVIDER", "fake-api")
+        .env("KEY_PROVIDER", "fake-keys")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node (is Node.js installed?)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} failed:\n{stdout}\n{stderr}",
+        script.display()
+    );
+    assert!(
+        stdout.contains("ok deleteIntegration with connections"),
+        "the script stopped early:\n{stdout}\n{stderr}"
+    );
+}
