@@ -156,7 +156,10 @@ async fn credentials_appear_in_no_log_and_no_error() {
     )
     .await;
     assert!(!dump.contains(SECRET), "a secret reached the log store");
-    assert!(dump.contains("GET /echo-auth -> 500"), "proxy calls are operations with their status");
+    assert!(
+        dump.contains("GET /echo-auth -> 500"),
+        "proxy calls are operations with their status"
+    );
     assert!(
         !process_logs.text().contains(SECRET),
         "a secret reached the process log"

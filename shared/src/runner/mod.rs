@@ -104,9 +104,10 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     let Some(task) = tasks::start(&ctx.db, message.task_id).await? else {
         return Ok(Outcome::Skipped(message.task_id));
     };
+    let span = tracing::info_span!("task", task_id = %task.id, kind = task.kind.as_str(), attempt = task.attempt);
     let cancel = CancellationToken::new();
     let heartbeat = tokio::spawn(heartbeat(ctx.clone(), task.id, cancel.clone()));
-    let ran = run_task(ctx, &task, cancel.clone()).await;
+    let ran = tracing::Instrument::instrument(run_task(ctx, &task, cancel.clone()), span).await;
     heartbeat.abort();
     let dropped = oplog::record(ctx, &task, &ran).await;
     let secrets = ran.host.as_ref().map(|h| h.secrets()).unwrap_or_default();
