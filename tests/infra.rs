@@ -869,6 +869,19 @@ fn resolve_parameters(
     Ok(out)
 }
 
+/// The Sids of a role's policy statements in this deployment.
+fn statement_ids(d: &Deployment, role: &str) -> Vec<String> {
+    let statements = d
+        .eval(&resources(&d.template)[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"])
+        .expect("policy evaluates");
+    statements
+        .as_array()
+        .expect("statements")
+        .iter()
+        .map(|s| s["Sid"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 const SECRET: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lasso/url-AbCdEf";
 const KEY: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lasso/key-AbCdEf";
 
@@ -916,6 +929,18 @@ fn a_default_deployment_has_the_shared_group_only() {
     );
     assert!(d.has("LogsDomain") && d.has("ScriptBucket"));
     assert!(!d.has("DatabaseCluster") && !d.has("FunctionSecurityGroup"));
+    for role in ["ApiRole", "SchedulerRole", "DispatcherRole"] {
+        let sids = statement_ids(&d, role);
+        assert!(
+            !sids.contains(&"VpcNetworkInterfaces".to_string()),
+            "{role}: {sids:?}"
+        );
+        assert_eq!(
+            sids.contains(&"OpenSearch".to_string()),
+            role != "DispatcherRole",
+            "{role}: {sids:?}"
+        );
+    }
 }
 
 #[test]
@@ -1064,6 +1089,12 @@ fn the_database_is_a_secret_or_an_aurora_cluster() {
     );
     assert_eq!(env["LASSO_LOG_SINK"], "postgres");
     assert!(!env.contains_key("LASSO_OPENSEARCH_URL"));
+    for role in ["ApiRole", "SchedulerRole", "DispatcherRole"] {
+        assert!(
+            statement_ids(&d, role).contains(&"VpcNetworkInterfaces".to_string()),
+            "{role} may manage the function's network interfaces in the VPC"
+        );
+    }
     let api = resources(&d.template)["ApiFunction"]["Properties"]["VpcConfig"].clone();
     assert_eq!(
         d.eval(&api).expect("VpcConfig"),
