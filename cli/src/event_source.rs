@@ -10,6 +10,7 @@ use lasso_shared::adapters::TaskTransport;
 use lasso_shared::adapters::transport::Delivery;
 use serde_json::json;
 
+#[derive(Clone)]
 pub struct Mapping {
     pub batch_size: usize,
     pub wait: Duration,

@@ -4,5 +4,6 @@
 pub mod deploy;
 pub mod dev;
 pub mod dryrun;
+pub mod emulate;
 pub mod event_source;
 pub mod workers;

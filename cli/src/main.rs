@@ -58,6 +58,48 @@ enum Command {
     /// Run a sync or action of a local project against a connection of a running Lasso, and
     /// print what it would save or return. Nothing is saved.
     Dryrun(DryRunArgs),
+    /// Play AWS around functions served by `cargo lambda watch`: invoke the scheduler and the
+    /// dispatcher on their schedules and bridge each runner group's SQS queue to its runner
+    /// function, as Lambda's event source mapping does. Reads the functions' settings
+    /// (LASSO_TASK_TRANSPORT=sqs, LASSO_RUNNER_QUEUES / LASSO_RUNNER_QUEUE_URL, AWS_ENDPOINT_URL).
+    Emulate(EmulateArgs),
+}
+
+#[derive(clap::Args)]
+struct EmulateArgs {
+    /// Where `cargo lambda watch` serves the invoke API.
+    #[arg(long, default_value = "http://127.0.0.1:9000")]
+    endpoint: String,
+    /// How often the scheduler is invoked (EventBridge: every minute).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    scheduler_every: std::time::Duration,
+    /// How often the dispatcher is invoked (EventBridge: every minute).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    dispatcher_every: std::time::Duration,
+    /// Another runner group's runner, served by its own `cargo lambda watch` (with its
+    /// LASSO_RUNNER_GROUP): `group=http://127.0.0.1:9001`. Repeatable.
+    #[arg(long = "runner", value_parser = parse_runner)]
+    runners: Vec<(String, String)>,
+    /// Messages per runner invocation (the event source mapping's batch size).
+    #[arg(long, default_value_t = 10)]
+    batch_size: usize,
+    /// How long a received message stays invisible (the queue's visibility timeout).
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    visibility: std::time::Duration,
+}
+
+fn parse_runner(value: &str) -> Result<(String, String), String> {
+    let (group, url) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected group=URL, got `{value}`"))?;
+    if !lasso_shared::runner_groups::valid_name(group) {
+        return Err(format!(
+            "group `{group}`: expected {}",
+            lasso_shared::runner_groups::NAME_RULE
+        ));
+    }
+    url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    Ok((group.to_string(), url.to_string()))
 }
 
 #[derive(clap::Args)]
@@ -165,6 +207,34 @@ async fn main() -> anyhow::Result<()> {
             if matches!(report.output, Some(Err(_))) {
                 std::process::exit(1);
             }
+        }
+        Command::Emulate(args) => {
+            let config = config::from_env_or_exit();
+            lasso_shared::telemetry::init(config.log_format);
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                let _ = stop.send(true);
+            });
+            println!("lasso emulate: invoking functions at {}", args.endpoint);
+            lasso_cli::emulate::run(
+                &config,
+                &lasso_shared::adapters::aws_sdk_config().await,
+                lasso_cli::emulate::EmulateOptions {
+                    endpoint: args.endpoint,
+                    scheduler_every: args.scheduler_every,
+                    dispatcher_every: args.dispatcher_every,
+                    runners: args.runners.into_iter().collect(),
+                    mapping: lasso_cli::event_source::Mapping {
+                        batch_size: args.batch_size,
+                        wait: std::time::Duration::from_secs(20),
+                        visibility: args.visibility,
+                        ..Default::default()
+                    },
+                },
+                stopped,
+            )
+            .await?;
         }
         Command::Env(EnvCommand::SetGroup { name, group }) => {
             let url = config::database_url_from_env().unwrap_or_else(|e| config::exit_with(e));

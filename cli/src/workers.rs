@@ -103,7 +103,7 @@ impl Workers {
 }
 
 /// Sleeps for `period`; true when shutdown was requested meanwhile.
-async fn wait_or_stop(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
+pub(crate) async fn wait_or_stop(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(period) => *stop.borrow(),
         _ = stop.changed() => true,
