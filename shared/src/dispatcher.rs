@@ -53,6 +53,15 @@ pub async fn dispatch_once(ctx: &Context) -> Result<DispatchReport> {
     })
 }
 
+/// The fast path for tasks someone is waiting on (actions, incoming webhooks): one round now
+/// rather than at the dispatcher's next tick. A failure only delays them (they stay ready for
+/// the next round), so it is logged rather than returned.
+pub async fn dispatch_now(ctx: &Context) {
+    if let Err(e) = dispatch_once(ctx).await {
+        tracing::warn!(error = %e, "dispatching at once failed; the next round will");
+    }
+}
+
 /// Dispatches until no ready task is left or a send fails (so a broken transport does not spin).
 pub async fn dispatch_all(ctx: &Context) -> Result<DispatchReport> {
     let mut total = DispatchReport::default();
