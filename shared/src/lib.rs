@@ -1,6 +1,7 @@
 //! Lasso's shared library: everything the four Lambda functions and the CLI have in common.
 //! Handlers stay thin; the logic lives here, in plain types.
 
+pub mod actions;
 pub mod adapters;
 pub mod auth_flows;
 pub mod checkpoints;

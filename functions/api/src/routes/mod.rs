@@ -1,3 +1,4 @@
+mod actions;
 mod auth_flows;
 mod connect;
 mod connections;
@@ -27,6 +28,7 @@ pub fn router() -> Router<Context> {
         .merge(auth_flows::router())
         .merge(proxy::router())
         .merge(functions::router())
+        .merge(actions::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
