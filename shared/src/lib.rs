@@ -14,6 +14,7 @@ pub mod db;
 pub mod dispatcher;
 pub mod environments;
 pub mod error;
+pub mod incoming_webhooks;
 pub mod integrations;
 pub mod logs;
 pub mod oauth;

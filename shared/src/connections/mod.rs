@@ -354,6 +354,48 @@ pub async fn get(
     }
 }
 
+/// Which field of a connection an incoming webhook's routing value must equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookMatch {
+    ConnectionId,
+    /// A path into `connection_config`.
+    Config(Vec<String>),
+    /// A path into `metadata`.
+    Metadata(Vec<String>),
+}
+
+/// The ids of the integration's connections whose `field` is `value` (JSON strings and numbers
+/// compare by their text), oldest first.
+pub async fn find_for_webhook(
+    db: &PgPool,
+    integration_id: i64,
+    field: &WebhookMatch,
+    value: &str,
+) -> Result<Vec<String>> {
+    let query = match field {
+        WebhookMatch::ConnectionId => sqlx::query_scalar(
+            "SELECT connection_id FROM connections WHERE integration_id = $1 AND connection_id = $2",
+        )
+        .bind(integration_id)
+        .bind(value),
+        WebhookMatch::Config(path) => sqlx::query_scalar(
+            "SELECT connection_id FROM connections
+             WHERE integration_id = $1 AND connection_config #>> $3 = $2 ORDER BY id",
+        )
+        .bind(integration_id)
+        .bind(value)
+        .bind(path),
+        WebhookMatch::Metadata(path) => sqlx::query_scalar(
+            "SELECT connection_id FROM connections
+             WHERE integration_id = $1 AND metadata #>> $3 = $2 ORDER BY id",
+        )
+        .bind(integration_id)
+        .bind(value)
+        .bind(path),
+    };
+    Ok(query.fetch_all(db).await?)
+}
+
 /// The row id of a connection (for records), without reading its credentials; `unknown_connection`
 /// when the environment has no such connection.
 pub async fn row_id(

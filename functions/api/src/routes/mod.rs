@@ -9,6 +9,7 @@ mod integrations;
 mod providers;
 mod proxy;
 mod records;
+mod webhooks;
 
 use axum::Router;
 use axum::http::{StatusCode, Uri};
@@ -29,6 +30,7 @@ pub fn router() -> Router<Context> {
         .merge(proxy::router())
         .merge(functions::router())
         .merge(actions::router())
+        .merge(webhooks::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
