@@ -117,7 +117,15 @@ pub async fn trigger(ctx: &Context, environment_id: i64, trigger: Trigger) -> Re
         .wait(id, deadline, || async {
             Ok(match latest(ctx, environment_id, id).await? {
                 task if task.state.is_terminal() => Check::Ready(task),
-                task => Check::Watch(task.id),
+                task => {
+                    // A retry the runner just queued: the api, not the runner, sends tasks
+                    // (runners have no right to their queue), so it goes out now rather than
+                    // at the dispatcher's next round.
+                    if task.attempt > 1 && task.state == TaskState::Created {
+                        dispatcher::dispatch_now(ctx).await;
+                    }
+                    Check::Watch(task.id)
+                }
             })
         })
         .await?;
@@ -210,13 +218,13 @@ pub async fn succeeded(ctx: &Context, task: &Task) {
     notify_async_caller(ctx, task.id).await;
 }
 
-/// For the runner: records an action's failure and, when its budget allows, its next attempt
-/// (dispatched at once, as someone may be waiting). The last failure tells an async caller.
+/// For the runner: records an action's failure and, when its budget allows, its next attempt,
+/// which a waiting caller dispatches at once (see [`trigger`]) and the dispatcher otherwise.
+/// The last failure tells an async caller.
 pub async fn fail(ctx: &Context, task: &Task, error: &Value) -> Result<()> {
     match tasks::fail_with_retry(&ctx.db, task.id, error).await? {
         (_, Some(retry)) => {
-            tracing::info!(task = %task.id, %retry, attempt = task.attempt, "action failed; retrying");
-            dispatcher::dispatch_now(ctx).await;
+            tracing::info!(task_id = %task.id, retry_id = %retry, attempt = task.attempt, "action failed; retrying");
         }
         (true, None) => notify_async_caller(ctx, task.id).await,
         (false, None) => {}
@@ -228,7 +236,7 @@ pub async fn fail(ctx: &Context, task: &Task, error: &Value) -> Result<()> {
 /// HTTP answer. A failure to queue it is logged: the task's outcome is recorded by then.
 async fn notify_async_caller(ctx: &Context, id: Uuid) {
     if let Err(e) = try_notify_async_caller(ctx, id).await {
-        tracing::error!(task = %id, error = %e, "could not queue the async_action webhook");
+        tracing::error!(task_id = %id, error = %e, "could not queue the async_action webhook");
     }
 }
 
