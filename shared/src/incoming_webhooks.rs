@@ -39,6 +39,7 @@ use uuid::Uuid;
 use crate::connections::{self, WebhookMatch};
 use crate::context::Context;
 use crate::integrations::Integration;
+use crate::logs::{self, Level, MessageKind, OperationKind, OperationLog, OperationState};
 use crate::queue::{NewTask, TaskKind, tasks};
 use crate::runner::FunctionPayload;
 use crate::scripts::store;
@@ -255,8 +256,23 @@ pub struct Received {
     pub forwarded: usize,
 }
 
+impl Received {
+    /// One line for the operation log.
+    pub fn summary(&self) -> String {
+        format!(
+            "event `{}`: {} connection(s) matched, {} webhook task(s) queued, {} forwarded",
+            self.event.as_deref().unwrap_or("-"),
+            self.connections.len(),
+            self.tasks.len(),
+            self.forwarded
+        )
+    }
+}
+
 /// Routes one webhook: `unknown_environment` / `unknown_provider_config` (404) when the URL
-/// names nothing, 401 for a bad signature, 400 for a body that is not JSON.
+/// names nothing, 401 for a bad signature, 400 for a body that is not JSON. Once the
+/// environment is known, the webhook is an operation in its logs, refused or not (the tasks it
+/// queues are operations of their own).
 pub async fn receive(
     ctx: &Context,
     environment_uuid: &str,
@@ -274,7 +290,42 @@ pub async fn receive(
     let environment = environments::find_by_uuid(&ctx.db, uuid)
         .await?
         .ok_or_else(unknown_environment)?;
-    let integration = integrations::get(&ctx.db, environment.id, provider_config_key).await?;
+    let mut log = OperationLog::start(
+        environment.id,
+        OperationKind::Webhook,
+        Some(provider_config_key),
+        None,
+        None,
+    );
+    let routed = route(ctx, environment.id, provider_config_key, headers, raw).await;
+    let (state, error) = match &routed {
+        Ok(received) => {
+            log.set_meta("event", json!(received.event));
+            log.set_meta("connections", json!(received.connections));
+            log.set_meta("task_ids", json!(received.tasks));
+            log.set_meta("forwarded", json!(received.forwarded));
+            log.message(
+                Level::Info,
+                MessageKind::Log,
+                &received.summary(),
+                Value::Null,
+            );
+            (OperationState::Success, None)
+        }
+        Err(e) => (OperationState::Failed, Some(e.to_string())),
+    };
+    logs::write(ctx.logs.as_ref(), log.finish(state, error.as_deref())).await;
+    routed
+}
+
+async fn route(
+    ctx: &Context,
+    environment_id: i64,
+    provider_config_key: &str,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<Received> {
+    let integration = integrations::get(&ctx.db, environment_id, provider_config_key).await?;
     let routing = integration_routing(&integration)?;
     if let Some(signature) = &routing.signature {
         let secret = integration.webhook_secret(&ctx.cipher)?;
@@ -338,7 +389,7 @@ pub async fn receive(
                     last_sync_date: None,
                 };
                 NewTask::new(
-                    environment.id,
+                    environment_id,
                     TaskKind::Webhook,
                     sync.clone(),
                     serde_json::to_value(payload).expect("function payload serializes"),
@@ -363,7 +414,7 @@ pub async fn receive(
         };
         for connection in targets {
             let event = forward_body(&integration, connection, &body);
-            if webhooks::emit_soon(ctx, environment.id, None, &event)
+            if webhooks::emit_soon(ctx, environment_id, None, &event)
                 .await?
                 .is_some()
             {

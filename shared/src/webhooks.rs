@@ -218,11 +218,12 @@ pub async fn emit_soon(
     };
     let id = delivery.id;
     let ctx = ctx.clone();
-    tokio::spawn(async move {
+    // In the caller's span: the attempt's log lines keep its request id.
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
         if let Err(e) = attempt(&ctx, &delivery).await {
             tracing::warn!(delivery = %delivery.id, error = %e, "webhook attempt failed");
         }
-    });
+    }));
     Ok(Some(id))
 }
 

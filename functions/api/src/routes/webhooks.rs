@@ -34,13 +34,6 @@ async fn receive(
         &body,
     )
     .await?;
-    tracing::info!(
-        integration = %provider_config_key,
-        event = received.event.as_deref().unwrap_or(""),
-        connections = received.connections.len(),
-        tasks = received.tasks.len(),
-        forwarded = received.forwarded,
-        "webhook received"
-    );
+    tracing::info!(integration = %provider_config_key, "webhook received: {}", received.summary());
     Ok(StatusCode::OK)
 }
