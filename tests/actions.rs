@@ -4,7 +4,6 @@
 //! that outlasts the wait limit, how waiters are woken (LISTEN/NOTIFY, or polling), isolation
 //! between environments, and Nango's Node client.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,7 +11,6 @@ use std::time::Duration;
 use lasso_cli::workers::Workers;
 use lasso_shared::queue::completions::Check;
 use lasso_shared::queue::{NewTask, TaskKind, TaskState, tasks};
-use lasso_shared::scripts::{self, DeployRequest};
 use lasso_shared::{Context, environments};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
@@ -42,7 +40,7 @@ async fn setup(settings: &[(&str, String)]) -> Setup {
     let (env, key) = environments::create(&ctx.db, "actions").await.unwrap();
     let api = Api::new(&serve_api(ctx.clone()).await, &key);
     add_integration_and_connection(&api).await;
-    deploy(&ctx, env.id).await;
+    deploy_fixture(&ctx, env.id, "actions-project").await;
     let workers = Workers::start(ctx.clone());
     Setup {
         ctx,
@@ -68,22 +66,6 @@ async fn add_integration_and_connection(api: &Api) {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-}
-
-async fn deploy(ctx: &Context, environment_id: i64) {
-    let project = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/actions-project");
-    let compiled = scripts::compile(&project).unwrap();
-    scripts::deploy(
-        &ctx.db,
-        ctx.scripts.as_ref(),
-        environment_id,
-        DeployRequest {
-            integration: None,
-            functions: compiled.functions,
-        },
-    )
-    .await
-    .unwrap();
 }
 
 /// Sends `POST /action/trigger` for `conn-1` with extra headers; the status, the headers and
@@ -461,22 +443,13 @@ async fn another_environments_actions_are_not_found() {
 #[tokio::test]
 async fn nangos_node_client_triggers_actions() {
     let s = setup(&[]).await;
-    let client = node_modules().join("@nangohq/node/dist/index.js");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node/actions.mjs");
-    let out = tokio::process::Command::new("node")
-        .arg(&script)
-        .env("NANGO_NODE_MODULE", &client)
-        .env("LASSO_HOST", &s.api.base)
-        .env("LASSO_SECRET_KEY", &s.api.key)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run node (is Node.js installed?)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("ok getAsyncActionResult"),
-        "{} failed:\n{stdout}\n{stderr}",
-        script.display()
-    );
+    let stdout = run_node_client(
+        "actions.mjs",
+        &[
+            ("LASSO_HOST", &s.api.base),
+            ("LASSO_SECRET_KEY", &s.api.key),
+        ],
+    )
+    .await;
+    assert!(stdout.contains("ok getAsyncActionResult"), "{stdout}");
 }

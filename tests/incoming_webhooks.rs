@@ -3,12 +3,10 @@
 //! syncs with the payload, forwarding as Nango's signed `forward` webhook, signature checks,
 //! and the answers for unknown environments and integrations, bad bodies and big ones.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use lasso_cli::workers::Workers;
 use lasso_shared::records::{self, ListQuery, Scope};
-use lasso_shared::scripts::{self, DeployRequest};
 use lasso_shared::{Context, connections, environments};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
@@ -50,18 +48,7 @@ async fn setup(custom: Value) -> Setup {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let project = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/actions-project");
-    scripts::deploy(
-        &ctx.db,
-        ctx.scripts.as_ref(),
-        env.id,
-        DeployRequest {
-            integration: None,
-            functions: scripts::compile(&project).unwrap().functions,
-        },
-    )
-    .await
-    .unwrap();
+    deploy_fixture(&ctx, env.id, "actions-project").await;
     let workers = Workers::start(ctx.clone());
     Setup {
         ctx,
@@ -199,6 +186,18 @@ async fn webhooks_reach_the_matching_connections_subscribed_syncs() {
     assert!(kinds.iter().all(|(kind, name, _)| kind == "webhook"
         && (name == "issue-events" || name == "audit")));
 
+    // The webhook is an operation of its own (each task it queued is another one).
+    let receipts = webhook_receipts(&s).await;
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    assert_eq!(receipts[0]["state"], "success");
+    assert_eq!(receipts[0]["integration"], "acme");
+    assert_eq!(receipts[0]["meta"]["event"], "issues");
+    assert_eq!(
+        receipts[0]["meta"]["connections"],
+        json!(["team-a", "team-b"])
+    );
+    assert_eq!(receipts[0]["meta"]["task_ids"].as_array().unwrap().len(), 4);
+
     // A `pull_request` event runs `pull-requests` and `audit`.
     let pr =
         json!({"action": "closed", "delivery": "d2", "number": 5, "installation": {"id": "42"}});
@@ -237,6 +236,19 @@ async fn webhooks_reach_the_matching_connections_subscribed_syncs() {
     assert_eq!(count_tasks(&s).await, before);
 }
 
+/// The operations of received webhooks (not of the tasks they queued), newest first.
+async fn webhook_receipts(s: &Setup) -> Vec<Value> {
+    let (status, body) = s.api.get("/logs/operations?kind=webhook").await;
+    assert_eq!(status, 200, "{body}");
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|op| op["script"].is_null())
+        .cloned()
+        .collect()
+}
+
 async fn count_tasks(s: &Setup) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM queue.tasks")
         .fetch_one(&s.ctx.db)
@@ -272,6 +284,34 @@ async fn metadata_and_header_rules_route_too() {
     .await;
     assert_eq!(events[0], ("7".to_string(), "issue-events".to_string()));
     assert!(s.events("one").await.is_empty());
+
+    // Routed by the connection id itself.
+    let (status, body) = s
+        .api
+        .patch(
+            "/integrations/acme",
+            json!({"custom": {"webhook_routing": {
+                "connection_id": {"header": "X-Connection"},
+                "event": {"body_path": "type"}
+            }}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let payload = json!({"type": "issues", "issue": {"id": 8}, "delivery": "m2"});
+    let (status, _) = s
+        .post(
+            &s.hook_path(),
+            &[("X-Connection", "one")],
+            payload.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let events = eventually("the webhook's records", Duration::from_secs(60), || async {
+        let events = s.events("one").await;
+        (events.len() >= 2).then_some(events)
+    })
+    .await;
+    assert_eq!(events[0], ("8".to_string(), "issue-events".to_string()));
 
     // The rules are checked when the integration is written.
     let (status, body) = s
@@ -404,6 +444,24 @@ async fn unknown_urls_bad_bodies_and_bad_signatures_are_refused() {
         .post(&s.hook_path(), &[("X-Hub-Signature-256", &good)], body)
         .await;
     assert_eq!(status, 200, "{answer}");
+    // Refusals are in the environment's logs too.
+    let receipts = webhook_receipts(&s).await;
+    let states: Vec<&str> = receipts
+        .iter()
+        .map(|op| op["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["success", "failed", "failed", "failed"],
+        "{receipts:?}"
+    );
+    assert!(
+        receipts[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not match"),
+        "{receipts:?}"
+    );
 
     // Not JSON (checked after the signature, which covers the raw bytes).
     let text = b"installation=1";

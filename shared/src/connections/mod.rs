@@ -372,28 +372,29 @@ pub async fn find_for_webhook(
     field: &WebhookMatch,
     value: &str,
 ) -> Result<Vec<String>> {
-    let query = match field {
-        WebhookMatch::ConnectionId => sqlx::query_scalar(
-            "SELECT connection_id FROM connections WHERE integration_id = $1 AND connection_id = $2",
-        )
-        .bind(integration_id)
-        .bind(value),
-        WebhookMatch::Config(path) => sqlx::query_scalar(
+    let (sql, path): (&'static str, &[String]) = match field {
+        WebhookMatch::ConnectionId => (
+            "SELECT connection_id FROM connections
+             WHERE integration_id = $1 AND connection_id = $2 ORDER BY id",
+            &[],
+        ),
+        WebhookMatch::Config(path) => (
             "SELECT connection_id FROM connections
              WHERE integration_id = $1 AND connection_config #>> $3 = $2 ORDER BY id",
-        )
-        .bind(integration_id)
-        .bind(value)
-        .bind(path),
-        WebhookMatch::Metadata(path) => sqlx::query_scalar(
+            path,
+        ),
+        WebhookMatch::Metadata(path) => (
             "SELECT connection_id FROM connections
              WHERE integration_id = $1 AND metadata #>> $3 = $2 ORDER BY id",
-        )
+            path,
+        ),
+    };
+    Ok(sqlx::query_scalar(sql)
         .bind(integration_id)
         .bind(value)
-        .bind(path),
-    };
-    Ok(query.fetch_all(db).await?)
+        .bind(path)
+        .fetch_all(db)
+        .await?)
 }
 
 /// The row id of a connection (for records), without reading its credentials; `unknown_connection`
