@@ -11,7 +11,7 @@ use std::time::Duration;
 use lasso_cli::workers::Workers;
 use lasso_shared::queue::completions::Check;
 use lasso_shared::queue::{NewTask, TaskKind, TaskState, tasks};
-use lasso_shared::{Context, environments};
+use lasso_shared::{Context, environments, runner_groups};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -371,7 +371,10 @@ async fn wait_for_task(ctx: &Context, env_id: i64, delay: Duration) -> (usize, D
         })
     };
     tokio::time::sleep(delay).await;
-    tasks::start(&ctx.db, id).await.unwrap().unwrap();
+    tasks::start(&ctx.db, id, runner_groups::SHARED)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(tasks::succeed(&ctx.db, id, &json!(null)).await.unwrap());
     let finished = Instant::now();
     let (state, woke) = waiter.await.unwrap();
