@@ -15,7 +15,7 @@ use lasso_shared::connections;
 use lasso_shared::queue::{NewTask, TaskKind, TaskMessage, TaskState, tasks};
 use lasso_shared::records::{self, ListQuery, Scope};
 use lasso_shared::runner::{self, Outcome};
-use lasso_shared::{Context, Error, environments, runner_groups};
+use lasso_shared::{Context, Error, actions, environments, runner_groups};
 use lasso_tests::*;
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -204,6 +204,48 @@ async fn a_runner_cannot_reach_another_groups_data() {
     let task = tasks::get(&admin.db, crafted).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Failed);
     assert!(!task.error.unwrap().to_string().contains("beta-secret"));
+}
+
+#[tokio::test]
+async fn a_runner_records_retries_of_its_own_groups_actions_only() {
+    let db = fresh_database().await;
+    let admin = local_context(&db).await;
+    let api = Api::new(&serve_api(admin.clone()).await, "");
+    let a = group(&admin, &api, "alpha").await;
+    let b = group(&admin, &api, "beta").await;
+    let runner_a = runner_context(&db, &admin, &a.name).await;
+
+    // An action of group A with a retry left fails in A's runner: its next attempt is recorded.
+    let mut action = NewTask::new(a.env_id, TaskKind::Action, "x", json!({}));
+    action.max_attempts = 2;
+    let id = tasks::insert(&admin.db, &[action]).await.unwrap()[0];
+    lasso_shared::dispatcher::dispatch_all(&admin)
+        .await
+        .unwrap();
+    let started = tasks::start(&runner_a.db, id, &a.name)
+        .await
+        .unwrap()
+        .unwrap();
+    actions::fail(
+        &runner_a,
+        &started,
+        &json!({"kind": "exception", "message": "boom"}),
+    )
+    .await
+    .unwrap();
+    let next = tasks::latest_attempt(&admin.db, a.env_id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((next.attempt, next.state), (2, TaskState::Created));
+
+    // It cannot plant a task in group B's environment.
+    let planted = tasks::insert(
+        &runner_a.db,
+        &[NewTask::new(b.env_id, TaskKind::Action, "x", json!({}))],
+    )
+    .await;
+    assert!(planted.is_err(), "{planted:?}");
 }
 
 const MARKER: &str = "export default async function (nango, input) { return { ran: input.who }; }";

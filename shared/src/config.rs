@@ -111,6 +111,16 @@ pub const SETTINGS: &[Setting] = &[
         description: "Deadline of one script run, in seconds.",
     },
     Setting {
+        name: "LASSO_ACTION_WAIT",
+        default: Some("listen"),
+        description: "How a synchronous action call learns that its task finished: `listen` (Postgres LISTEN/NOTIFY on one session connection per api process) or `poll` (re-read with backoff; for a pooler in transaction mode, such as RDS Proxy, where LISTEN does not work).",
+    },
+    Setting {
+        name: "LASSO_ACTION_WAIT_SECS",
+        default: Some("25"),
+        description: "How long a synchronous action call waits for its result before answering 202 with its async id and status URL (API Gateway ends requests at 30 s).",
+    },
+    Setting {
         name: "LASSO_PROVIDERS_FILE",
         default: None,
         description: "Path to an extra provider catalog in Nango's `providers.yaml` format, loaded over the builtin one (its entries win). A bad file stops start-up.",
@@ -182,6 +192,13 @@ pub enum LogSinkConfig {
     },
 }
 
+/// How a synchronous action call waits for its task (`LASSO_ACTION_WAIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionWait {
+    Listen,
+    Poll,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
@@ -231,6 +248,8 @@ pub struct Config {
     pub public_url: String,
     pub script_memory_limit_bytes: usize,
     pub script_timeout: Duration,
+    pub action_wait: ActionWait,
+    pub action_wait_timeout: Duration,
     /// An extra provider catalog loaded over the builtin one.
     pub providers_file: Option<PathBuf>,
     pub log_format: LogFormat,
@@ -365,6 +384,23 @@ impl Config {
             1..=86_400,
         )?;
 
+        let action_wait = match get("LASSO_ACTION_WAIT").as_deref().unwrap_or("listen") {
+            "listen" => ActionWait::Listen,
+            "poll" => ActionWait::Poll,
+            other => {
+                return Err(ConfigError::new(
+                    "LASSO_ACTION_WAIT",
+                    format!("expected `listen` or `poll`, got `{other}`"),
+                ));
+            }
+        };
+        let action_wait_secs: u64 = parse_number(
+            "LASSO_ACTION_WAIT_SECS",
+            get("LASSO_ACTION_WAIT_SECS"),
+            25,
+            1..=900,
+        )?;
+
         let providers_file = get("LASSO_PROVIDERS_FILE").map(PathBuf::from);
 
         let log_format = match get("LASSO_LOG_FORMAT").as_deref().unwrap_or("json") {
@@ -392,6 +428,8 @@ impl Config {
             public_url,
             script_memory_limit_bytes: memory_mb * 1024 * 1024,
             script_timeout: Duration::from_secs(timeout_secs),
+            action_wait,
+            action_wait_timeout: Duration::from_secs(action_wait_secs),
             providers_file,
             log_format,
         })
@@ -625,6 +663,8 @@ mod tests {
             ScriptStoreConfig::Dir("/tmp/scripts".into())
         );
         assert_eq!(c.db_max_connections, 5);
+        assert_eq!(c.action_wait, ActionWait::Listen);
+        assert_eq!(c.action_wait_timeout, Duration::from_secs(25));
         assert_eq!(c.environment_concurrency, 20);
         assert_eq!(c.redispatch_after, Duration::from_secs(60));
     }
@@ -657,6 +697,8 @@ mod tests {
             ("LASSO_DB_MAX_CONNECTIONS", "0"),
             ("LASSO_SCRIPT_STORE", "gs://bucket"),
             ("LASSO_SCRIPT_MEMORY_MB", "lots"),
+            ("LASSO_ACTION_WAIT", "sleep"),
+            ("LASSO_ACTION_WAIT_SECS", "0"),
             ("LASSO_ENVIRONMENT_CONCURRENCY", "0"),
             ("LASSO_REDISPATCH_AFTER_SECS", "soon"),
         ];

@@ -31,6 +31,8 @@ pub struct Context {
     pub bundles: Arc<crate::runner::BundleCache>,
     /// Calls made through the proxy: no overall timeout, same-origin redirects only.
     pub proxy_http: reqwest::Client,
+    /// Wakes synchronous action calls when their task finishes (`LASSO_ACTION_WAIT`).
+    pub completions: Arc<crate::queue::completions::Completions>,
 }
 
 impl Context {
@@ -101,6 +103,10 @@ impl Context {
             .build()
             .map_err(|e| crate::Error::Internal(format!("building the HTTP client: {e}")))?;
         Ok(Self {
+            completions: Arc::new(crate::queue::completions::Completions::new(
+                config.action_wait,
+                config.database_url.clone(),
+            )),
             bundles: Arc::default(),
             http,
             proxy_http: crate::proxy::client()?,

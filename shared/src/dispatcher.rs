@@ -116,6 +116,15 @@ async fn send(ctx: &Context, claimed: &[Task]) -> Result<DispatchReport> {
     Ok(report)
 }
 
+/// The fast path for tasks someone is waiting on (actions, incoming webhooks): one round now
+/// rather than at the dispatcher's next tick. A failure only delays them (they stay ready for
+/// the next round), so it is logged rather than returned.
+pub async fn dispatch_now(ctx: &Context) {
+    if let Err(e) = dispatch_once(ctx).await {
+        tracing::warn!(error = %e, "dispatching at once failed; the next round will");
+    }
+}
+
 /// Sends again what is stuck, then dispatches until no group has both ready tasks and room, or a
 /// send fails (so a broken transport does not spin).
 pub async fn dispatch_all(ctx: &Context) -> Result<DispatchReport> {

@@ -27,6 +27,18 @@ pub enum Error {
     Unreachable { code: &'static str, message: String },
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// An action's script threw `ActionError`; `payload` is what it threw, for the caller.
+    #[error("the action failed with an ActionError")]
+    ActionError { payload: serde_json::Value },
+    /// A function's script failed otherwise (it threw, timed out, ran out of memory, returned
+    /// too much) or its task expired. `code` is the API error code; `payload` says what
+    /// happened, without stack traces.
+    #[error("{message}")]
+    ScriptFailed {
+        code: &'static str,
+        message: String,
+        payload: serde_json::Value,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]

@@ -171,6 +171,7 @@ pub async fn create(
     new: NewIntegration,
 ) -> Result<Integration> {
     check_unique_key(&new.unique_key, "unique_key")?;
+    crate::incoming_webhooks::Routing::from_custom(&new.custom)?;
     let uuid = Uuid::new_v4();
     let c = &new.credentials;
     sqlx::query_as(concat!(
@@ -252,6 +253,9 @@ pub async fn update(
 ) -> Result<Integration> {
     if let Some(k) = &patch.unique_key {
         check_unique_key(k, "unique_key")?;
+    }
+    if let Some(custom) = &patch.custom {
+        crate::incoming_webhooks::Routing::from_custom(custom)?;
     }
     let current = get(db, environment_id, unique_key).await?;
     let uuid = current.uuid;

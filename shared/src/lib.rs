@@ -1,6 +1,7 @@
 //! Lasso's shared library: everything the four Lambda functions and the CLI have in common.
 //! Handlers stay thin; the logic lives here, in plain types.
 
+pub mod actions;
 pub mod adapters;
 pub mod auth_flows;
 pub mod checkpoints;
@@ -13,6 +14,7 @@ pub mod db;
 pub mod dispatcher;
 pub mod environments;
 pub mod error;
+pub mod incoming_webhooks;
 pub mod integrations;
 pub mod logs;
 pub mod oauth;

@@ -196,6 +196,44 @@ pub async fn emit(
     url_override: Option<&str>,
     event: &Value,
 ) -> Result<Option<Uuid>> {
+    let Some(delivery) = enqueue(ctx, environment_id, url_override, event).await? else {
+        return Ok(None);
+    };
+    attempt(ctx, &delivery).await?;
+    Ok(Some(delivery.id))
+}
+
+/// Like [`emit`], but the first attempt runs in the background, for callers that must answer
+/// quickly (a provider waiting for its webhook to be acknowledged). The delivery is stored
+/// before this returns; if the process stops before the attempt ends, the scheduler retries
+/// it once its lease runs out.
+pub async fn emit_soon(
+    ctx: &Context,
+    environment_id: i64,
+    url_override: Option<&str>,
+    event: &Value,
+) -> Result<Option<Uuid>> {
+    let Some(delivery) = enqueue(ctx, environment_id, url_override, event).await? else {
+        return Ok(None);
+    };
+    let id = delivery.id;
+    let ctx = ctx.clone();
+    // In the caller's span: the attempt's log lines keep its request id.
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
+        if let Err(e) = attempt(&ctx, &delivery).await {
+            tracing::warn!(delivery = %delivery.id, error = %e, "webhook attempt failed");
+        }
+    }));
+    Ok(Some(id))
+}
+
+/// Stores the delivery as claimed by its first attempt; `None` when no URL is configured.
+async fn enqueue(
+    ctx: &Context,
+    environment_id: i64,
+    url_override: Option<&str>,
+    event: &Value,
+) -> Result<Option<Delivery>> {
     let configured = environments::webhook_config(&ctx.db, &ctx.cipher, environment_id).await?;
     let Some(url) = url_override
         .map(str::to_string)
@@ -226,8 +264,7 @@ pub async fn emit(
     .bind(LEASE_SECS as f64)
     .execute(&ctx.db)
     .await?;
-    attempt(ctx, &delivery).await?;
-    Ok(Some(delivery.id))
+    Ok(Some(delivery))
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

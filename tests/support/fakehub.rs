@@ -11,12 +11,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use lasso_cli::workers::Workers;
 use lasso_shared::queue::{NewTask, TaskKind, tasks};
-use lasso_shared::scripts::{self, DeployRequest};
 use lasso_shared::{Context, environments};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{Api, config, eventually, fresh_database, providers_file, serve, serve_api};
+use crate::{
+    Api, config, deploy_fixture, eventually, fresh_database, providers_file, serve, serve_api,
+};
 
 #[derive(Default)]
 pub struct Upstream {
@@ -158,19 +159,7 @@ pub async fn setup(settings: &[(&str, String)]) -> Setup {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fakehub-project");
-    let compiled = scripts::compile(&project).unwrap();
-    scripts::deploy(
-        &ctx.db,
-        ctx.scripts.as_ref(),
-        env.id,
-        DeployRequest {
-            integration: None,
-            functions: compiled.functions,
-        },
-    )
-    .await
-    .unwrap();
+    deploy_fixture(&ctx, env.id, "fakehub-project").await;
     let connection = body["id"].as_i64().unwrap();
     let workers = Workers::start(ctx.clone());
     Setup {

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 
 pub mod auth;
 pub mod fakehub;
+pub mod receiver;
 
 const HOW_TO_START: &str = "start the test services first: `make test` does it, or `eval \"$(scripts/services start && scripts/services env)\"`";
 
@@ -195,6 +196,55 @@ pub fn node_modules() -> PathBuf {
             PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/lasso")
         });
     cache.join("node/node_modules")
+}
+
+/// Compiles `tests/fixtures/<project>` and deploys it to the environment, as `lasso deploy` does.
+pub async fn deploy_fixture(ctx: &Context, environment_id: i64, project: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(project);
+    let compiled = lasso_shared::scripts::compile(&dir).unwrap();
+    lasso_shared::scripts::deploy(
+        &ctx.db,
+        ctx.scripts.as_ref(),
+        environment_id,
+        lasso_shared::scripts::DeployRequest {
+            integration: None,
+            functions: compiled.functions,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Runs `tests/node/<script>` with Nango's Node client (`NANGO_NODE_MODULE`) and `env`;
+/// panics with its output unless it succeeds. Returns its stdout.
+pub async fn run_node_client(script: &str, env: &[(&str, &str)]) -> String {
+    let client = node_modules().join("@nangohq/node/dist/index.js");
+    assert!(
+        client.exists(),
+        "{} is missing; run `scripts/bootstrap --with-node`",
+        client.display()
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("node")
+        .join(script);
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("NANGO_NODE_MODULE", &client)
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node (is Node.js installed?)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{} failed:\n{stdout}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// A client for the api with one environment's secret key.

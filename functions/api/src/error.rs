@@ -50,6 +50,11 @@ fn body(code: &str, message: &str, errors: Option<serde_json::Value>) -> serde_j
     json!({ "error": error })
 }
 
+fn with_payload(mut body: serde_json::Value, payload: &serde_json::Value) -> serde_json::Value {
+    body["error"]["payload"] = payload.clone();
+    body
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, payload) = match self {
@@ -89,6 +94,28 @@ impl IntoResponse for ApiError {
                 Error::Unreachable { code, message } => {
                     (StatusCode::BAD_GATEWAY, body(code, message, None))
                 }
+                // Nango's shape for failed actions: the payload rides in the error. Neither is
+                // our fault, so neither is a 5xx (unlike Nango's 500): an ActionError is the
+                // script refusing the call, any other failure is its script failing.
+                Error::ActionError { payload } => (
+                    StatusCode::BAD_REQUEST,
+                    with_payload(
+                        body(
+                            "action_script_runtime_error",
+                            "the action failed with an ActionError",
+                            None,
+                        ),
+                        payload,
+                    ),
+                ),
+                Error::ScriptFailed {
+                    code,
+                    message,
+                    payload,
+                } => (
+                    StatusCode::FAILED_DEPENDENCY,
+                    with_payload(body(code, message, None), payload),
+                ),
                 Error::PayloadTooLarge(m) => (
                     StatusCode::PAYLOAD_TOO_LARGE,
                     body("payload_too_large", m, None),

@@ -354,6 +354,49 @@ pub async fn get(
     }
 }
 
+/// Which field of a connection an incoming webhook's routing value must equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookMatch {
+    ConnectionId,
+    /// A path into `connection_config`.
+    Config(Vec<String>),
+    /// A path into `metadata`.
+    Metadata(Vec<String>),
+}
+
+/// The ids of the integration's connections whose `field` is `value` (JSON strings and numbers
+/// compare by their text), oldest first.
+pub async fn find_for_webhook(
+    db: &PgPool,
+    integration_id: i64,
+    field: &WebhookMatch,
+    value: &str,
+) -> Result<Vec<String>> {
+    let (sql, path): (&'static str, &[String]) = match field {
+        WebhookMatch::ConnectionId => (
+            "SELECT connection_id FROM connections
+             WHERE integration_id = $1 AND connection_id = $2 ORDER BY id",
+            &[],
+        ),
+        WebhookMatch::Config(path) => (
+            "SELECT connection_id FROM connections
+             WHERE integration_id = $1 AND connection_config #>> $3 = $2 ORDER BY id",
+            path,
+        ),
+        WebhookMatch::Metadata(path) => (
+            "SELECT connection_id FROM connections
+             WHERE integration_id = $1 AND metadata #>> $3 = $2 ORDER BY id",
+            path,
+        ),
+    };
+    Ok(sqlx::query_scalar(sql)
+        .bind(integration_id)
+        .bind(value)
+        .bind(path)
+        .fetch_all(db)
+        .await?)
+}
+
 /// The row id of a connection (for records), without reading its credentials; `unknown_connection`
 /// when the environment has no such connection.
 pub async fn row_id(

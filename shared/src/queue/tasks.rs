@@ -470,3 +470,88 @@ pub async fn expire_stale(db: &PgPool) -> Result<Vec<Task>> {
     .await?;
     to_tasks(rows)
 }
+
+/// STARTED → FAILED with the error and, when the task has attempts left, its next attempt
+/// (CREATED, `retry_of` this one) in the same statement: whoever waits on the chain never sees
+/// a failed attempt whose retry is not there yet. Returns whether the task was failed, and the
+/// retry's id.
+pub async fn fail_with_retry(db: &PgPool, id: Uuid, error: &Value) -> Result<(bool, Option<Uuid>)> {
+    let row: (bool, Option<Uuid>) = sqlx::query_as(
+        "WITH failed AS (
+            UPDATE queue.tasks SET state = 'FAILED', completed_at = now(), error = $2
+            WHERE id = $1 AND state = 'STARTED'
+            RETURNING *
+         ), retry AS (
+            INSERT INTO queue.tasks
+                (id, environment_id, kind, group_key, name, payload, attempt, max_attempts,
+                 retry_of, schedule_id, created_to_started_secs, started_to_completed_secs,
+                 heartbeat_timeout_secs)
+            SELECT $3, environment_id, kind, group_key, name, payload, attempt + 1, max_attempts,
+                   id, schedule_id, created_to_started_secs, started_to_completed_secs,
+                   heartbeat_timeout_secs
+            FROM failed WHERE attempt < max_attempts
+            ON CONFLICT DO NOTHING
+            RETURNING id
+         )
+         SELECT EXISTS (SELECT 1 FROM failed), (SELECT id FROM retry)",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(Uuid::now_v7())
+    .fetch_one(db)
+    .await?;
+    Ok(row)
+}
+
+/// The latest attempt of the retry chain that starts at `id`, in the environment: the task
+/// itself when it was not retried. `None` when the environment has no task `id`.
+pub async fn latest_attempt(db: &PgPool, environment_id: i64, id: Uuid) -> Result<Option<Task>> {
+    let row: Option<TaskRow> = sqlx::query_as(concat!(
+        "WITH RECURSIVE chain AS (
+            SELECT id, 0 AS depth FROM queue.tasks WHERE id = $1 AND environment_id = $2
+            UNION ALL
+            SELECT t.id, chain.depth + 1 FROM queue.tasks t JOIN chain ON t.retry_of = chain.id
+         )
+         SELECT ",
+        columns!(),
+        " FROM chain JOIN queue.tasks t ON t.id = chain.id ORDER BY chain.depth DESC LIMIT 1"
+    ))
+    .bind(id)
+    .bind(environment_id)
+    .fetch_optional(db)
+    .await?;
+    row.map(Task::try_from).transpose()
+}
+
+/// The first attempt of the retry chain `id` belongs to (the id its caller was given).
+pub async fn first_attempt(db: &PgPool, id: Uuid) -> Result<Uuid> {
+    Ok(sqlx::query_scalar(
+        "WITH RECURSIVE chain AS (
+            SELECT id, retry_of, 0 AS depth FROM queue.tasks WHERE id = $1
+            UNION ALL
+            SELECT t.id, t.retry_of, chain.depth + 1
+            FROM queue.tasks t JOIN chain ON t.id = chain.retry_of
+         )
+         SELECT id FROM chain ORDER BY depth DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?
+    .unwrap_or(id))
+}
+
+/// Merges `patch` into the payload of a task that has not finished yet; false when it has.
+/// Finishing and patching lock the same row, so a patch either lands before the task finishes
+/// (and whoever finishes it reads it) or is refused.
+pub async fn patch_unfinished_payload(db: &PgPool, id: Uuid, patch: &Value) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE queue.tasks SET payload = payload || $2
+         WHERE id = $1 AND state IN ('CREATED', 'DISPATCHED', 'STARTED')",
+    )
+    .bind(id)
+    .bind(patch)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}

@@ -141,11 +141,18 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     };
     match result {
         Ok(output) => {
-            tasks::succeed(&ctx.db, task.id, &output).await?;
+            if tasks::succeed(&ctx.db, task.id, &output).await? && task.kind == TaskKind::Action {
+                crate::actions::succeeded(ctx, &task).await;
+            }
             Ok(Outcome::Succeeded(task.id))
         }
         Err(TaskError::Failed(error)) => {
-            tasks::fail(&ctx.db, task.id, &error).await?;
+            // Actions retry at once within their budget (someone may be waiting on them).
+            if task.kind == TaskKind::Action {
+                crate::actions::fail(ctx, &task, &error).await?;
+            } else {
+                tasks::fail(&ctx.db, task.id, &error).await?;
+            }
             Ok(Outcome::Failed(task.id))
         }
         Err(TaskError::Retry(e)) => {

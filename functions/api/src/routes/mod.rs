@@ -1,3 +1,4 @@
+mod actions;
 mod auth_flows;
 mod connect;
 mod connections;
@@ -9,6 +10,7 @@ mod logs;
 mod providers;
 mod proxy;
 mod records;
+mod webhooks;
 
 use axum::Router;
 use axum::http::{StatusCode, Uri};
@@ -29,6 +31,8 @@ pub fn router() -> Router<Context> {
         .merge(auth_flows::router())
         .merge(proxy::router())
         .merge(functions::router())
+        .merge(actions::router())
+        .merge(webhooks::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {

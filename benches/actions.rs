@@ -1,0 +1,242 @@
+//! Action round-trip latency in `lasso dev` mode: the api, the in-process task transport and the
+//! scheduler, dispatcher and runner loops in one process (as `lasso dev` runs them), a trivial
+//! action deployed from benches/fixtures/echo-project, called over HTTP one call after another.
+//! The same script run alone in a fresh sandbox is measured in the same run, so the difference
+//! is Lasso's overhead: HTTP, the queue (insert, dispatch, claim, complete), loading the
+//! connection and function, and waking the waiting request. Both wait modes are measured.
+//!
+//! `LASSO_BENCH_DATABASE_URL` names the cluster (scripts/bench starts one with default
+//! settings, fsync on). Prints a Markdown table.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use lasso_cli::workers::Workers;
+use lasso_shared::config::Config;
+use lasso_shared::logs::Level;
+use lasso_shared::sandbox::{self, BatchOp, Host, HostError, Limits, RunInfo};
+use lasso_shared::scripts::{self, Bundle, DeployRequest};
+use lasso_shared::{Context, environments};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const CALLS: usize = 1_000;
+const WARMUP: usize = 100;
+const PROVIDERS: &str = "bench-api:\n  display_name: Bench\n  auth_mode: API_KEY\n  proxy:\n    base_url: http://127.0.0.1:9\n    headers:\n      authorization: Bearer ${apiKey}\n";
+const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+fn project() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/echo-project")
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        mean: samples.iter().sum::<Duration>() / samples.len() as u32,
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// A host for the script alone: the echo action calls nothing.
+struct NoHost;
+
+#[async_trait]
+impl Host for NoHost {
+    async fn call(&self, _op: &str, _args: Value) -> Result<Value, HostError> {
+        Ok(Value::Null)
+    }
+    async fn batch(
+        &self,
+        _op: BatchOp,
+        _model: &str,
+        _records: Vec<Value>,
+    ) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn log(&self, _level: Level, _message: &str) {}
+}
+
+async fn script_alone(bundle: &Bundle) -> anyhow::Result<Vec<Duration>> {
+    let host: Arc<dyn Host> = Arc::new(NoHost);
+    let mut samples = Vec::with_capacity(CALLS);
+    for i in 0..WARMUP + CALLS {
+        let started = Instant::now();
+        sandbox::run(
+            bundle,
+            Some(json!({"n": i})),
+            RunInfo::default(),
+            host.clone(),
+            Limits::default(),
+            CancellationToken::new(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if i >= WARMUP {
+            samples.push(started.elapsed());
+        }
+    }
+    Ok(samples)
+}
+
+/// A fresh database, `lasso dev`'s loops and the api on a local port, the project deployed;
+/// then `CALLS` sequential `POST /action/trigger` measured from the HTTP client.
+async fn round_trips(admin: &str, wait_mode: &str) -> anyhow::Result<Vec<Duration>> {
+    let mut url = url::Url::parse(admin)?;
+    url.set_path(&format!("lasso_bench_{}", uuid::Uuid::new_v4().simple()));
+    let database_url = url.to_string();
+    lasso_shared::db::create_database_if_missing(&SecretString::from(database_url.clone())).await?;
+    let dir = std::env::temp_dir().join(format!("lasso-bench-actions-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("providers.yaml"), PROVIDERS)?;
+    let settings = [
+        ("LASSO_DATABASE_URL", database_url),
+        ("LASSO_ENCRYPTION_KEY", KEY.to_string()),
+        (
+            "LASSO_SCRIPT_STORE",
+            dir.join("scripts").display().to_string(),
+        ),
+        (
+            "LASSO_PROVIDERS_FILE",
+            dir.join("providers.yaml").display().to_string(),
+        ),
+        ("LASSO_ACTION_WAIT", wait_mode.to_string()),
+    ];
+    let config = Config::from_lookup(|name| {
+        settings
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })?;
+    let ctx = Context::build(config, None)?;
+    lasso_shared::db::migrate(&ctx.db).await?;
+    let (env, key) = environments::create(&ctx.db, "bench").await?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let router = lasso_api::router(ctx.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    post(
+        "/integrations",
+        json!({"provider": "bench-api", "unique_key": "bench"}),
+    )
+    .await?
+    .error_for_status()?;
+    post(
+        "/connections",
+        json!({"provider_config_key": "bench", "connection_id": "c1",
+               "credentials": {"type": "API_KEY", "apiKey": "k"}}),
+    )
+    .await?
+    .error_for_status()?;
+    scripts::deploy(
+        &ctx.db,
+        ctx.scripts.as_ref(),
+        env.id,
+        DeployRequest {
+            integration: None,
+            functions: scripts::compile(&project())?.functions,
+        },
+    )
+    .await?;
+    let workers = Workers::start(ctx.clone());
+
+    let mut samples = Vec::with_capacity(CALLS);
+    for i in 0..WARMUP + CALLS {
+        let started = Instant::now();
+        let response = http
+            .post(format!("{base}/action/trigger"))
+            .bearer_auth(&key)
+            .header("Connection-Id", "c1")
+            .header("Provider-Config-Key", "bench")
+            .json(&json!({"action_name": "echo", "input": {"n": i}}))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if i >= WARMUP {
+            samples.push(started.elapsed());
+        }
+        anyhow::ensure!(
+            status == 200 && body == json!({"echo": {"n": i}}),
+            "call {i} answered {status}: {body}"
+        );
+    }
+    workers.stop().await;
+    Ok(samples)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let admin = std::env::var("LASSO_BENCH_DATABASE_URL").map_err(|_| {
+        anyhow::anyhow!("LASSO_BENCH_DATABASE_URL is not set (scripts/bench sets it)")
+    })?;
+    let compiled = scripts::compile(&project())?;
+    let bundle = Bundle::parse(&compiled.functions[0].bundle).map_err(|e| anyhow::anyhow!(e))?;
+
+    let script = stats(script_alone(&bundle).await?);
+    let listen = stats(round_trips(&admin, "listen").await?);
+    let poll = stats(round_trips(&admin, "poll").await?);
+
+    println!("| trivial action, {CALLS} sequential calls | p50 | p99 | mean |");
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| the script alone, fresh sandbox each run | {} | {} | {} |",
+        ms(script.p50),
+        ms(script.p99),
+        ms(script.mean)
+    );
+    for (name, s) in [
+        ("`LASSO_ACTION_WAIT=listen` (default)", &listen),
+        ("`LASSO_ACTION_WAIT=poll`", &poll),
+    ] {
+        println!(
+            "| `POST /action/trigger` round trip, `lasso dev`, {name} | {} | {} | {} |",
+            ms(s.p50),
+            ms(s.p99),
+            ms(s.mean)
+        );
+        println!(
+            "| Lasso's overhead (round trip − script), {name} | {} | {} | {} |",
+            ms(s.p50.saturating_sub(script.p50)),
+            ms(s.p99.saturating_sub(script.p99)),
+            ms(s.mean.saturating_sub(script.mean))
+        );
+    }
+    println!();
+    println!(
+        "Targets for the overhead: p50 under 5 ms, p99 under 20 ms (listen mode: {} and {}).",
+        if listen.p50.saturating_sub(script.p50) < Duration::from_millis(5) {
+            "met"
+        } else {
+            "missed"
+        },
+        if listen.p99.saturating_sub(script.p99) < Duration::from_millis(20) {
+            "met"
+        } else {
+            "missed"
+        },
+    );
+    Ok(())
+}

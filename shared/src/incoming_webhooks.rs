@@ -1,0 +1,549 @@
+//! Webhooks from providers: `POST /webhook/:environmentUuid/:providerConfigKey`. The URL is
+//! the credential (it names the environment by its uuid); no secret key is involved.
+//!
+//! A webhook is routed by the integration's `custom.webhook_routing` (checked whenever an
+//! integration is created or updated):
+//!
+//! ```json
+//! {"webhook_routing": {
+//!     "connection_config": {"body_path": "installation.id", "key": "installation_id"},
+//!     "event": {"header": "X-GitHub-Event"},
+//!     "signature": {"header": "X-Hub-Signature-256", "prefix": "sha256=", "encoding": "hex"}
+//! }}
+//! ```
+//!
+//! - Connections: at most one of `connection_id` (the value is the connection id),
+//!   `connection_config` or `metadata` (the value equals the connection's `key`, a dotted path
+//!   into that object). The value comes from a header or a dotted path into the JSON body
+//!   (`items.0.id` indexes arrays); numbers and strings compare by their text. Every matching
+//!   connection gets the webhook; no rule, or no value in the payload, matches none.
+//! - Event: the event type, from a header or a body path. A deployed sync of the integration
+//!   runs (as a webhook task, with the payload as input) for each matched connection when its
+//!   `webhook_subscriptions` hold the event type, or `*`.
+//! - Signature (optional): `HMAC-SHA256(integration webhook secret, raw body)`, hex or base64,
+//!   after `prefix`, in `header`. When configured, a webhook without a valid one is refused.
+//!
+//! When the integration has `forward_webhooks`, the payload also goes to the environment's
+//! webhook URL as Nango's `forward` webhook (one per matched connection, or one without a
+//! connection id when none matched).
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::connections::{self, WebhookMatch};
+use crate::context::Context;
+use crate::integrations::Integration;
+use crate::logs::{self, Level, MessageKind, OperationKind, OperationLog, OperationState};
+use crate::queue::{NewTask, TaskKind, tasks};
+use crate::runner::FunctionPayload;
+use crate::scripts::store;
+use crate::{Error, Result, dispatcher, environments, integrations, webhooks};
+
+/// Largest webhook body accepted (Lambda takes requests up to 6 MB).
+pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+/// The key of the routing rules in an integration's `custom` object.
+pub const ROUTING_KEY: &str = "webhook_routing";
+
+/// Where a value of the webhook is read: exactly one of a header or a body path.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub body_path: Option<String>,
+}
+
+/// A [`Source`] and the key of the connection field its value must equal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyedSource {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub body_path: Option<String>,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signature {
+    pub header: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+/// An integration's `custom.webhook_routing`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    #[serde(default)]
+    pub connection_id: Option<Source>,
+    #[serde(default)]
+    pub connection_config: Option<KeyedSource>,
+    #[serde(default)]
+    pub metadata: Option<KeyedSource>,
+    #[serde(default)]
+    pub event: Option<Source>,
+    #[serde(default)]
+    pub signature: Option<Signature>,
+}
+
+const FIELD: &str = "custom.webhook_routing";
+
+fn check_source(field: &str, header: &Option<String>, body_path: &Option<String>) -> Result<()> {
+    let nonempty = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+    match (nonempty(header), nonempty(body_path)) {
+        (true, false) | (false, true) => Ok(()),
+        _ => Err(Error::invalid(
+            format!("{FIELD}.{field}"),
+            "give exactly one of `header` or `body_path`",
+        )),
+    }
+}
+
+impl Routing {
+    /// The rules in an integration's `custom` object (default: none); a 400 naming the field
+    /// when they are malformed.
+    pub fn from_custom(custom: &Map<String, Value>) -> Result<Self> {
+        let Some(value) = custom.get(ROUTING_KEY) else {
+            return Ok(Self::default());
+        };
+        let routing: Routing = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." {
+                FIELD.to_string()
+            } else {
+                format!("{FIELD}.{path}")
+            };
+            Error::invalid(field, e.into_inner().to_string())
+        })?;
+        if let Some(s) = &routing.connection_id {
+            check_source("connection_id", &s.header, &s.body_path)?;
+        }
+        for (name, rule) in [
+            ("connection_config", &routing.connection_config),
+            ("metadata", &routing.metadata),
+        ] {
+            if let Some(s) = rule {
+                check_source(name, &s.header, &s.body_path)?;
+                if s.key.trim().is_empty() {
+                    return Err(Error::invalid(
+                        format!("{FIELD}.{name}.key"),
+                        "must name the field to compare with",
+                    ));
+                }
+            }
+        }
+        let connection_rules = [
+            routing.connection_id.is_some(),
+            routing.connection_config.is_some(),
+            routing.metadata.is_some(),
+        ];
+        if connection_rules.iter().filter(|r| **r).count() > 1 {
+            return Err(Error::invalid(
+                FIELD,
+                "give at most one of `connection_id`, `connection_config` or `metadata`",
+            ));
+        }
+        if let Some(s) = &routing.event {
+            check_source("event", &s.header, &s.body_path)?;
+        }
+        if let Some(s) = &routing.signature
+            && s.header.trim().is_empty()
+        {
+            return Err(Error::invalid(
+                format!("{FIELD}.signature.header"),
+                "must name the header that carries the signature",
+            ));
+        }
+        Ok(routing)
+    }
+}
+
+/// The value at a dotted path (`a.b.0.c`) of the body, as text: strings as they are, numbers
+/// and booleans written out; anything else (absent, null, objects, arrays) is no value.
+fn body_value(body: &Value, path: &str) -> Option<String> {
+    let mut at = body;
+    for segment in path.split('.') {
+        at = match at {
+            Value::Object(map) => map.get(segment)?,
+            Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    match at {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn read(
+    headers: &HeaderMap,
+    body: &Value,
+    header: &Option<String>,
+    body_path: &Option<String>,
+) -> Option<String> {
+    match (header, body_path) {
+        (Some(name), _) => headers
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty()),
+        (None, Some(path)) => body_value(body, path),
+        (None, None) => None,
+    }
+}
+
+/// Checks `signature` over the raw body with the integration's webhook secret.
+fn verify(
+    signature: &Signature,
+    secret: Option<&str>,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<()> {
+    let refuse = |why: &str| Err(Error::Unauthorized(format!("webhook refused: {why}")));
+    let Some(secret) = secret else {
+        return refuse("the integration checks signatures but has no webhook secret");
+    };
+    let Some(given) = headers
+        .get(signature.header.as_str())
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix(signature.prefix.as_str()))
+    else {
+        return refuse(&format!("no `{}` signature", signature.header));
+    };
+    let decoded = match signature.encoding {
+        Encoding::Hex => hex::decode(given).ok(),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD.decode(given).ok(),
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(raw);
+    match decoded {
+        // Constant-time comparison.
+        Some(bytes) if mac.verify_slice(&bytes).is_ok() => Ok(()),
+        _ => refuse("the signature does not match"),
+    }
+}
+
+/// What a webhook led to (for logs and tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    pub event: Option<String>,
+    /// The matched connections' ids.
+    pub connections: Vec<String>,
+    /// Webhook tasks queued: one per matched connection and subscribed sync.
+    pub tasks: Vec<Uuid>,
+    /// Forward deliveries queued.
+    pub forwarded: usize,
+}
+
+impl Received {
+    /// One line for the operation log.
+    pub fn summary(&self) -> String {
+        format!(
+            "event `{}`: {} connection(s) matched, {} webhook task(s) queued, {} forwarded",
+            self.event.as_deref().unwrap_or("-"),
+            self.connections.len(),
+            self.tasks.len(),
+            self.forwarded
+        )
+    }
+}
+
+/// Routes one webhook: `unknown_environment` / `unknown_provider_config` (404) when the URL
+/// names nothing, 401 for a bad signature, 400 for a body that is not JSON. Once the
+/// environment is known, the webhook is an operation in its logs, refused or not (the tasks it
+/// queues are operations of their own).
+pub async fn receive(
+    ctx: &Context,
+    environment_uuid: &str,
+    provider_config_key: &str,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<Received> {
+    let unknown_environment = || Error::NotFound {
+        code: "unknown_environment",
+        message: format!("environment `{environment_uuid}` does not exist"),
+    };
+    let uuid: Uuid = environment_uuid
+        .parse()
+        .map_err(|_| unknown_environment())?;
+    let environment = environments::find_by_uuid(&ctx.db, uuid)
+        .await?
+        .ok_or_else(unknown_environment)?;
+    let mut log = OperationLog::start(
+        environment.id,
+        OperationKind::Webhook,
+        Some(provider_config_key),
+        None,
+        None,
+    );
+    let routed = route(ctx, environment.id, provider_config_key, headers, raw).await;
+    let (state, error) = match &routed {
+        Ok(received) => {
+            log.set_meta("event", json!(received.event));
+            log.set_meta("connections", json!(received.connections));
+            log.set_meta("task_ids", json!(received.tasks));
+            log.set_meta("forwarded", json!(received.forwarded));
+            log.message(
+                Level::Info,
+                MessageKind::Log,
+                &received.summary(),
+                Value::Null,
+            );
+            (OperationState::Success, None)
+        }
+        Err(e) => (OperationState::Failed, Some(e.to_string())),
+    };
+    logs::write(ctx.logs.as_ref(), log.finish(state, error.as_deref())).await;
+    routed
+}
+
+async fn route(
+    ctx: &Context,
+    environment_id: i64,
+    provider_config_key: &str,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<Received> {
+    let integration = integrations::get(&ctx.db, environment_id, provider_config_key).await?;
+    let routing = integration_routing(&integration)?;
+    if let Some(signature) = &routing.signature {
+        let secret = integration.webhook_secret(&ctx.cipher)?;
+        verify(
+            signature,
+            secret.as_ref().map(|s| s.expose_secret()),
+            headers,
+            raw,
+        )?;
+    }
+    let body: Value = serde_json::from_slice(raw)
+        .map_err(|e| Error::invalid("body", format!("a webhook body must be JSON: {e}")))?;
+
+    let event = routing
+        .event
+        .as_ref()
+        .and_then(|s| read(headers, &body, &s.header, &s.body_path));
+    let lookup = match (
+        &routing.connection_id,
+        &routing.connection_config,
+        &routing.metadata,
+    ) {
+        (Some(s), _, _) => {
+            read(headers, &body, &s.header, &s.body_path).map(|v| (WebhookMatch::ConnectionId, v))
+        }
+        (_, Some(s), _) => read(headers, &body, &s.header, &s.body_path)
+            .map(|v| (WebhookMatch::Config(path(&s.key)), v)),
+        (_, _, Some(s)) => read(headers, &body, &s.header, &s.body_path)
+            .map(|v| (WebhookMatch::Metadata(path(&s.key)), v)),
+        _ => None,
+    };
+    let matched = match lookup {
+        Some((field, value)) => {
+            connections::find_for_webhook(&ctx.db, integration.id, &field, &value).await?
+        }
+        None => Vec::new(),
+    };
+
+    let syncs: Vec<String> = store::list_active(&ctx.db, integration.id)
+        .await?
+        .into_iter()
+        .filter(|f| {
+            f.config.sync().is_some_and(|s| {
+                s.webhook_subscriptions
+                    .iter()
+                    .any(|sub| sub == "*" || Some(sub) == event.as_ref())
+            })
+        })
+        .map(|f| f.name)
+        .collect();
+    let new_tasks: Vec<NewTask> = matched
+        .iter()
+        .flat_map(|connection| {
+            syncs.iter().map(|sync| {
+                let payload = FunctionPayload {
+                    integration: integration.unique_key.clone(),
+                    connection_id: connection.clone(),
+                    function: sync.clone(),
+                    input: Some(body.clone()),
+                    full: false,
+                    last_sync_date: None,
+                };
+                NewTask::new(
+                    environment_id,
+                    TaskKind::Webhook,
+                    sync.clone(),
+                    serde_json::to_value(payload).expect("function payload serializes"),
+                )
+            })
+        })
+        .collect();
+    let queued = if new_tasks.is_empty() {
+        Vec::new()
+    } else {
+        let ids = tasks::insert(&ctx.db, &new_tasks).await?;
+        dispatcher::dispatch_now(ctx).await;
+        ids
+    };
+
+    let mut forwarded = 0;
+    if integration.forward_webhooks {
+        let targets: Vec<Option<&str>> = if matched.is_empty() {
+            vec![None]
+        } else {
+            matched.iter().map(|c| Some(c.as_str())).collect()
+        };
+        for connection in targets {
+            let event = forward_body(&integration, connection, &body);
+            if webhooks::emit_soon(ctx, environment_id, None, &event)
+                .await?
+                .is_some()
+            {
+                forwarded += 1;
+            }
+        }
+    }
+    Ok(Received {
+        event,
+        connections: matched,
+        tasks: queued,
+        forwarded,
+    })
+}
+
+fn integration_routing(integration: &Integration) -> Result<Routing> {
+    match &integration.custom {
+        Value::Object(custom) => Routing::from_custom(custom),
+        _ => Ok(Routing::default()),
+    }
+}
+
+fn path(key: &str) -> Vec<String> {
+    key.split('.').map(str::to_string).collect()
+}
+
+/// Nango's `NangoForwardWebhookBody`: `from` is the provider, as in Nango.
+fn forward_body(integration: &Integration, connection_id: Option<&str>, payload: &Value) -> Value {
+    let mut body = json!({
+        "from": integration.provider,
+        "type": "forward",
+        "providerConfigKey": integration.unique_key,
+        "payload": payload,
+    });
+    if let Some(id) = connection_id {
+        body["connectionId"] = Value::String(id.to_string());
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routing(value: Value) -> Result<Routing> {
+        Routing::from_custom(&Map::from_iter([(ROUTING_KEY.to_string(), value)]))
+    }
+
+    #[test]
+    fn rules_are_checked_and_name_the_field() {
+        assert_eq!(
+            Routing::from_custom(&Map::new()).unwrap(),
+            Routing::default()
+        );
+        assert!(
+            routing(json!({"connection_config": {"body_path": "installation.id", "key": "installation_id"},
+                           "event": {"header": "X-GitHub-Event"}}))
+            .is_ok()
+        );
+        let bad = [
+            (json!({"event": {}}), "custom.webhook_routing.event"),
+            (
+                json!({"event": {"header": "a", "body_path": "b"}}),
+                "custom.webhook_routing.event",
+            ),
+            (
+                json!({"metadata": {"header": "X-Account"}}),
+                "custom.webhook_routing.metadata",
+            ),
+            (
+                json!({"metadata": {"header": "X", "key": ""}}),
+                "custom.webhook_routing.metadata.key",
+            ),
+            (
+                json!({"connection_id": {"header": "X"}, "metadata": {"header": "Y", "key": "k"}}),
+                "custom.webhook_routing",
+            ),
+            (
+                json!({"evnt": {"header": "X"}}),
+                "custom.webhook_routing.evnt",
+            ),
+            (
+                json!({"signature": {"header": "X", "encoding": "rot13"}}),
+                "custom.webhook_routing.signature.encoding",
+            ),
+        ];
+        for (value, field) in bad {
+            match routing(value.clone()) {
+                Err(Error::Invalid { field: f, .. }) => assert_eq!(f, field, "{value}"),
+                other => panic!("{value}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn body_paths_read_scalars_as_text() {
+        let body = json!({"installation": {"id": 42}, "items": [{"type": "a"}], "ok": true,
+                          "obj": {}, "none": null});
+        assert_eq!(body_value(&body, "installation.id").as_deref(), Some("42"));
+        assert_eq!(body_value(&body, "items.0.type").as_deref(), Some("a"));
+        assert_eq!(body_value(&body, "ok").as_deref(), Some("true"));
+        for missing in ["obj", "none", "items.1.type", "installation.id.x", "nope"] {
+            assert_eq!(body_value(&body, missing), None, "{missing}");
+        }
+    }
+
+    #[test]
+    fn signatures_are_checked_in_hex_and_base64() {
+        let raw = br#"{"a":1}"#;
+        let mut headers = HeaderMap::new();
+        // echo -n '{"a":1}' | openssl dgst -sha256 -hmac secret
+        let hex = "aa9e2e3575f5d7098b6caccd790888c36d5fdb63342a73bada2d6a51747a8494";
+        headers.insert("x-sig", format!("sha256={hex}").parse().unwrap());
+        let sig = Signature {
+            header: "X-Sig".into(),
+            prefix: "sha256=".into(),
+            encoding: Encoding::Hex,
+        };
+        assert!(verify(&sig, Some("secret"), &headers, raw).is_ok());
+        assert!(verify(&sig, Some("other"), &headers, raw).is_err());
+        assert!(verify(&sig, None, &headers, raw).is_err());
+        assert!(verify(&sig, Some("secret"), &HeaderMap::new(), raw).is_err());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(hex::decode(hex).unwrap());
+        headers.insert("x-sig", b64.parse().unwrap());
+        let sig = Signature {
+            header: "X-Sig".into(),
+            prefix: String::new(),
+            encoding: Encoding::Base64,
+        };
+        assert!(verify(&sig, Some("secret"), &headers, raw).is_ok());
+    }
+}
