@@ -90,6 +90,11 @@ pub const SETTINGS: &[Setting] = &[
         description: "Deadline of one script run, in seconds.",
     },
     Setting {
+        name: "LASSO_HEARTBEAT_SECS",
+        default: Some("10"),
+        description: "How often a runner tells the queue a task is alive, in seconds (1-60); a paused sync's run stops at its next heartbeat.",
+    },
+    Setting {
         name: "LASSO_PROVIDERS_FILE",
         default: None,
         description: "Path to an extra provider catalog in Nango's `providers.yaml` format, loaded over the builtin one (its entries win). A bad file stops start-up.",
@@ -199,6 +204,8 @@ pub struct Config {
     pub public_url: String,
     pub script_memory_limit_bytes: usize,
     pub script_timeout: Duration,
+    /// How often a running task heartbeats (and learns it was cancelled).
+    pub heartbeat_interval: Duration,
     /// An extra provider catalog loaded over the builtin one.
     pub providers_file: Option<PathBuf>,
     pub log_format: LogFormat,
@@ -312,6 +319,13 @@ impl Config {
             1..=86_400,
         )?;
 
+        let heartbeat_secs: u64 = parse_number(
+            "LASSO_HEARTBEAT_SECS",
+            get("LASSO_HEARTBEAT_SECS"),
+            10,
+            1..=60,
+        )?;
+
         let providers_file = get("LASSO_PROVIDERS_FILE").map(PathBuf::from);
 
         let log_format = match get("LASSO_LOG_FORMAT").as_deref().unwrap_or("json") {
@@ -336,6 +350,7 @@ impl Config {
             public_url,
             script_memory_limit_bytes: memory_mb * 1024 * 1024,
             script_timeout: Duration::from_secs(timeout_secs),
+            heartbeat_interval: Duration::from_secs(heartbeat_secs),
             providers_file,
             log_format,
         })

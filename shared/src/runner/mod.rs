@@ -5,7 +5,6 @@ mod host;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -32,8 +31,6 @@ pub enum Outcome {
     Skipped(Uuid),
 }
 
-/// How often a running task tells the queue it is alive (well under the heartbeat timeout).
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// Largest action output returned to a caller.
 pub const MAX_ACTION_OUTPUT: usize = 2 * 1024 * 1024;
 
@@ -104,9 +101,14 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
         return Ok(Outcome::Skipped(message.task_id));
     };
     let cancel = CancellationToken::new();
-    let heartbeat = tokio::spawn(heartbeat(ctx.clone(), task.id, cancel.clone()));
+    // Aborted when this future ends or is dropped: a runner that dies stops heartbeating, so
+    // its task expires and is retried.
+    let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
+        ctx.clone(),
+        task.id,
+        cancel.clone(),
+    )));
     let result = run_task(ctx, &task, cancel.clone()).await;
-    heartbeat.abort();
     match result {
         Ok(output) => {
             tasks::succeed(&ctx.db, task.id, &output).await?;
@@ -125,11 +127,19 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Keeps the task's heartbeat fresh; when the queue says the task is no longer running
 /// (cancelled or expired), stops the script.
 async fn heartbeat(ctx: Context, task: Uuid, cancel: CancellationToken) {
     loop {
-        tokio::time::sleep(HEARTBEAT_EVERY).await;
+        tokio::time::sleep(ctx.config.heartbeat_interval).await;
         match tasks::heartbeat(&ctx.db, task).await {
             Ok(true) => {}
             Ok(false) => {
