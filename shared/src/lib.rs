@@ -24,6 +24,7 @@ pub mod runner;
 pub mod sandbox;
 pub mod scheduler;
 pub mod scripts;
+pub mod syncs;
 pub mod telemetry;
 pub mod webhooks;
 

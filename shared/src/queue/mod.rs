@@ -2,6 +2,7 @@
 //! duplicate delivery, a retried invocation or a crashed worker loses the race and does
 //! nothing.
 
+pub mod schedules;
 pub mod tasks;
 
 pub use tasks::{NewTask, Task, TaskKind, TaskMessage, TaskState};

@@ -353,3 +353,29 @@ pub async fn expire_stale(db: &PgPool) -> Result<Vec<Task>> {
     .await?;
     to_tasks(rows)
 }
+
+/// Creates the next attempt of each EXPIRED task among `expired` that has attempts left: same
+/// payload, schedule and timeouts, `attempt + 1`, `retry_of` naming the expired one. A schedule
+/// that already has another active task gets no retry. Returns the new tasks' ids.
+pub async fn retry(db: &PgPool, expired: &[Uuid]) -> Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = expired.iter().map(|_| Uuid::now_v7()).collect();
+    Ok(sqlx::query_scalar(
+        "INSERT INTO queue.tasks (id, environment_id, kind, group_key, name, payload, attempt,
+            max_attempts, retry_of, schedule_id, created_to_started_secs,
+            started_to_completed_secs, heartbeat_timeout_secs)
+         SELECT n.id, t.environment_id, t.kind, t.group_key, t.name, t.payload, t.attempt + 1,
+                t.max_attempts, t.id, t.schedule_id, t.created_to_started_secs,
+                t.started_to_completed_secs, t.heartbeat_timeout_secs
+         FROM UNNEST($1::uuid[], $2::uuid[]) AS n(id, expired)
+         JOIN queue.tasks t ON t.id = n.expired
+         WHERE t.state = 'EXPIRED' AND t.attempt < t.max_attempts
+         ON CONFLICT (schedule_id)
+            WHERE schedule_id IS NOT NULL AND state IN ('CREATED', 'DISPATCHED', 'STARTED')
+            DO NOTHING
+         RETURNING id",
+    )
+    .bind(&ids)
+    .bind(expired)
+    .fetch_all(db)
+    .await?)
+}
