@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{FromRow, PgPool};
+use sqlx::{FromRow, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::{Error, Result};
@@ -376,6 +376,26 @@ pub async fn retry(db: &PgPool, expired: &[Uuid]) -> Result<Vec<Uuid>> {
     )
     .bind(&ids)
     .bind(expired)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Cancels the active tasks of these schedules (CREATED, DISPATCHED or STARTED → CANCELLED).
+/// A dispatched one is skipped by the runner that receives it; a running one stops at its
+/// runner's next heartbeat. Returns the cancelled tasks' ids.
+pub async fn cancel_for_schedules<'e>(
+    db: impl PgExecutor<'e>,
+    schedule_ids: &[Uuid],
+    reason: &str,
+) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE queue.tasks SET state = 'CANCELLED', completed_at = now(),
+            error = jsonb_build_object('kind', 'cancelled', 'message', $2::text)
+         WHERE schedule_id = ANY($1) AND state IN ('CREATED', 'DISPATCHED', 'STARTED')
+         RETURNING id",
+    )
+    .bind(schedule_ids)
+    .bind(reason)
     .fetch_all(db)
     .await?)
 }

@@ -8,6 +8,7 @@ mod integrations;
 mod providers;
 mod proxy;
 mod records;
+mod syncs;
 
 use axum::Router;
 use axum::http::{StatusCode, Uri};
@@ -27,6 +28,7 @@ pub fn router() -> Router<Context> {
         .merge(auth_flows::router())
         .merge(proxy::router())
         .merge(functions::router())
+        .merge(syncs::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
