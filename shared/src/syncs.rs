@@ -6,18 +6,18 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::context::Context;
 use crate::integrations::{self, Integration};
 use crate::queue::schedules::{self, ReconcileScope, Schedule, ScheduleState};
-use crate::queue::{TaskState, tasks};
+use crate::queue::{Task, TaskState, tasks};
 use crate::records::{self, DEFAULT_VARIANT, Scope};
 use crate::runner::{FunctionPayload, ModelResult};
 use crate::scripts::store::{self, DeployedFunction};
 use crate::scripts::{FunctionType, SyncType, parse_frequency};
-use crate::{Error, Result, checkpoints, connections, dispatcher};
+use crate::{Error, Result, checkpoints, connections, dispatcher, webhooks};
 
 /// Attempts of one sync run: a run whose runner died expires and is tried again.
 pub const SYNC_MAX_ATTEMPTS: i32 = 3;
@@ -406,29 +406,7 @@ fn run_type(payload: Option<&Value>, sync_type: Option<SyncType>) -> &'static st
 fn results(output: Option<&Value>) -> Option<BTreeMap<String, ModelResult>> {
     output
         .and_then(|o| o.get("results"))
-        .and_then(|r| serde_json::from_value::<BTreeMap<String, ResultCounts>>(r.clone()).ok())
-        .map(|r| r.into_iter().map(|(k, v)| (k, v.into())).collect())
-}
-
-/// The counts as the runner stores them.
-#[derive(Deserialize)]
-struct ResultCounts {
-    #[serde(default)]
-    added: u64,
-    #[serde(default)]
-    updated: u64,
-    #[serde(default)]
-    deleted: u64,
-}
-
-impl From<ResultCounts> for ModelResult {
-    fn from(c: ResultCounts) -> Self {
-        ModelResult {
-            added: c.added,
-            updated: c.updated,
-            deleted: c.deleted,
-        }
-    }
+        .and_then(|r| serde_json::from_value(r.clone()).ok())
 }
 
 /// The status of the selected syncs of one connection or of every connection of the
@@ -506,6 +484,54 @@ pub async fn status(
         .collect())
 }
 
+/// Nango's sync webhook for one model a successful run changed (`NangoSyncWebhookBodySuccess`).
+/// `modifiedAfter` is when the run started: the records it changed are those modified since.
+fn result_webhook(
+    payload: &FunctionPayload,
+    started_at: DateTime<Utc>,
+    model: &str,
+    counts: &ModelResult,
+) -> Value {
+    let modified_after = started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let initial = payload.last_sync_date.is_none();
+    json!({
+        "from": webhooks::FROM,
+        "type": "sync",
+        "connectionId": payload.connection_id,
+        "providerConfigKey": payload.integration,
+        "syncName": payload.function,
+        "syncVariant": DEFAULT_VARIANT,
+        "model": model,
+        "syncType": if initial { "INITIAL" } else { "INCREMENTAL" },
+        "success": true,
+        "modifiedAfter": modified_after,
+        "responseResults": counts,
+        // Deprecated in Nango, kept for older receivers: null for a first run.
+        "queryTimeStamp": if initial { Value::Null } else { Value::String(modified_after.clone()) },
+    })
+}
+
+/// Sends the environment's webhook for each model a successful sync run changed; a model
+/// without changes sends none, as in Nango. Failures to queue are logged, not returned: the
+/// run is recorded by then, and the outbox retries deliveries that fail.
+pub async fn run_succeeded(ctx: &Context, task: &Task, output: &Value) {
+    let (Ok(payload), Some(started_at)) = (
+        serde_json::from_value::<FunctionPayload>(task.payload.clone()),
+        task.started_at,
+    ) else {
+        return;
+    };
+    for (model, counts) in results(Some(output)).unwrap_or_default() {
+        if counts.added + counts.updated + counts.deleted == 0 {
+            continue;
+        }
+        let body = result_webhook(&payload, started_at, &model, &counts);
+        if let Err(e) = webhooks::emit(ctx, task.environment_id, None, &body).await {
+            tracing::error!(task = %task.id, %model, error = %e, "could not queue the sync webhook");
+        }
+    }
+}
+
 /// Gives a stored connection (row id) the schedules of its integration's syncs. A failure is
 /// logged, not returned: the connection is stored by then, and the scheduler's reconcile
 /// catches up on its next tick.
@@ -518,7 +544,6 @@ pub async fn connection_stored(ctx: &Context, connection: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn status_is_classified_as_nango_does() {

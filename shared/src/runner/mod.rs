@@ -111,7 +111,10 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     let result = run_task(ctx, &task, cancel.clone()).await;
     match result {
         Ok(output) => {
-            tasks::succeed(&ctx.db, task.id, &output).await?;
+            // A run cancelled or expired meanwhile is not a result to announce.
+            if tasks::succeed(&ctx.db, task.id, &output).await? && task.kind == TaskKind::Sync {
+                crate::syncs::run_succeeded(ctx, &task, &output).await;
+            }
             Ok(Outcome::Succeeded(task.id))
         }
         Err(TaskError::Failed(error)) => {
