@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export LASSO_CACHE_DIR ?= $(HOME)/.cache/lasso
 export CARGO_TARGET_DIR ?= $(LASSO_CACHE_DIR)/target
 
-.PHONY: dev test bench services-stop
+.PHONY: dev test bench services-stop build-lambda validate-infra
 
 ## Run Lasso locally: Postgres, migrations, api on 127.0.0.1:3003 and the background loops.
 dev:
@@ -23,3 +23,18 @@ bench:
 services-stop:
 	scripts/services --profile dev stop
 	scripts/services --profile test stop
+
+## Build the four Lambda functions for AWS (cargo lambda, zig from the venv) into
+## target/lambda/<name>/bootstrap, where infra/template.yaml looks. ARCH=arm64 for Graviton
+## (deploy with the stack parameter Architecture=arm64 then).
+ARCH ?= x86_64
+build-lambda:
+	scripts/bootstrap --with-lambda
+	PATH="$(LASSO_CACHE_DIR)/venv/bin:$$PATH" cargo lambda build --release --locked \
+		$(if $(filter arm64,$(ARCH)),--arm64,--x86-64) --lambda-dir target/lambda \
+		--bin api --bin scheduler --bin dispatcher --bin runner
+
+## Check the SAM templates offline: sam validate --lint and cfn-lint 1.53.3 (part of `make test`).
+validate-infra:
+	scripts/bootstrap --with-sam
+	infra/validate

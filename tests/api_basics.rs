@@ -10,7 +10,16 @@ async fn health_checks_the_database() {
     let base = serve_api(local_context(&db).await).await;
     let res = reqwest::get(format!("{base}/health")).await.unwrap();
     assert_eq!(res.status(), 200);
+    // Every answer names its request, for finding its log lines.
+    assert_eq!(res.headers()["x-request-id"].len(), 36);
     assert_eq!(res.json::<Value>().await.unwrap()["database"], "ok");
+    let res = reqwest::Client::new()
+        .get(format!("{base}/health"))
+        .header("x-request-id", "caller-chosen-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "caller-chosen-id");
 
     // A database that cannot be reached makes the check fail with 503, not hang or 500.
     let mut broken = db.url.clone();

@@ -3,188 +3,10 @@
 //! full-sync deletions, actions with output and ActionError, and hostile scripts contained with
 //! the runner serving the next task.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use lasso_cli::workers::Workers;
-use lasso_shared::queue::{NewTask, TaskKind, TaskState, tasks};
+use lasso_shared::queue::{TaskKind, TaskState, tasks};
 use lasso_shared::records::{self, Scope};
-use lasso_shared::scripts::{self, DeployRequest};
-use lasso_shared::{Context, environments};
-use lasso_tests::*;
+use lasso_tests::fakehub::{run, setup};
 use serde_json::{Value, json};
-use uuid::Uuid;
-
-#[derive(Default)]
-struct Upstream {
-    issues: Mutex<Vec<Value>>,
-    tickets: Mutex<Vec<Value>>,
-    /// Authorization headers the provider saw.
-    auth: Mutex<Vec<String>>,
-}
-
-#[derive(serde::Deserialize)]
-struct PageQuery {
-    page: Option<usize>,
-    per_page: Option<usize>,
-    cursor: Option<String>,
-}
-
-async fn list_issues(
-    State(up): State<Arc<Upstream>>,
-    headers: HeaderMap,
-    Query(q): Query<PageQuery>,
-) -> impl IntoResponse {
-    up.auth.lock().unwrap().push(
-        headers
-            .get("authorization")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default(),
-    );
-    let host = headers.get("host").unwrap().to_str().unwrap().to_string();
-    let per_page = q.per_page.unwrap_or(30);
-    let page = q.page.unwrap_or(1);
-    let issues = up.issues.lock().unwrap().clone();
-    let chunk: Vec<Value> = issues
-        .iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .cloned()
-        .collect();
-    let mut response_headers = HeaderMap::new();
-    if page * per_page < issues.len() {
-        let next = format!(
-            "<http://{host}/issues?per_page={per_page}&page={}>; rel=\"next\"",
-            page + 1
-        );
-        response_headers.insert("link", next.parse().unwrap());
-    }
-    (response_headers, Json(Value::Array(chunk)))
-}
-
-async fn create_issue(State(up): State<Arc<Upstream>>, Json(body): Json<Value>) -> Json<Value> {
-    let mut issues = up.issues.lock().unwrap();
-    let issue = json!({"number": issues.len() + 100_000, "title": body["title"], "state": "open"});
-    issues.push(issue.clone());
-    Json(issue)
-}
-
-async fn list_tickets(State(up): State<Arc<Upstream>>, Query(q): Query<PageQuery>) -> Json<Value> {
-    let tickets = up.tickets.lock().unwrap().clone();
-    let start: usize = q.cursor.as_deref().map(|c| c.parse().unwrap()).unwrap_or(0);
-    let end = (start + 250).min(tickets.len());
-    let next = (end < tickets.len()).then(|| end.to_string());
-    Json(json!({"tickets": tickets[start..end], "next_cursor": next}))
-}
-
-struct Setup {
-    ctx: Context,
-    api: Api,
-    env_id: i64,
-    connection: i64,
-    upstream: Arc<Upstream>,
-    workers: Workers,
-}
-
-async fn setup(script_timeout_secs: u32) -> Setup {
-    let upstream = Arc::new(Upstream::default());
-    *upstream.issues.lock().unwrap() = (1..=10_000)
-        .map(|n| json!({"number": n, "title": format!("Issue {n}"), "state": "open"}))
-        .collect();
-    *upstream.tickets.lock().unwrap() = (0..1_000)
-        .map(|n| json!({"id": format!("t{n}"), "subject": format!("Ticket {n}")}))
-        .collect();
-    let base = serve(
-        Router::new()
-            .route("/issues", get(list_issues).post(create_issue))
-            .route("/tickets", get(list_tickets))
-            .with_state(upstream.clone()),
-    )
-    .await;
-    let providers = providers_file(&format!(
-        "fakehub:\n  display_name: Fakehub\n  auth_mode: API_KEY\n  docs: https://example.com\n  \
-         proxy:\n    base_url: {base}\n    headers:\n      authorization: Bearer ${{apiKey}}\n    \
-         paginate:\n      type: link\n      limit_name_in_request: per_page\n      link_rel_in_response_header: next\n"
-    ));
-    let db = fresh_database().await;
-    let ctx = Context::build(
-        config(
-            &db,
-            &[
-                ("LASSO_PROVIDERS_FILE", providers.display().to_string()),
-                ("LASSO_SCRIPT_TIMEOUT_SECS", script_timeout_secs.to_string()),
-            ],
-        ),
-        None,
-    )
-    .unwrap();
-    let (env, key) = environments::create(&ctx.db, "scripts").await.unwrap();
-    let api = Api::new(&serve_api(ctx.clone()).await, &key);
-    assert_eq!(
-        api.post(
-            "/integrations",
-            json!({"provider": "fakehub", "unique_key": "fakehub"})
-        )
-        .await
-        .0,
-        200
-    );
-    let (status, body) = api
-        .post(
-            "/connections",
-            json!({"provider_config_key": "fakehub", "connection_id": "acme",
-                   "credentials": {"type": "API_KEY", "apiKey": "fk_live_secret"}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fakehub-project");
-    let compiled = scripts::compile(&project).unwrap();
-    scripts::deploy(
-        &ctx.db,
-        ctx.scripts.as_ref(),
-        env.id,
-        DeployRequest {
-            integration: None,
-            functions: compiled.functions,
-        },
-    )
-    .await
-    .unwrap();
-    let connection = body["id"].as_i64().unwrap();
-    let workers = Workers::start(ctx.clone());
-    Setup {
-        ctx,
-        api,
-        env_id: env.id,
-        connection,
-        upstream,
-        workers,
-    }
-}
-
-async fn run(s: &Setup, kind: TaskKind, function: &str, input: Option<Value>) -> tasks::Task {
-    let payload = json!({"integration": "fakehub", "connection_id": "acme", "function": function, "input": input});
-    let id: Uuid = tasks::insert(
-        &s.ctx.db,
-        &[NewTask::new(s.env_id, kind, function, payload)],
-    )
-    .await
-    .unwrap()[0];
-    eventually(
-        &format!("{function} to finish"),
-        Duration::from_secs(120),
-        || async {
-            let task = tasks::get(&s.ctx.db, id).await.unwrap()?;
-            task.state.is_terminal().then_some(task)
-        },
-    )
-    .await
-}
 
 fn results(task: &tasks::Task, model: &str) -> (u64, u64, u64) {
     assert_eq!(task.state, TaskState::Succeeded, "{:?}", task.error);
@@ -195,7 +17,7 @@ fn results(task: &tasks::Task, model: &str) -> (u64, u64, u64) {
 
 #[tokio::test]
 async fn a_paginating_sync_dedupes_updates_and_deletes() {
-    let s = setup(120).await;
+    let s = setup(&[("LASSO_SCRIPT_TIMEOUT_SECS", "120".into())]).await;
     let issues = Scope::new(s.connection, "Issue", None);
 
     let first = run(&s, TaskKind::Sync, "issues", None).await;
@@ -245,7 +67,7 @@ async fn a_paginating_sync_dedupes_updates_and_deletes() {
 
 #[tokio::test]
 async fn actions_return_output_or_their_action_error() {
-    let s = setup(30).await;
+    let s = setup(&[("LASSO_SCRIPT_TIMEOUT_SECS", "30".into())]).await;
     let created = run(
         &s,
         TaskKind::Action,
@@ -280,7 +102,7 @@ async fn actions_return_output_or_their_action_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_scripts_are_contained_and_the_runner_carries_on() {
     // A short deadline, so the loops and the promise that never settles end quickly.
-    let s = setup(2).await;
+    let s = setup(&[("LASSO_SCRIPT_TIMEOUT_SECS", "2".into())]).await;
     for (function, kind) in [
         ("spin", "timeout"),
         ("hog-memory", "out_of_memory"),
@@ -322,7 +144,7 @@ async fn hostile_scripts_are_contained_and_the_runner_carries_on() {
 
 #[tokio::test]
 async fn dryrun_reports_what_a_sync_would_save_and_saves_nothing() {
-    let s = setup(120).await;
+    let s = setup(&[("LASSO_SCRIPT_TIMEOUT_SECS", "120".into())]).await;
     let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fakehub-project");
     let options = |function: &str, input: Option<Value>| lasso_cli::dryrun::Options {
         dir: project.clone(),

@@ -30,6 +30,9 @@ enum Command {
     /// Manage environments.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Manage runner groups (runners isolated per customer).
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Compile a script project (nango.yaml and TypeScript) without deploying it.
     Compile {
         /// The project directory.
@@ -87,6 +90,15 @@ struct DryRunArgs {
 enum EnvCommand {
     /// Create an environment and print its secret key (shown once).
     Create { name: String },
+    /// Run an environment's code on another runner group's runners.
+    SetGroup { name: String, group: String },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Create (or give a new password to) the database user of a runner group's runners and
+    /// print its password (shown once).
+    CreateUser { group: String },
 }
 
 #[tokio::main]
@@ -153,6 +165,28 @@ async fn main() -> anyhow::Result<()> {
             if matches!(report.output, Some(Err(_))) {
                 std::process::exit(1);
             }
+        }
+        Command::Env(EnvCommand::SetGroup { name, group }) => {
+            let url = config::database_url_from_env().unwrap_or_else(|e| config::exit_with(e));
+            let pool = db::pool_for(&url, 1)?;
+            let env = environments::find_by_name(&pool, &name)
+                .await?
+                .with_context(|| format!("no environment named `{name}`"))?;
+            lasso_shared::runner_groups::assign(&pool, env.id, &group).await?;
+            println!("environment `{name}` now runs on runner group `{group}`");
+        }
+        Command::Group(GroupCommand::CreateUser { group }) => {
+            let url = config::database_url_from_env().unwrap_or_else(|e| config::exit_with(e));
+            let pool = db::pool_for(&url, 1)?;
+            let password = lasso_shared::runner_groups::create_database_user(&pool, &group).await?;
+            println!(
+                "database user: {}",
+                lasso_shared::runner_groups::database_user(&group)
+            );
+            println!(
+                "password: {}",
+                secrecy::ExposeSecret::expose_secret(&password)
+            );
         }
         Command::Env(EnvCommand::Create { name }) => {
             let url = config::database_url_from_env().unwrap_or_else(|e| config::exit_with(e));

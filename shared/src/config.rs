@@ -50,6 +50,16 @@ pub const SETTINGS: &[Setting] = &[
         description: "SQS queue URL of the runner queue; required when LASSO_TASK_TRANSPORT=sqs.",
     },
     Setting {
+        name: "LASSO_ENVIRONMENT_CONCURRENCY",
+        default: Some("20"),
+        description: "Most tasks of one environment dispatched or running at once; ready tasks beyond it wait in the queue.",
+    },
+    Setting {
+        name: "LASSO_REDISPATCH_AFTER_SECS",
+        default: Some("60"),
+        description: "Seconds a task may stay dispatched but not started before the dispatcher sends it again (its message may be lost); a duplicate runs nothing.",
+    },
+    Setting {
         name: "LASSO_LOG_SINK",
         default: Some("postgres"),
         description: "Where operation logs go: `postgres` or `opensearch` (needs LASSO_OPENSEARCH_URL).",
@@ -199,6 +209,10 @@ pub struct Config {
     pub encryption_key: EncryptionKey,
     pub script_store: ScriptStoreConfig,
     pub transport: TransportConfig,
+    /// Most tasks of one group (an environment by default) dispatched or started at once.
+    pub environment_concurrency: u32,
+    /// How long a task may stay DISPATCHED before its message is sent again.
+    pub redispatch_after: Duration,
     pub log_sink: LogSinkConfig,
     pub listen_addr: SocketAddr,
     pub public_url: String,
@@ -260,6 +274,19 @@ impl Config {
                 ));
             }
         };
+
+        let environment_concurrency = parse_number(
+            "LASSO_ENVIRONMENT_CONCURRENCY",
+            get("LASSO_ENVIRONMENT_CONCURRENCY"),
+            20,
+            1..=10_000,
+        )?;
+        let redispatch_after_secs: u64 = parse_number(
+            "LASSO_REDISPATCH_AFTER_SECS",
+            get("LASSO_REDISPATCH_AFTER_SECS"),
+            60,
+            1..=86_400,
+        )?;
 
         let log_sink = match get("LASSO_LOG_SINK").as_deref().unwrap_or("postgres") {
             "postgres" => LogSinkConfig::Postgres,
@@ -345,6 +372,8 @@ impl Config {
             encryption_key,
             script_store,
             transport,
+            environment_concurrency,
+            redispatch_after: Duration::from_secs(redispatch_after_secs),
             log_sink,
             listen_addr,
             public_url,
@@ -526,6 +555,8 @@ mod tests {
             ScriptStoreConfig::Dir("/tmp/scripts".into())
         );
         assert_eq!(c.db_max_connections, 5);
+        assert_eq!(c.environment_concurrency, 20);
+        assert_eq!(c.redispatch_after, Duration::from_secs(60));
     }
 
     #[test]
@@ -556,6 +587,8 @@ mod tests {
             ("LASSO_DB_MAX_CONNECTIONS", "0"),
             ("LASSO_SCRIPT_STORE", "gs://bucket"),
             ("LASSO_SCRIPT_MEMORY_MB", "lots"),
+            ("LASSO_ENVIRONMENT_CONCURRENCY", "0"),
+            ("LASSO_REDISPATCH_AFTER_SECS", "soon"),
         ];
         for (var, value) in cases {
             let mut m = base();

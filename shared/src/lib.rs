@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod queue;
 pub mod records;
 pub mod runner;
+pub mod runner_groups;
 pub mod sandbox;
 pub mod scheduler;
 pub mod scripts;

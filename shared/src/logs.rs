@@ -148,9 +148,169 @@ impl Cursor {
     }
 }
 
+/// One operation and the messages under it, collected while it runs and written in one batch
+/// when it ends (so a Lambda flushes before it returns). Known secrets are scrubbed from every
+/// message as it is added.
+pub struct OperationLog {
+    operation: Operation,
+    messages: Vec<Message>,
+    secrets: Vec<String>,
+}
+
+/// Shown in place of a secret found in a log message.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Secrets shorter than this are not scrubbed: they would match ordinary text.
+const MIN_SECRET_LEN: usize = 6;
+
+impl OperationLog {
+    pub fn start(
+        environment_id: i64,
+        kind: OperationKind,
+        integration: Option<&str>,
+        connection: Option<&str>,
+        script: Option<&str>,
+    ) -> Self {
+        Self {
+            operation: Operation {
+                id: Uuid::now_v7(),
+                environment_id,
+                kind,
+                state: OperationState::Running,
+                integration: integration.map(str::to_string),
+                connection: connection.map(str::to_string),
+                script: script.map(str::to_string),
+                started_at: Utc::now(),
+                ended_at: None,
+                error: None,
+                meta: serde_json::Value::Object(Default::default()),
+            },
+            messages: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.operation.id
+    }
+
+    /// Values that must never appear in a message (a connection's tokens, keys, passwords).
+    pub fn scrub(&mut self, secrets: impl IntoIterator<Item = String>) {
+        self.secrets
+            .extend(secrets.into_iter().filter(|s| s.len() >= MIN_SECRET_LEN));
+    }
+
+    fn clean(&self, text: &str) -> String {
+        self.secrets.iter().fold(text.to_string(), |t, secret| {
+            t.replace(secret.as_str(), REDACTED)
+        })
+    }
+
+    pub fn message(
+        &mut self,
+        level: Level,
+        kind: MessageKind,
+        text: &str,
+        meta: serde_json::Value,
+    ) {
+        let message = self.clean(text);
+        let meta = match serde_json::from_str(&self.clean(&meta.to_string())) {
+            Ok(meta) => meta,
+            Err(_) => serde_json::Value::Null,
+        };
+        self.messages.push(Message {
+            id: Uuid::now_v7(),
+            operation_id: self.operation.id,
+            environment_id: self.operation.environment_id,
+            created_at: Utc::now(),
+            level,
+            kind,
+            message,
+            meta,
+        });
+    }
+
+    pub fn set_meta(&mut self, key: &str, value: serde_json::Value) {
+        if let serde_json::Value::Object(meta) = &mut self.operation.meta {
+            meta.insert(key.to_string(), value);
+        }
+    }
+
+    /// Ends the operation: what to write.
+    pub fn finish(mut self, state: OperationState, error: Option<&str>) -> LogBatch {
+        self.operation.state = state;
+        self.operation.ended_at = Some(Utc::now());
+        self.operation.error = error.map(|e| self.clean(e));
+        LogBatch {
+            operations: vec![self.operation],
+            messages: self.messages,
+        }
+    }
+}
+
+/// `text` with every secret (of at least a few characters) replaced by [`REDACTED`].
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= MIN_SECRET_LEN)
+        .fold(text.to_string(), |t, secret| {
+            t.replace(secret.as_str(), REDACTED)
+        })
+}
+
+/// Every string in `value` redacted (a task's error, a script's output).
+pub fn redact_value(value: &mut serde_json::Value, secrets: &[String]) {
+    match value {
+        serde_json::Value::String(s) => *s = redact(s, secrets),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact_value(v, secrets)),
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(|v| redact_value(v, secrets))
+        }
+        _ => {}
+    }
+}
+
+/// Writes `batch`; a log store that is down never fails the caller: the loss is counted and
+/// reported in the process log. Returns how many entries were dropped.
+pub async fn write(sink: &dyn crate::adapters::LogSink, batch: LogBatch) -> usize {
+    let entries = batch.operations.len() + batch.messages.len();
+    match sink.write(batch).await {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::warn!(dropped = entries, error = %e, "log store unavailable; operation log dropped");
+            entries
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_scrubbed_from_messages_meta_and_errors() {
+        let mut log = OperationLog::start(
+            1,
+            OperationKind::Sync,
+            Some("github"),
+            Some("c1"),
+            Some("issues"),
+        );
+        log.scrub(["gho_supersecret".to_string(), "abc".to_string()]);
+        log.message(
+            Level::Info,
+            MessageKind::Log,
+            "token is gho_supersecret, abc stays",
+            serde_json::json!({"header": "Bearer gho_supersecret"}),
+        );
+        let batch = log.finish(OperationState::Failed, Some("failed with gho_supersecret"));
+        let text = serde_json::to_string(&(batch.operations, batch.messages)).unwrap();
+        assert!(!text.contains("gho_supersecret"), "{text}");
+        assert!(
+            text.contains(REDACTED) && text.contains("abc stays"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {

@@ -145,10 +145,27 @@ fn auth_body(event: &AuthEvent<'_>) -> Value {
     body
 }
 
-/// Sends the auth webhook through the outbox ([`emit`]). A failure to queue it is logged, not
-/// returned: the connection is stored (or its refresh failed) by then, and the caller's answer
-/// must say so.
+/// Records the auth event as an operation and sends its webhook through the outbox ([`emit`]).
+/// Failures of either are logged, not returned: the connection is stored (or its refresh
+/// failed) by then, and the caller's answer must say so.
 pub async fn emit_auth(ctx: &Context, event: &AuthEvent<'_>) {
+    let mut log = crate::logs::OperationLog::start(
+        event.environment.id,
+        crate::logs::OperationKind::Auth,
+        Some(event.provider_config_key),
+        Some(event.connection_id),
+        None,
+    );
+    log.set_meta("operation", json!(event.operation.as_str()));
+    log.set_meta("auth_mode", json!(event.auth_mode));
+    let (state, error) = match &event.failure {
+        None => (crate::logs::OperationState::Success, None),
+        Some(f) => (
+            crate::logs::OperationState::Failed,
+            Some(f.description.as_str()),
+        ),
+    };
+    crate::logs::write(ctx.logs.as_ref(), log.finish(state, error)).await;
     if let Err(e) = emit(
         ctx,
         event.environment.id,

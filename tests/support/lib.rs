@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 
 pub mod auth;
+pub mod fakehub;
 pub mod receiver;
 
 const HOW_TO_START: &str = "start the test services first: `make test` does it, or `eval \"$(scripts/services start && scripts/services env)\"`";

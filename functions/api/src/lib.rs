@@ -9,24 +9,36 @@ mod routes;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::http::HeaderName;
 use lasso_shared::Context;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+
+/// Every answer carries it, and every log line of the request; a caller's own id is kept.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole API as one router, served by Lambda (`main.rs`) or by `lasso dev`.
 pub fn router(ctx: Context) -> Router {
     routes::router()
         .fallback(routes::not_found)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(ctx)
 }
 
-/// The span of one request: method and path, never the query string, which can carry secrets
-/// (`connect_session_token`, the OAuth callback's `code` and `state`).
+/// The span of one request: its id, method and path, never the query string, which can carry
+/// secrets (`connect_session_token`, the OAuth callback's `code` and `state`).
 fn request_span(request: &Request) -> tracing::Span {
-    tracing::debug_span!(
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
         "request",
+        request_id,
         method = %request.method(),
         path = request.uri().path(),
-        version = ?request.version(),
     )
 }

@@ -7,9 +7,10 @@ use lasso_shared::dispatcher::{self, DispatchReport};
 
 pub async fn handle(ctx: &Context) -> lasso_shared::Result<DispatchReport> {
     let report = dispatcher::dispatch_all(ctx).await?;
-    if report.claimed > 0 {
+    if report.claimed > 0 || report.redispatched > 0 {
         tracing::info!(
             claimed = report.claimed,
+            redispatched = report.redispatched,
             sent = report.sent,
             released = report.released,
             "dispatched"

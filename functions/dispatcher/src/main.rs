@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         move |_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
             let report = lasso_dispatcher::handle(ctx).await?;
             Ok::<_, lambda_runtime::Error>(serde_json::json!({
-                "claimed": report.claimed, "sent": report.sent, "released": report.released
+                "claimed": report.claimed, "redispatched": report.redispatched, "sent": report.sent, "released": report.released
             }))
         },
     ))

@@ -19,7 +19,8 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
                 tracing::warn!(message_id = %id, "message without a body");
                 return Some(id);
             };
-            match runner::process_message(ctx, &body).await {
+            let span = tracing::info_span!("message", message_id = %id);
+            match tracing::Instrument::instrument(runner::process_message(ctx, &body), span).await {
                 Ok(outcome) => {
                     match outcome {
                         Outcome::Succeeded(task) => tracing::info!(%task, "task succeeded"),

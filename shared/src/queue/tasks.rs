@@ -215,24 +215,111 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Task>> {
     row.map(Task::try_from).transpose()
 }
 
-/// Claims up to `limit` CREATED tasks (oldest first) and marks them DISPATCHED, skipping rows
-/// another dispatcher holds.
-pub async fn claim_for_dispatch(db: &PgPool, limit: i64) -> Result<Vec<Task>> {
+/// Claims up to `batch` CREATED tasks and marks them DISPATCHED, so that no group ever has more
+/// than `group_limit` tasks DISPATCHED or STARTED, however many dispatchers claim at once.
+///
+/// Only a claim makes a group's running count grow, and a group is claimed only under its
+/// transaction-scoped advisory lock. The first statement takes the locks; the second, whose
+/// snapshot is taken after them, counts and claims — so it sees every earlier claim of those
+/// groups committed (a lock is released only after its holder's commit is visible). Counting in
+/// the locking statement would not do: its snapshot predates the lock. Groups another
+/// dispatcher holds are skipped (`pg_try_…`), like rows under `SKIP LOCKED`.
+///
+/// Fairness: groups are taken by the age of their oldest ready task, full groups are left out
+/// (so they cannot crowd out one with room), and the batch is shared out round-robin.
+pub async fn claim_for_dispatch(db: &PgPool, batch: i64, group_limit: i64) -> Result<Vec<Task>> {
+    let mut tx = db.begin().await?;
+    let groups: Vec<String> = sqlx::query_scalar(
+        "WITH RECURSIVE ready AS (
+            -- One index probe per group: its first entry is its oldest ready task.
+            (SELECT group_key, created_at FROM queue.tasks
+             WHERE state = 'CREATED' ORDER BY group_key, created_at, id LIMIT 1)
+            UNION ALL
+            SELECT next.group_key, next.created_at FROM ready,
+            LATERAL (SELECT t.group_key, t.created_at FROM queue.tasks t
+                     WHERE t.state = 'CREATED' AND t.group_key > ready.group_key
+                     ORDER BY t.group_key, t.created_at, t.id LIMIT 1) next
+         ),
+         open AS MATERIALIZED (
+            SELECT ready.group_key FROM ready
+            WHERE (SELECT count(*) FROM (
+                     SELECT 1 FROM queue.tasks r
+                     WHERE r.group_key = ready.group_key AND r.state IN ('DISPATCHED', 'STARTED')
+                     LIMIT $1) running) < $1
+            ORDER BY ready.created_at
+            LIMIT $2
+         )
+         SELECT group_key FROM open
+         WHERE pg_try_advisory_xact_lock(hashtextextended('lasso:dispatch:' || group_key, 0))",
+    )
+    .bind(group_limit)
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    if groups.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
     let rows: Vec<TaskRow> = sqlx::query_as(concat!(
-        "WITH ready AS MATERIALIZED (
-            SELECT id FROM queue.tasks
-            WHERE state = 'CREATED'
-            ORDER BY created_at, id
-            LIMIT $1
-            FOR UPDATE SKIP LOCKED
+        "WITH claim AS MATERIALIZED (
+            SELECT c.id FROM unnest($1::text[]) AS g(group_key),
+            LATERAL (SELECT $2 - count(*) AS room FROM (
+                        SELECT 1 FROM queue.tasks r
+                        WHERE r.group_key = g.group_key AND r.state IN ('DISPATCHED', 'STARTED')
+                        LIMIT $2) running) f,
+            LATERAL (SELECT s.id, s.created_at,
+                            row_number() OVER (ORDER BY s.created_at, s.id) AS turn
+                     FROM (SELECT t.id, t.created_at FROM queue.tasks t
+                           WHERE t.group_key = g.group_key AND t.state = 'CREATED'
+                           ORDER BY t.created_at, t.id
+                           LIMIT least(f.room, $3)
+                           FOR UPDATE SKIP LOCKED) s) c
+            ORDER BY c.turn, c.created_at
+            LIMIT $3
          )
          UPDATE queue.tasks t
          SET state = 'DISPATCHED', dispatched_at = now(), dispatch_count = t.dispatch_count + 1
-         FROM ready WHERE t.id = ready.id AND t.state = 'CREATED'
+         FROM claim WHERE t.id = claim.id AND t.state = 'CREATED'
          RETURNING ",
         columns!(),
         ""
     ))
+    .bind(&groups)
+    .bind(group_limit)
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    to_tasks(rows)
+}
+
+/// Takes up to `limit` tasks that have been DISPATCHED for longer than `after` without starting
+/// (their message may be lost: a crash between claim and send, a restarted local queue) and
+/// stamps them as sent again. Tasks past their created→started timeout are left to expiry.
+/// Sending twice is harmless: only one delivery can start a task.
+pub async fn claim_stuck_dispatched(
+    db: &PgPool,
+    after: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Task>> {
+    let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+        "WITH stuck AS MATERIALIZED (
+            SELECT id FROM queue.tasks
+            WHERE state = 'DISPATCHED'
+              AND dispatched_at < now() - make_interval(secs => $1)
+              AND created_at + make_interval(secs => created_to_started_secs) > now()
+            ORDER BY dispatched_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+         )
+         UPDATE queue.tasks t
+         SET dispatched_at = now(), dispatch_count = t.dispatch_count + 1
+         FROM stuck WHERE t.id = stuck.id AND t.state = 'DISPATCHED'
+         RETURNING ",
+        columns!(),
+        ""
+    ))
+    .bind(after.as_secs_f64())
     .bind(limit)
     .fetch_all(db)
     .await?;

@@ -86,6 +86,21 @@ impl TaskHost {
         }
     }
 
+    /// The connection's secret values, to keep out of logs.
+    pub fn secrets(&self) -> Vec<String> {
+        self.task
+            .as_ref()
+            .map(|t| {
+                t.connection
+                    .credentials
+                    .secrets()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn results(&self) -> BTreeMap<String, ModelResult> {
         self.results.lock().expect("results lock").clone()
     }

@@ -2,6 +2,7 @@
 //! load what it runs, run it in the sandbox while heartbeating, and record the outcome.
 
 mod host;
+mod oplog;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -100,15 +101,32 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     let Some(task) = tasks::start(&ctx.db, message.task_id).await? else {
         return Ok(Outcome::Skipped(message.task_id));
     };
+    let span = tracing::info_span!("task", task_id = %task.id, kind = task.kind.as_str(), attempt = task.attempt);
     let cancel = CancellationToken::new();
     // Aborted when this future ends or is dropped: a runner that dies stops heartbeating, so
     // its task expires and is retried.
-    let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
+    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
         ctx.clone(),
         task.id,
         cancel.clone(),
     )));
-    let result = run_task(ctx, &task, cancel.clone()).await;
+    let ran = tracing::Instrument::instrument(run_task(ctx, &task, cancel.clone()), span).await;
+    drop(heartbeat);
+    let dropped = oplog::record(ctx, &task, &ran).await;
+    let secrets = ran.host.as_ref().map(|h| h.secrets()).unwrap_or_default();
+    let result = match ran.result {
+        // A script that throws with a credential in its message must not hand it to the caller.
+        Err(TaskError::Failed(mut error)) => {
+            crate::logs::redact_value(&mut error, &secrets);
+            Err(TaskError::Failed(error))
+        }
+        // A sync reports log entries its run could not store.
+        Ok(mut output) if dropped > 0 && output.is_object() && task.kind != TaskKind::Action => {
+            output["logs_dropped"] = json!(dropped);
+            Ok(output)
+        }
+        other => other,
+    };
     match result {
         Ok(output) => {
             // A run cancelled or expired meanwhile is not a result to announce.
@@ -154,6 +172,19 @@ async fn heartbeat(ctx: Context, task: Uuid, cancel: CancellationToken) {
     }
 }
 
+/// What running a task gave: the outcome, and the host the script used (absent when the run
+/// failed before the script started).
+struct Ran {
+    result: Result<Value, TaskError>,
+    host: Option<Arc<TaskHost>>,
+}
+
+impl Ran {
+    fn before_start(result: Result<Value, TaskError>) -> Self {
+        Self { result, host: None }
+    }
+}
+
 enum TaskError {
     /// A task outcome: recorded as FAILED with this error.
     Failed(Value),
@@ -180,38 +211,40 @@ fn limits(ctx: &Context) -> Limits {
     }
 }
 
-async fn run_task(
-    ctx: &Context,
-    task: &Task,
-    cancel: CancellationToken,
-) -> Result<Value, TaskError> {
-    let payload: Payload = serde_json::from_value(task.payload.clone())
-        .map_err(|e| failed("invalid_payload", e.to_string()))?;
+async fn run_task(ctx: &Context, task: &Task, cancel: CancellationToken) -> Ran {
+    let payload: Payload = match serde_json::from_value(task.payload.clone()) {
+        Ok(payload) => payload,
+        Err(e) => return Ran::before_start(Err(failed("invalid_payload", e.to_string()))),
+    };
     match (task.kind, payload) {
         (TaskKind::Script, Payload::Script { script_key, input }) => {
             let source = match ctx.scripts.get(&script_key).await {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
                 Err(e @ Error::NotFound { .. }) => {
-                    return Err(failed("script_not_found", e.to_string()));
+                    return Ran::before_start(Err(failed("script_not_found", e.to_string())));
                 }
-                Err(e) => return Err(TaskError::Retry(e)),
+                Err(e) => return Ran::before_start(Err(TaskError::Retry(e))),
             };
             let host = Arc::new(TaskHost::without_connection());
-            sandbox::run(
+            let result = sandbox::run(
                 &sandbox::single_module(&source),
                 Some(input),
                 RunInfo::default(),
-                host,
+                host.clone(),
                 limits(ctx),
                 cancel,
             )
             .await
-            .map_err(script_failure)
+            .map_err(script_failure);
+            Ran {
+                result,
+                host: Some(host),
+            }
         }
         (kind, Payload::Function(p)) if kind != TaskKind::Script => {
             run_function(ctx, task, kind, p, cancel).await
         }
-        (kind, _) => Err(failed(
+        (kind, _) => Ran::before_start(Err(failed(
             "invalid_payload",
             format!(
                 "a {} task needs a {} payload",
@@ -222,7 +255,7 @@ async fn run_task(
                     "function"
                 }
             ),
-        )),
+        ))),
     }
 }
 
@@ -245,7 +278,38 @@ async fn run_function(
     kind: TaskKind,
     p: FunctionPayload,
     cancel: CancellationToken,
-) -> Result<Value, TaskError> {
+) -> Ran {
+    let loaded = match load(ctx, task, kind, &p).await {
+        Ok(loaded) => loaded,
+        Err(e) => return Ran::before_start(Err(e)),
+    };
+    let host = Arc::new(TaskHost::new(
+        ctx.clone(),
+        loaded.connection.clone(),
+        loaded.function.clone(),
+        full_run(task, kind, &p, &loaded.function),
+    ));
+    let result = execute(ctx, task, kind, &p, cancel, &loaded, &host).await;
+    Ran {
+        result,
+        host: Some(host),
+    }
+}
+
+/// What a function task runs with.
+struct Loaded {
+    connection: connections::Connection,
+    function: scripts::store::DeployedFunction,
+    bundle: Arc<Bundle>,
+}
+
+/// The connection, the active function and its bundle; missing ones fail the task.
+async fn load(
+    ctx: &Context,
+    task: &Task,
+    kind: TaskKind,
+    p: &FunctionPayload,
+) -> Result<Loaded, TaskError> {
     let connection = connections::get(
         &ctx.db,
         &ctx.cipher,
@@ -265,9 +329,22 @@ async fn run_function(
     .await
     .map_err(setup_error)?;
     let bundle = ctx.bundles.get(ctx, &function).await.map_err(setup_error)?;
-    let sync = function.config.sync().cloned();
-    // A full run of a sync that tracks deletes records what it saw, to delete the rest after.
-    let run = match &sync {
+    Ok(Loaded {
+        connection,
+        function,
+        bundle,
+    })
+}
+
+/// A full run of a sync that tracks deletes records what it saw, to delete the rest after: its
+/// run id is the task's.
+fn full_run(
+    task: &Task,
+    kind: TaskKind,
+    p: &FunctionPayload,
+    function: &scripts::store::DeployedFunction,
+) -> Option<Uuid> {
+    match function.config.sync() {
         Some(s)
             if kind == TaskKind::Sync
                 && s.track_deletes
@@ -276,7 +353,24 @@ async fn run_function(
             Some(task.id)
         }
         _ => None,
-    };
+    }
+}
+
+async fn execute(
+    ctx: &Context,
+    task: &Task,
+    kind: TaskKind,
+    p: &FunctionPayload,
+    cancel: CancellationToken,
+    loaded: &Loaded,
+    host: &Arc<TaskHost>,
+) -> Result<Value, TaskError> {
+    let Loaded {
+        connection,
+        function,
+        bundle,
+    } = loaded;
+    let run = full_run(task, kind, p, function);
     let provider = ctx.providers.get(&connection.provider);
     let info = RunInfo {
         connection_id: Some(connection.connection_id.clone()),
@@ -289,17 +383,11 @@ async fn run_function(
             .and_then(|proxy| proxy.paginate.as_ref())
             .and_then(|pg| serde_json::to_value(pg).ok()),
     };
-    let host = Arc::new(TaskHost::new(
-        ctx.clone(),
-        connection.clone(),
-        function.clone(),
-        run,
-    ));
     let input = match kind {
         TaskKind::Action | TaskKind::Webhook => Some(p.input.clone().unwrap_or(Value::Null)),
         _ => None,
     };
-    let result = sandbox::run(&bundle, input, info, host.clone(), limits(ctx), cancel).await;
+    let result = sandbox::run(bundle, input, info, host.clone(), limits(ctx), cancel).await;
     let outcome = match result {
         Ok(output) if kind == TaskKind::Sync => {
             let mut results = host.results();

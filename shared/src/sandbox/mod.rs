@@ -6,6 +6,7 @@
 //! already-resolved promises, which never yield to tokio), and a tokio timeout stops a script
 //! stuck waiting on something that never settles. Cancellation uses both too.
 
+mod bytecode;
 pub mod convert;
 mod memory;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use rquickjs::context::intrinsic;
 use rquickjs::loader::{Loader, Resolver};
 use rquickjs::prelude::Async;
 use rquickjs::{
@@ -28,6 +30,8 @@ use crate::logs::Level;
 use crate::scripts::Bundle;
 
 const SDK_PRELUDE: &str = include_str!("sdk.js");
+/// The prelude runs as a module under a name no import can resolve.
+const PRELUDE_NAME: &str = "lasso:prelude";
 const SDK_MODULE: &str = include_str!("sdk_module.js");
 /// The module name scripts import the SDK from.
 pub const SDK_MODULE_NAME: &str = "nango";
@@ -179,9 +183,24 @@ impl Loader for BundleModules {
                 .get(name)
                 .ok_or_else(|| rquickjs::Error::new_loading(name))?
         };
-        Module::declare(ctx.clone(), name, source)
+        bytecode::declare(ctx, name, source)
     }
 }
+
+/// The built-in objects a script gets: the language and its standard library, without
+/// extras a fresh context need not pay for (performance timers, DOMException).
+type Intrinsics = (
+    intrinsic::Date,
+    intrinsic::Eval,
+    intrinsic::RegExpCompiler,
+    intrinsic::RegExp,
+    intrinsic::Json,
+    intrinsic::MapSet,
+    intrinsic::TypedArrays,
+    intrinsic::Promise,
+    intrinsic::Proxy,
+    intrinsic::WeakRef,
+);
 
 /// Stack size for the interpreter: deep recursion becomes a catchable RangeError instead of
 /// overflowing the host thread.
@@ -239,7 +258,9 @@ impl Sandbox {
             .await;
         let modules = BundleModules(Arc::new(bundle.modules.clone()));
         runtime.set_loader(modules.clone(), modules).await;
-        let context = AsyncContext::full(&runtime).await.map_err(invalid)?;
+        let context = AsyncContext::custom::<Intrinsics>(&runtime)
+            .await
+            .map_err(invalid)?;
         Ok(Self {
             context,
             bundle: bundle.clone(),
@@ -460,7 +481,10 @@ async fn execute<'js>(
     host: Arc<dyn Host>,
 ) -> Result<Json, RunError<'js>> {
     install_host(ctx, host).catch(ctx)?;
-    ctx.eval::<(), _>(SDK_PRELUDE).catch(ctx)?;
+    let (_, prelude) = bytecode::declare(ctx, PRELUDE_NAME, SDK_PRELUDE)
+        .and_then(|m| m.eval())
+        .catch(ctx)?;
+    prelude.into_future::<()>().await.catch(ctx)?;
     let namespace = import(ctx, entry).await?;
     let sdk = import(ctx, SDK_MODULE_NAME).await?;
     let exported: Value = namespace.get("default").catch(ctx)?;

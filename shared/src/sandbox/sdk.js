@@ -1,6 +1,6 @@
-// The script SDK, evaluated in every fresh context before the user's modules. It builds the
-// `nango` object on the host functions in `globalThis.__lasso`, which it then removes, so user
-// code only reaches the host through `nango`.
+// The script SDK, evaluated (as a module) in every fresh context before the user's modules. It
+// builds the `nango` object on the host functions in `globalThis.__lasso`, which it then
+// removes, so user code only reaches the host through `nango`.
 (function (host) {
     'use strict';
 
@@ -206,3 +206,4 @@
     };
 })(globalThis.__lasso);
 delete globalThis.__lasso;
+export {};

@@ -446,3 +446,18 @@ async fn paginate_follows_cursors_links_and_offsets() {
     .unwrap_err();
     assert!(e.message.contains("no pagination settings"), "{e:?}");
 }
+
+#[tokio::test]
+async fn input_and_output_round_trip_as_json() {
+    let value = json!({"s": "héllo ✓", "i": 42, "neg": -7, "big": 9_007_199_254_740_000_i64, "f": 1.5,
+                       "t": true, "n": null, "a": [1, "two", {"three": [3]}], "o": {"nested": {"deep": []}}});
+    let out = run_with(
+        "export default (nango, input) => input",
+        Some(value.clone()),
+        Arc::new(FakeHost::default()),
+        limits(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, value);
+}

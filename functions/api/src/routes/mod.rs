@@ -5,6 +5,7 @@ mod environment;
 mod functions;
 mod health;
 mod integrations;
+mod logs;
 mod providers;
 mod proxy;
 mod records;
@@ -22,6 +23,7 @@ pub fn router() -> Router<Context> {
         .merge(environment::router())
         .merge(providers::router())
         .merge(integrations::router())
+        .merge(logs::router())
         .merge(connections::router())
         .merge(records::router())
         .merge(connect::router())

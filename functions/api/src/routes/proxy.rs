@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
 use futures::StreamExt;
+use lasso_shared::logs::{self, Level, MessageKind, OperationKind, OperationLog, OperationState};
 use lasso_shared::proxy::{self, MAX_REQUEST_BODY, ProxyRequest};
 use lasso_shared::{Context, Error, connections};
 
@@ -31,7 +32,7 @@ pub fn router() -> Router<Context> {
 async fn call(
     State(ctx): State<Context>,
     Env(env): Env,
-    connection: ConnectionHeaders,
+    names: ConnectionHeaders,
     request: Request,
 ) -> ApiResult<Response> {
     let (parts, body) = request.into_parts();
@@ -69,12 +70,48 @@ async fn call(
         &ctx.db,
         &ctx.cipher,
         env.id,
-        &connection.provider_config_key,
-        &connection.connection_id,
+        &names.provider_config_key,
+        &names.connection_id,
     )
     .await?;
-    let response = proxy::send(&ctx, connection, &request).await?;
-    Ok(stream(response))
+    let mut log = OperationLog::start(
+        env.id,
+        OperationKind::Proxy,
+        Some(&names.provider_config_key),
+        Some(&names.connection_id),
+        None,
+    );
+    log.scrub(
+        connection
+            .credentials
+            .secrets()
+            .into_iter()
+            .map(str::to_string),
+    );
+    let started = std::time::Instant::now();
+    let sent = proxy::send(&ctx, connection, &request).await;
+    // The endpoint as the caller wrote it: the base URL and injected credentials stay out.
+    let (state, status, error) = match &sent {
+        Ok(r) if r.status().is_success() || r.status().is_redirection() => {
+            (OperationState::Success, Some(r.status().as_u16()), None)
+        }
+        Ok(r) => (OperationState::Failed, Some(r.status().as_u16()), None),
+        Err(e) => (OperationState::Failed, None, Some(e.to_string())),
+    };
+    log.message(
+        if state == OperationState::Success { Level::Info } else { Level::Warn },
+        MessageKind::Http,
+        &format!(
+            "{} {} -> {}",
+            request.method,
+            request.endpoint,
+            status.map_or("no answer".to_string(), |s| s.to_string())
+        ),
+        serde_json::json!({"type": "http", "method": request.method.as_str(), "endpoint": request.endpoint,
+                           "status": status, "duration_ms": started.elapsed().as_millis() as u64}),
+    );
+    logs::write(ctx.logs.as_ref(), log.finish(state, error.as_deref())).await;
+    Ok(stream(sent?))
 }
 
 /// `Retry-On: 409, 423`.

@@ -1,0 +1,182 @@
+//! Operation logs: a sync run leaves an operation with its script logs, HTTP calls and result,
+//! which the logs API finds by connection, state and free text — on Elasticsearch 7.9 and on
+//! Postgres. Credentials never appear in a log entry, a process log or an error, and a log store
+//! that is down never fails a run: the loss is counted.
+
+use std::time::Duration;
+
+use lasso_shared::queue::{TaskKind, TaskState};
+use lasso_tests::fakehub::{run, setup};
+use lasso_tests::*;
+use serde_json::{Value, json};
+
+const SECRET: &str = "fk_live_secret";
+
+fn opensearch(prefix: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("LASSO_LOG_SINK", "opensearch".into()),
+        ("LASSO_OPENSEARCH_URL", elasticsearch_url()),
+        ("LASSO_OPENSEARCH_INDEX_PREFIX", prefix.to_string()),
+        ("LASSO_SCRIPT_TIMEOUT_SECS", "120".into()),
+    ]
+}
+
+async fn operations(api: &Api, query: &str) -> Vec<Value> {
+    let (status, body) = api.get(&format!("/logs/operations?{query}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().unwrap().clone()
+}
+
+/// Runs the issues sync and checks what the logs API shows of it.
+async fn sync_run_is_logged(settings: Vec<(&'static str, String)>) {
+    let s = setup(&settings).await;
+    let task = run(&s, TaskKind::Sync, "issues", None).await;
+    assert_eq!(task.state, TaskState::Succeeded, "{:?}", task.error);
+    assert!(task.output.as_ref().unwrap().get("logs_dropped").is_none());
+
+    // Elasticsearch shows writes about a second later.
+    let found = eventually(
+        "the operation to be searchable",
+        Duration::from_secs(15),
+        || async {
+            let ops = operations(&s.api, "connection=acme&kind=sync").await;
+            let messages = match ops.first() {
+                Some(op) => {
+                    s.api
+                        .get(&format!("/logs/operations/{}/messages", op["id"].as_str()?))
+                        .await
+                        .1
+                }
+                None => return None,
+            };
+            let by_text = operations(&s.api, "q=synced%20a%20page").await;
+            // A bulk write becomes visible in parts: wait for all of it (100 pages, 100 log lines,
+            // one result).
+            (ops.len() == 1 && messages["data"].as_array()?.len() == 201 && by_text.len() == 1)
+                .then_some((ops, messages))
+        },
+    )
+    .await;
+    let (ops, messages) = found;
+    let op = &ops[0];
+    assert_eq!(op["state"], "success");
+    assert_eq!(op["integration"], "fakehub");
+    assert_eq!(op["script"], "issues");
+    assert!(op["ended_at"].is_string());
+    assert_eq!(operations(&s.api, "state=success").await.len(), 1);
+    assert_eq!(operations(&s.api, "state=failed").await.len(), 0);
+    assert_eq!(operations(&s.api, "connection=other").await.len(), 0);
+
+    let messages = messages["data"].as_array().unwrap();
+    let kinds = |k: &str| messages.iter().filter(|m| m["kind"] == k).count();
+    assert_eq!(kinds("http"), 100, "one per page");
+    assert_eq!(kinds("log"), 100, "one per nango.log");
+    assert_eq!(kinds("result"), 1);
+    let http = messages.iter().find(|m| m["kind"] == "http").unwrap();
+    assert_eq!(http["meta"]["status"], 200);
+    assert!(http["message"].as_str().unwrap().starts_with("GET /issues"));
+    let result = messages.iter().find(|m| m["kind"] == "result").unwrap();
+    assert_eq!(result["meta"]["results"]["Issue"]["added"], 10_000);
+
+    let (status, body) = s.api.get("/logs/operations?state=sleeping").await;
+    assert_eq!(
+        (status, &body["error"]["errors"][0]["field"]),
+        (400, &json!("state"))
+    );
+    s.workers.stop().await;
+}
+
+#[tokio::test]
+async fn a_sync_run_is_logged_in_elasticsearch() {
+    sync_run_is_logged(opensearch(&unique("lasso-logs").to_lowercase())).await;
+}
+
+#[tokio::test]
+async fn a_sync_run_is_logged_in_postgres() {
+    sync_run_is_logged(vec![("LASSO_SCRIPT_TIMEOUT_SECS", "120".into())]).await;
+}
+
+#[tokio::test]
+async fn credentials_appear_in_no_log_and_no_error() {
+    let process_logs = captured_logs();
+    let s = setup(&opensearch(&unique("lasso-secret").to_lowercase())).await;
+
+    // A careless action logs the key, gets it echoed back by the provider, and throws with it.
+    let task = run(&s, TaskKind::Action, "leak", None).await;
+    assert_eq!(task.state, TaskState::Failed);
+    let error = task.error.unwrap().to_string();
+    assert!(!error.contains(SECRET), "{error}");
+    assert!(error.contains("[REDACTED]"), "{error}");
+    // A sync and proxied calls through the api with the same connection.
+    assert_eq!(
+        run(&s, TaskKind::Sync, "tickets", None).await.state,
+        TaskState::Succeeded
+    );
+    for endpoint in ["/tickets", "/echo-auth", "/no-such-endpoint"] {
+        let response = s
+            .api
+            .http
+            .get(format!("{}/proxy{endpoint}", s.api.base))
+            .bearer_auth(&s.api.key)
+            .header("Connection-Id", "acme")
+            .header("Provider-Config-Key", "fakehub")
+            .send()
+            .await
+            .unwrap();
+        // The provider's own answer is passed through as it is; Lasso adds nothing of its own.
+        if endpoint != "/echo-auth" {
+            assert!(!response.text().await.unwrap().contains(SECRET));
+        }
+    }
+    let (_, connection_error) = s
+        .api
+        .get("/connections/acme?provider_config_key=nope")
+        .await;
+    assert!(!connection_error.to_string().contains(SECRET));
+
+    // Every log entry, once Elasticsearch shows them all.
+    let dump = eventually(
+        "the logs to be searchable",
+        Duration::from_secs(15),
+        || async {
+            let ops = operations(&s.api, "limit=500").await;
+            let mut dump = serde_json::to_string(&ops).unwrap();
+            for op in &ops {
+                let (_, messages) = s
+                    .api
+                    .get(&format!("/logs/operations/{}/messages", op["id"].as_str()?))
+                    .await;
+                dump.push_str(&messages.to_string());
+            }
+            (ops.len() >= 2
+                && dump.contains("using key [REDACTED]")
+                && dump.contains("giving up with [REDACTED]"))
+            .then_some(dump)
+        },
+    )
+    .await;
+    assert!(!dump.contains(SECRET), "a secret reached the log store");
+    assert!(
+        dump.contains("GET /echo-auth -> 500"),
+        "proxy calls are operations with their status"
+    );
+    assert!(
+        !process_logs.text().contains(SECRET),
+        "a secret reached the process log"
+    );
+    s.workers.stop().await;
+}
+
+#[tokio::test]
+async fn a_log_store_that_is_down_never_fails_a_sync() {
+    let mut settings = opensearch("lasso-down");
+    // Nothing listens there: every write fails.
+    settings[1].1 = "http://127.0.0.1:9".into();
+    let s = setup(&settings).await;
+    let task = run(&s, TaskKind::Sync, "tickets", None).await;
+    assert_eq!(task.state, TaskState::Succeeded, "{:?}", task.error);
+    let output = task.output.unwrap();
+    assert_eq!(output["results"]["Ticket"]["added"], 1_000);
+    assert!(output["logs_dropped"].as_u64().unwrap() > 4, "{output}");
+    s.workers.stop().await;
+}
