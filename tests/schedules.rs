@@ -20,7 +20,7 @@ use lasso_shared::adapters::transport::OutgoingMessage;
 use lasso_shared::queue::{TaskState, tasks};
 use lasso_shared::records::{self, Scope};
 use lasso_shared::scripts::{self, CompiledFunction, DeployRequest};
-use lasso_shared::{Context, environments};
+use lasso_shared::{Context, environments, runner_groups};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -127,6 +127,9 @@ async fn list_slow(
 
 struct Setup {
     ctx: Context,
+    /// What the runner handler runs with: on AWS, the environment's runner group's database
+    /// user under row-level security, as a deployed runner is.
+    runner: Context,
     api: Api,
     upstream: Arc<Upstream>,
     hooks: Receiver,
@@ -173,7 +176,19 @@ async fn setup(adapters: Adapters) -> Setup {
         }
         Adapters::Local => Context::build(config(&db, &settings), None).unwrap(),
     };
-    let (_, key) = environments::create(&ctx.db, "schedules").await.unwrap();
+    let (env, key) = environments::create(&ctx.db, "schedules").await.unwrap();
+    let runner = match adapters {
+        Adapters::Aws => {
+            let group = unique("sched").replace('-', "_");
+            runner_groups::assign(&ctx.db, env.id, &group)
+                .await
+                .unwrap();
+            let runner_db = runner_database(&db, &group).await;
+            Context::build(config(&runner_db, &settings), Some(aws_sdk_config())).unwrap()
+        }
+        // The in-process transport is the context's own.
+        Adapters::Local => ctx.clone(),
+    };
     let api = Api::new(&serve_api(ctx.clone()).await, &key);
     let hooks = Receiver::start().await;
     let (status, settings) = api
@@ -189,6 +204,7 @@ async fn setup(adapters: Adapters) -> Setup {
     assert_eq!(status, 200, "{body}");
     Setup {
         ctx,
+        runner,
         api,
         upstream,
         hooks,
@@ -331,7 +347,7 @@ async fn a_deployed_sync_runs_on_its_own_through_the_four_functions() {
     let schedule = s.schedule_id(connection, "contacts").await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let runner = pump_runner(s.ctx.clone(), stop.clone());
+    let runner = pump_runner(s.runner.clone(), stop.clone());
     // One scheduler invocation with 45 s before its deadline ticks at 0, 10, 20 and 30 s.
     let ctx = s.ctx.clone();
     let invocation = tokio::spawn(async move {
@@ -473,7 +489,7 @@ async fn a_message_delivered_twice_runs_the_task_once() {
     let mut received = 0;
     while received < 2 {
         received += event_source::pump_once(s.ctx.transport.as_ref(), &mapping, |event| async {
-            let response = lasso_runner::handle(&s.ctx, event).await;
+            let response = lasso_runner::handle(&s.runner, event).await;
             assert!(response.batch_item_failures.is_empty());
             Ok(response)
         })
@@ -512,7 +528,7 @@ async fn a_runner_killed_mid_sync_expires_and_is_retried_without_lost_or_duplica
 
     // A runner takes it, saves a few pages, and dies (its future is dropped mid-run: no more
     // heartbeats, no completion).
-    let ctx = s.ctx.clone();
+    let ctx = s.runner.clone();
     let doomed = tokio::spawn(async move {
         event_source::pump_once(ctx.transport.as_ref(), &Mapping::default(), |event| async {
             Ok(lasso_runner::handle(&ctx, event).await)
@@ -568,7 +584,7 @@ async fn a_runner_killed_mid_sync_expires_and_is_retried_without_lost_or_duplica
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let runner = pump_runner(s.ctx.clone(), stop.clone());
+    let runner = pump_runner(s.runner.clone(), stop.clone());
     let retry = s.wait_task(schedule, 1, TaskState::Succeeded).await;
     stop.store(true, Ordering::SeqCst);
     runner.await.unwrap();
