@@ -614,6 +614,133 @@ async fn a_runner_killed_mid_sync_expires_and_is_retried_without_lost_or_duplica
     assert_eq!(distinct, 1000);
 }
 
+/// Moves a task's clock back: `column` (a timestamp) by `secs` seconds.
+async fn age(db: &sqlx::PgPool, task: Uuid, column: &str, secs: i64) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE queue.tasks SET {column} = {column} - make_interval(secs => $2) WHERE id = $1"
+    )))
+    .bind(task)
+    .bind(secs as f64)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_scheduler_skips_missed_ticks_and_expires_each_timeout_while_the_budget_lasts() {
+    let s = setup(Adapters::Local).await;
+    let db = &s.ctx.db;
+    let connection = s.connect("acme").await;
+    s.deploy(project_functions(&["contacts"])).await;
+    let schedule = s.schedule_id(connection, "contacts").await;
+    let next_run = || async {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+            "SELECT next_execution_at FROM queue.schedules WHERE id = $1",
+        )
+        .bind(schedule)
+        .fetch_one(db)
+        .await
+        .unwrap()
+    };
+    let tick = || async { lasso_shared::scheduler::tick(&s.ctx).await.unwrap() };
+
+    let report = tick().await;
+    assert_eq!((report.scheduled.due, report.scheduled.created), (1, 1));
+    let first = s.tasks_of(schedule).await.remove(0);
+    assert_eq!(first.state, TaskState::Dispatched);
+
+    // The run overruns by three ticks of 30 s: the schedule comes due but gets no second task,
+    // and its next run is the next tick after now, not one of the missed ones.
+    sqlx::query(
+        "UPDATE queue.schedules SET next_execution_at = now() - interval '95 seconds' WHERE id = $1",
+    )
+    .bind(schedule)
+    .execute(db)
+    .await
+    .unwrap();
+    let report = tick().await;
+    assert_eq!((report.scheduled.due, report.scheduled.created), (1, 0));
+    assert_eq!(s.tasks_of(schedule).await.len(), 1);
+    let now = chrono::Utc::now();
+    let next = next_run().await;
+    assert!(
+        next > now && next <= now + chrono::Duration::seconds(30),
+        "{next} is the next tick after {now}"
+    );
+
+    // Never started within its created-to-started timeout: expired, and tried again.
+    let created_to_started: i32 =
+        sqlx::query_scalar("SELECT created_to_started_secs FROM queue.tasks WHERE id = $1")
+            .bind(first.id)
+            .fetch_one(db)
+            .await
+            .unwrap();
+    age(
+        db,
+        first.id,
+        "created_at",
+        i64::from(created_to_started) + 1,
+    )
+    .await;
+    let report = tick().await;
+    assert_eq!((report.expired, report.retried), (1, 1));
+    let expired = tasks::get(db, first.id).await.unwrap().unwrap();
+    assert_eq!(expired.state, TaskState::Expired);
+    assert_eq!(
+        expired.error.unwrap()["message"],
+        "the task was not started before its created-to-started timeout"
+    );
+
+    // The retry starts and keeps beating but runs past its started-to-completed timeout.
+    let second = s.tasks_of(schedule).await.remove(1);
+    assert_eq!((second.attempt, second.state), (2, TaskState::Dispatched));
+    tasks::start(db, second.id).await.unwrap().unwrap();
+    let started_to_completed: i32 =
+        sqlx::query_scalar("SELECT started_to_completed_secs FROM queue.tasks WHERE id = $1")
+            .bind(second.id)
+            .fetch_one(db)
+            .await
+            .unwrap();
+    age(
+        db,
+        second.id,
+        "started_at",
+        i64::from(started_to_completed) + 1,
+    )
+    .await;
+    assert!(tasks::heartbeat(db, second.id).await.unwrap());
+    let report = tick().await;
+    assert_eq!((report.expired, report.retried), (1, 1));
+    let expired = tasks::get(db, second.id).await.unwrap().unwrap();
+    assert_eq!(
+        expired.error.unwrap()["message"],
+        "the task ran past its started-to-completed timeout"
+    );
+    assert!(
+        !tasks::heartbeat(db, second.id).await.unwrap(),
+        "its runner is told to stop"
+    );
+
+    // The last attempt's runner goes silent: expired, and the budget of three is spent.
+    let third = s.tasks_of(schedule).await.remove(2);
+    assert_eq!(third.attempt, 3);
+    tasks::start(db, third.id).await.unwrap().unwrap();
+    age(db, third.id, "last_heartbeat_at", 3600).await;
+    let report = tick().await;
+    assert_eq!((report.expired, report.retried), (1, 0));
+    let expired = tasks::get(db, third.id).await.unwrap().unwrap();
+    assert_eq!(
+        expired.error.unwrap()["message"],
+        "the runner stopped sending heartbeats"
+    );
+    assert_eq!(s.tasks_of(schedule).await.len(), 3);
+    let status = s
+        .status("provider_config_key=fakehub&syncs=contacts&connection_id=acme")
+        .await;
+    assert_eq!(status["syncs"][0]["status"], "ERROR");
+    assert_eq!(status["syncs"][0]["latestExecutionStatus"], "ERROR");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pause_cancels_the_running_sync_and_stops_future_runs_and_start_resumes() {
     let s = setup(Adapters::Local).await;
