@@ -118,8 +118,13 @@ struct Target {
 }
 
 impl Target {
-    fn names(&self) -> Vec<String> {
-        self.syncs.keys().cloned().collect()
+    fn selected(&self, environment_id: i64) -> schedules::Selected {
+        schedules::Selected {
+            environment_id,
+            integration_id: self.integration.id,
+            connection: self.connection,
+            names: self.syncs.keys().cloned().collect(),
+        }
     }
 }
 
@@ -178,6 +183,21 @@ fn none_found(selection: &Selection) -> Error {
     }
 }
 
+/// The target's schedules (`lock`: see [`schedules::find`]); `no_syncs_found` when none.
+async fn selected<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    environment_id: i64,
+    target: &Target,
+    selection: &Selection,
+    lock: bool,
+) -> Result<Vec<Schedule>> {
+    let found = schedules::find(db, &target.selected(environment_id), lock).await?;
+    if found.is_empty() {
+        return Err(none_found(selection));
+    }
+    Ok(found)
+}
+
 fn describe(schedules: &[&Schedule]) -> String {
     schedules
         .iter()
@@ -198,17 +218,7 @@ pub async fn trigger(
 ) -> Result<Vec<Uuid>> {
     let target = resolve(ctx, environment_id, selection).await?;
     let mut tx = ctx.db.begin().await?;
-    let found = schedules::find_for_update(
-        &mut tx,
-        environment_id,
-        target.integration.id,
-        target.connection,
-        &target.names(),
-    )
-    .await?;
-    if found.is_empty() {
-        return Err(none_found(selection));
-    }
+    let found = selected(&mut *tx, environment_id, &target, selection, true).await?;
     let ids: Vec<Uuid> = found.iter().map(|s| s.id).collect();
     let created = schedules::create_tasks(
         &mut tx,
@@ -250,17 +260,7 @@ pub async fn trigger(
 pub async fn pause(ctx: &Context, environment_id: i64, selection: &Selection) -> Result<()> {
     let target = resolve(ctx, environment_id, selection).await?;
     let mut tx = ctx.db.begin().await?;
-    let found = schedules::find_for_update(
-        &mut tx,
-        environment_id,
-        target.integration.id,
-        target.connection,
-        &target.names(),
-    )
-    .await?;
-    if found.is_empty() {
-        return Err(none_found(selection));
-    }
+    let found = selected(&mut *tx, environment_id, &target, selection, true).await?;
     let ids: Vec<Uuid> = found.iter().map(|s| s.id).collect();
     schedules::pause(&mut *tx, &ids).await?;
     let cancelled = tasks::cancel_for_schedules(&mut *tx, &ids, "the sync was paused").await?;
@@ -276,17 +276,7 @@ pub async fn pause(ctx: &Context, environment_id: i64, selection: &Selection) ->
 /// Starts the selected schedules that are paused, with their next run due now.
 pub async fn start(ctx: &Context, environment_id: i64, selection: &Selection) -> Result<()> {
     let target = resolve(ctx, environment_id, selection).await?;
-    let found = schedules::find(
-        &ctx.db,
-        environment_id,
-        target.integration.id,
-        target.connection,
-        &target.names(),
-    )
-    .await?;
-    if found.is_empty() {
-        return Err(none_found(selection));
-    }
+    let found = selected(&ctx.db, environment_id, &target, selection, false).await?;
     let ids: Vec<Uuid> = found.iter().map(|s| s.id).collect();
     schedules::start(&ctx.db, &ids).await?;
     Ok(())
@@ -310,14 +300,7 @@ pub async fn update_frequency(
         })
         .transpose()?;
     let target = resolve(ctx, environment_id, selection).await?;
-    let found = schedules::find(
-        &ctx.db,
-        environment_id,
-        target.integration.id,
-        target.connection,
-        &target.names(),
-    )
-    .await?;
+    let found = selected(&ctx.db, environment_id, &target, selection, false).await?;
     let [schedule] = found.as_slice() else {
         return Err(none_found(selection));
     };
@@ -417,14 +400,7 @@ pub async fn status(
     selection: &Selection,
 ) -> Result<Vec<SyncStatus>> {
     let target = resolve(ctx, environment_id, selection).await?;
-    let found = schedules::find(
-        &ctx.db,
-        environment_id,
-        target.integration.id,
-        target.connection,
-        &target.names(),
-    )
-    .await?;
+    let found = schedules::find(&ctx.db, &target.selected(environment_id), false).await?;
     let ids: Vec<Uuid> = found.iter().map(|s| s.id).collect();
     let history: BTreeMap<Uuid, schedules::RunHistory> = schedules::run_history(&ctx.db, &ids)
         .await?

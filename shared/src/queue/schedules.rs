@@ -303,38 +303,35 @@ macro_rules! select_schedules {
     };
 }
 
-pub async fn find(
-    db: &PgPool,
-    environment_id: i64,
-    integration_id: i64,
-    connection: Option<i64>,
-    names: &[String],
-) -> Result<Vec<Schedule>> {
-    let rows: Vec<ScheduleRow> = sqlx::query_as(select_schedules!())
-        .bind(environment_id)
-        .bind(integration_id)
-        .bind(connection)
-        .bind(names)
-        .fetch_all(db)
-        .await?;
-    rows.into_iter().map(Schedule::try_from).collect()
+/// Which schedules a sync API call is about: the environment's integration, one connection
+/// (row id) or all, and the named syncs.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub environment_id: i64,
+    pub integration_id: i64,
+    pub connection: Option<i64>,
+    pub names: Vec<String>,
 }
 
-/// [`find`], locking the schedules until `tx` ends, so no scheduler tick creates their tasks
+/// The selected schedules that are not DELETED, by connection id and sync name; `lock` holds
+/// them until the transaction `db` belongs to ends, so no scheduler tick creates their tasks
 /// meanwhile.
-pub async fn find_for_update(
-    tx: &mut Transaction<'_, Postgres>,
-    environment_id: i64,
-    integration_id: i64,
-    connection: Option<i64>,
-    names: &[String],
+pub async fn find<'e>(
+    db: impl PgExecutor<'e>,
+    selected: &Selected,
+    lock: bool,
 ) -> Result<Vec<Schedule>> {
-    let rows: Vec<ScheduleRow> = sqlx::query_as(concat!(select_schedules!(), " FOR UPDATE OF s"))
-        .bind(environment_id)
-        .bind(integration_id)
-        .bind(connection)
-        .bind(names)
-        .fetch_all(&mut **tx)
+    let sql = if lock {
+        concat!(select_schedules!(), " FOR UPDATE OF s")
+    } else {
+        select_schedules!()
+    };
+    let rows: Vec<ScheduleRow> = sqlx::query_as(sql)
+        .bind(selected.environment_id)
+        .bind(selected.integration_id)
+        .bind(selected.connection)
+        .bind(&selected.names)
+        .fetch_all(db)
         .await?;
     rows.into_iter().map(Schedule::try_from).collect()
 }
