@@ -5,7 +5,6 @@
 //! script needs and fails with its output.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use axum::body::Bytes;
 use axum::extract::Request;
@@ -54,12 +53,6 @@ async fn echo(request: Request) -> impl IntoResponse {
 
 #[tokio::test]
 async fn nangos_node_client_works_against_lasso() {
-    let client = node_modules().join("@nangohq/node/dist/index.js");
-    assert!(
-        client.is_file(),
-        "{} is missing; run `scripts/bootstrap --with-node`",
-        client.display()
-    );
     let mock = MockOAuthServer::start(None).await;
     let fake = serve(axum::Router::new().fallback(echo)).await;
     let catalog = format!(
@@ -107,27 +100,12 @@ fake-keys:
     .await
     .unwrap();
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node/nango-client.mjs");
-    let out = tokio::process::Command::new("node")
-        .arg(&script)
-        .env("NANGO_NODE_MODULE", &client)
-        .env("LASSO_HOST", &host)
-        .env("LASSO_SECRET_KEY", &key)
-        .env("FAKE_PROVIDER", "fake-api")
-        .env("KEY_PROVIDER", "fake-keys")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run node (is Node.js installed?)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{} failed:\n{stdout}\n{stderr}",
-        script.display()
-    );
-    assert!(
-        stdout.contains("ok deleteIntegration with connections"),
-        "the script stopped early:\n{stdout}\n{stderr}"
-    );
+    run_nango_client_script(
+        "nango-client.mjs",
+        &host,
+        &key,
+        &[("FAKE_PROVIDER", "fake-api"), ("KEY_PROVIDER", "fake-keys")],
+        "ok deleteIntegration with connections",
+    )
+    .await;
 }

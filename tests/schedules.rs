@@ -153,11 +153,7 @@ async fn setup(adapters: Adapters) -> Setup {
             .with_state(upstream.clone()),
     )
     .await;
-    let providers = providers_file(&format!(
-        "fakehub:\n  display_name: Fakehub\n  auth_mode: API_KEY\n  docs: https://example.com\n  \
-         proxy:\n    base_url: {base}\n    headers:\n      authorization: Bearer ${{apiKey}}\n    \
-         paginate:\n      type: link\n      limit_name_in_request: per_page\n      link_rel_in_response_header: next\n"
-    ));
+    let providers = lasso_tests::fakehub::catalog(&base);
     let db = fresh_database().await;
     let mut settings = vec![
         ("LASSO_PROVIDERS_FILE", providers.display().to_string()),
@@ -1432,12 +1428,6 @@ async fn sync_routes_check_input_and_keep_environments_apart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nangos_node_client_drives_the_sync_api() {
-    let client = node_modules().join("@nangohq/node/dist/index.js");
-    assert!(
-        client.is_file(),
-        "{} is missing; run `scripts/bootstrap --with-node`",
-        client.display()
-    );
     let s = setup(Adapters::Local).await;
     for n in 1..=3 {
         s.upstream
@@ -1449,26 +1439,6 @@ async fn nangos_node_client_drives_the_sync_api() {
     let workers = Workers::start(s.ctx.clone());
     s.wait_task(schedule, 0, TaskState::Succeeded).await;
 
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node/sync-client.mjs");
-    let out = tokio::process::Command::new("node")
-        .arg(&script)
-        .env("NANGO_NODE_MODULE", &client)
-        .env("LASSO_HOST", &s.api.base)
-        .env("LASSO_SECRET_KEY", &s.api.key)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run node (is Node.js installed?)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{} failed:\n{stdout}\n{stderr}",
-        script.display()
-    );
-    assert!(
-        stdout.contains("ok errors"),
-        "the script stopped early:\n{stdout}\n{stderr}"
-    );
+    run_nango_client_script("sync-client.mjs", &s.api.base, &s.api.key, &[], "ok errors").await;
     workers.stop().await;
 }

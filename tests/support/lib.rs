@@ -215,6 +215,49 @@ pub fn node_modules() -> PathBuf {
     cache.join("node/node_modules")
 }
 
+/// Runs `tests/node/<script>` with Nango's Node client (`NANGO_NODE_MODULE`) against the api
+/// at `host` with `key`, and the extra environment; panics unless it exits 0 having printed
+/// `last_line` (so a script that stopped early fails too). Returns its standard output.
+pub async fn run_nango_client_script(
+    script: &str,
+    host: &str,
+    key: &str,
+    env: &[(&str, &str)],
+    last_line: &str,
+) -> String {
+    let client = node_modules().join("@nangohq/node/dist/index.js");
+    assert!(
+        client.is_file(),
+        "{} is missing; run `scripts/bootstrap --with-node`",
+        client.display()
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("node")
+        .join(script);
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .env("NANGO_NODE_MODULE", &client)
+        .env("LASSO_HOST", host)
+        .env("LASSO_SECRET_KEY", key)
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run node (is Node.js installed?)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} failed:\n{stdout}\n{stderr}",
+        script.display()
+    );
+    assert!(
+        stdout.contains(last_line),
+        "the script stopped early:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
 /// A client for the api with one environment's secret key.
 #[derive(Clone)]
 pub struct Api {
