@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use lasso_shared::adapters::TaskTransport;
-use lasso_shared::adapters::transport::LocalTransport;
+use lasso_shared::adapters::transport::RunnerQueues;
 use lasso_shared::queue::{NewTask, TaskState, tasks};
 use lasso_shared::runner::{self, Outcome};
 use lasso_shared::{Context, dispatcher, environments};
@@ -30,7 +29,7 @@ const LIMIT: i64 = 5;
 struct Cluster {
     db: TestDb,
     scripts: String,
-    transport: Arc<dyn TaskTransport>,
+    queues: Arc<RunnerQueues>,
 }
 
 impl Cluster {
@@ -38,7 +37,7 @@ impl Cluster {
         Self {
             db: fresh_database().await,
             scripts: temp_dir("lasso-scripts").display().to_string(),
-            transport: Arc::new(LocalTransport::new()),
+            queues: Arc::new(RunnerQueues::local()),
         }
     }
 
@@ -52,7 +51,7 @@ impl Cluster {
             ],
         );
         let mut ctx = Context::build(cfg, None).expect("context");
-        ctx.transport = self.transport.clone();
+        ctx.queues = self.queues.clone();
         ctx
     }
 }
@@ -89,7 +88,7 @@ fn spawn_runner(
         let mut outcomes = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             let deliveries = ctx
-                .transport
+                .transport()
                 .receive(10, Duration::from_millis(20), Duration::from_secs(30))
                 .await
                 .expect("receive");
@@ -106,7 +105,7 @@ fn spawn_runner(
             for r in results {
                 outcomes.push(r.expect("every message is processed"));
             }
-            ctx.transport.delete(&receipts).await.expect("delete");
+            ctx.transport().delete(&receipts).await.expect("delete");
         }
         outcomes
     })
@@ -216,6 +215,7 @@ async fn the_environment_limit_holds_with_concurrent_dispatchers_and_runners() {
         match outcome {
             Outcome::Succeeded(id) => *succeeded.entry(*id).or_default() += 1,
             Outcome::Failed(id) => panic!("task {id} failed"),
+            Outcome::Refused(id) => panic!("task {id} refused"),
             Outcome::Skipped(_) => {}
         }
     }
@@ -356,7 +356,8 @@ async fn a_failed_send_releases_the_tasks() {
             claimed: 12,
             redispatched: 0,
             sent: 0,
-            released: 12
+            released: 12,
+            failed: 0,
         }
     );
     for id in ids {
@@ -411,7 +412,7 @@ async fn stuck_dispatched_tasks_are_sent_again_and_run_once() {
     // `lost`'s message disappears; `late`'s is still queued; `too_old` is past its
     // created-to-started timeout, which is expiry's business, not the dispatcher's.
     let deliveries = ctx
-        .transport
+        .transport()
         .receive(10, Duration::from_secs(1), Duration::from_secs(30))
         .await
         .unwrap();
@@ -422,7 +423,7 @@ async fn stuck_dispatched_tasks_are_sent_again_and_run_once() {
         .filter(|d| d.body == body_of(lost))
         .map(|d| d.receipt_handle.clone())
         .collect();
-    ctx.transport.delete(&lost_receipt).await.unwrap();
+    ctx.transport().delete(&lost_receipt).await.unwrap();
     sqlx::query(
         "UPDATE queue.tasks SET dispatched_at = dispatched_at - interval '2 minutes',
              created_at = CASE WHEN id = $1 THEN created_at - interval '1 hour' ELSE created_at END",
@@ -447,7 +448,7 @@ async fn stuck_dispatched_tasks_are_sent_again_and_run_once() {
     // `late` now has two messages; both are delivered at once and only one runs it.
     let mut bodies = vec![body_of(late)];
     let fresh = ctx
-        .transport
+        .transport()
         .receive(10, Duration::from_secs(1), Duration::from_secs(30))
         .await
         .unwrap();

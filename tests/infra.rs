@@ -2,8 +2,7 @@
 //!
 //! - every Lambda binary of the workspace (the `[[bin]]`s of the packages under `functions/`) has
 //!   a function in the templates, and every function in the templates is such a binary;
-//! - the environment the templates set names only Lasso settings (or the runner-group settings the
-//!   templates introduce) and includes the required ones;
+//! - the environment the templates set names only Lasso settings and includes the required ones;
 //! - timeouts fit together (API Gateway's 30 s, the one-minute ticks, the queues' visibility);
 //! - the dedicated runner groups work as configuration: a small evaluator of CloudFormation's
 //!   intrinsic functions deploys the parent template with several parameter sets (the example
@@ -20,11 +19,6 @@ use std::path::{Path, PathBuf};
 use lasso_shared::config::SETTINGS;
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
-
-/// Settings the templates set that the code does not read yet: the runner groups
-/// (issue 7). `LASSO_RUNNER_GROUP` names a runner function's group; `LASSO_RUNNER_QUEUES` is a
-/// JSON object mapping every group's name to its queue URL (api, scheduler, dispatcher).
-const PLANNED_SETTINGS: &[&str] = &["LASSO_RUNNER_GROUP", "LASSO_RUNNER_QUEUES"];
 
 /// Settings every function needs (no default in `SETTINGS`, required at start-up).
 const REQUIRED_SETTINGS: &[&str] = &[
@@ -309,11 +303,7 @@ fn every_workspace_function_has_a_template_entry_and_back() {
 
 #[test]
 fn environments_name_known_settings_and_the_required_ones() {
-    let known: BTreeSet<&str> = SETTINGS
-        .iter()
-        .map(|s| s.name)
-        .chain(PLANNED_SETTINGS.iter().copied())
-        .collect();
+    let known: BTreeSet<&str> = SETTINGS.iter().map(|s| s.name).collect();
     let mut problems = Vec::new();
     for (file, t) in [
         ("infra/template.yaml", parent()),

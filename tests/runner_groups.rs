@@ -1,7 +1,16 @@
 //! Runner groups: a runner of group A, connected as its group's database user, cannot read or
 //! change anything of an environment in group B — not its connections, records or tasks — even
-//! when a crafted task asks it to.
+//! when a crafted task asks it to. Each group's tasks travel on its own queue (two queues on moto
+//! SQS, both inspected) to its own runner, which refuses a message put on the wrong queue; and
+//! `lasso dev`'s loops run a queue and a runner per group.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use lasso_cli::event_source;
+use lasso_cli::workers::Workers;
+use lasso_shared::adapters::transport::{Delivery, OutgoingMessage};
 use lasso_shared::connections;
 use lasso_shared::queue::{NewTask, TaskKind, TaskMessage, TaskState, tasks};
 use lasso_shared::records::{self, ListQuery, Scope};
@@ -9,6 +18,7 @@ use lasso_shared::runner::{self, Outcome};
 use lasso_shared::{Context, Error, environments, runner_groups};
 use lasso_tests::*;
 use serde_json::json;
+use uuid::Uuid;
 
 struct Group {
     name: String,
@@ -18,7 +28,14 @@ struct Group {
 
 /// A context for a runner of `group`: the same database, as the group's runner user.
 async fn runner_context(db: &TestDb, group: &str) -> Context {
-    Context::build(config(&runner_database(db, group).await, &[]), None).unwrap()
+    Context::build(
+        config(
+            &runner_database(db, group).await,
+            &[("LASSO_RUNNER_GROUP", group.to_string())],
+        ),
+        None,
+    )
+    .unwrap()
 }
 
 async fn group(admin: &Context, api: &Api, name: &str) -> Group {
@@ -131,7 +148,7 @@ async fn a_runner_cannot_reach_another_groups_data() {
         .await;
     assert!(keys.is_err(), "runner users have no grant on secret keys");
 
-    // A task of group B handed to group A's runner: the runner cannot even see it.
+    // A task of group B handed to group A's runner: the runner cannot even see it, and refuses.
     let theirs = tasks::insert(
         &admin.db,
         &[NewTask::new(
@@ -149,7 +166,7 @@ async fn a_runner_cannot_reach_another_groups_data() {
     let body = serde_json::to_string(&TaskMessage { task_id: theirs }).unwrap();
     assert_eq!(
         runner::process_message(&runner_a, &body).await.unwrap(),
-        Outcome::Skipped(theirs)
+        Outcome::Refused(theirs)
     );
     assert_eq!(
         tasks::get(&admin.db, theirs).await.unwrap().unwrap().state,
@@ -178,4 +195,248 @@ async fn a_runner_cannot_reach_another_groups_data() {
     let task = tasks::get(&admin.db, crafted).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Failed);
     assert!(!task.error.unwrap().to_string().contains("beta-secret"));
+}
+
+const MARKER: &str = "export default async function (nango, input) { return { ran: input.who }; }";
+
+fn script_task(env_id: i64, who: &str) -> NewTask {
+    NewTask::new(
+        env_id,
+        TaskKind::Script,
+        "marker",
+        json!({"script_key": "bundles/marker.js", "input": {"who": who}}),
+    )
+}
+
+/// Receives everything on `queue` (it was all sent before), leaving it invisible for a while.
+async fn drain(ctx: &Context, group: &str, expected: usize) -> Vec<Delivery> {
+    let queue = ctx.queues.for_group(group).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.extend(
+            queue
+                .receive(10, Duration::from_millis(200), Duration::from_secs(30))
+                .await
+                .unwrap(),
+        );
+        if got.len() >= expected {
+            break;
+        }
+    }
+    // Nothing more is waiting.
+    let more = queue
+        .receive(10, Duration::from_millis(500), Duration::from_secs(30))
+        .await
+        .unwrap();
+    got.extend(more);
+    got
+}
+
+fn task_ids(deliveries: &[Delivery]) -> BTreeSet<Uuid> {
+    deliveries
+        .iter()
+        .map(|d| {
+            serde_json::from_str::<TaskMessage>(&d.body)
+                .unwrap()
+                .task_id
+        })
+        .collect()
+}
+
+/// Invokes the runner function's handler with these deliveries as Lambda's event source mapping
+/// would; returns the message ids it reported as failed.
+async fn invoke_runner(runner: &Context, deliveries: &[Delivery]) -> Vec<String> {
+    let event =
+        serde_json::from_value(event_source::sqs_event_json(deliveries, "arn:test")).unwrap();
+    lasso_runner::handle(runner, event)
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
+}
+
+#[tokio::test]
+async fn each_groups_tasks_reach_only_its_own_queue_and_runner_on_moto() {
+    let db = fresh_database().await;
+    let bucket = create_bucket().await;
+    let (shared_queue, acme_queue) = (create_queue(30).await, create_queue(30).await);
+    let settings = |group: &str| {
+        config(
+            &db,
+            &[
+                ("LASSO_SCRIPT_STORE", format!("s3://{bucket}/scripts")),
+                ("LASSO_TASK_TRANSPORT", "sqs".into()),
+                (
+                    "LASSO_RUNNER_QUEUES",
+                    json!({"shared": shared_queue, "acme": acme_queue}).to_string(),
+                ),
+                ("LASSO_RUNNER_GROUP", group.into()),
+            ],
+        )
+    };
+    // The api / scheduler / dispatcher side, and a runner per group.
+    let control = Context::build(settings("shared"), Some(aws_sdk_config())).unwrap();
+    let shared_runner = Context::build(settings("shared"), Some(aws_sdk_config())).unwrap();
+    let acme_runner = Context::build(settings("acme"), Some(aws_sdk_config())).unwrap();
+    control
+        .scripts
+        .put("bundles/marker.js", Bytes::from_static(MARKER.as_bytes()))
+        .await
+        .unwrap();
+    let (shared_env, _) = environments::create(&control.db, "shared-customer")
+        .await
+        .unwrap();
+    let (acme_env, _) = environments::create(&control.db, "acme-customer")
+        .await
+        .unwrap();
+    runner_groups::assign(&control.db, acme_env.id, "acme")
+        .await
+        .unwrap();
+
+    let mut new = Vec::new();
+    for i in 0..3 {
+        new.push(script_task(shared_env.id, &format!("shared-{i}")));
+        new.push(script_task(acme_env.id, &format!("acme-{i}")));
+    }
+    let ids = tasks::insert(&control.db, &new).await.unwrap();
+    let (shared_ids, acme_ids): (BTreeSet<Uuid>, BTreeSet<Uuid>) = (
+        ids.iter().step_by(2).copied().collect(),
+        ids.iter().skip(1).step_by(2).copied().collect(),
+    );
+    let report = lasso_shared::dispatcher::dispatch_all(&control)
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 6, "{report:?}");
+
+    // Both queues inspected: each holds exactly its own group's tasks.
+    let on_shared = drain(&control, "shared", 3).await;
+    let on_acme = drain(&control, "acme", 3).await;
+    assert_eq!(task_ids(&on_shared), shared_ids);
+    assert_eq!(task_ids(&on_acme), acme_ids);
+    assert_eq!((on_shared.len(), on_acme.len()), (3, 3));
+
+    // Each runner runs its own group's tasks.
+    assert!(invoke_runner(&shared_runner, &on_shared).await.is_empty());
+    assert!(invoke_runner(&acme_runner, &on_acme).await.is_empty());
+    for id in ids {
+        let task = tasks::get(&control.db, id).await.unwrap().unwrap();
+        assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
+        let who = task.output.unwrap()["ran"].as_str().unwrap().to_string();
+        let group = if acme_ids.contains(&id) {
+            "acme"
+        } else {
+            "shared"
+        };
+        assert!(who.starts_with(group), "{who} ran as a {group} task");
+    }
+
+    // A shared-group task's message put by hand on acme's queue: acme's runner refuses it
+    // unrun and reports the message failed (so SQS moves it to the dead-letter queue).
+    let stray = tasks::insert(&control.db, &[script_task(shared_env.id, "stray")])
+        .await
+        .unwrap()[0];
+    lasso_shared::dispatcher::dispatch_all(&control)
+        .await
+        .unwrap();
+    let body = serde_json::to_string(&TaskMessage { task_id: stray }).unwrap();
+    let failed = acme_runner
+        .queues
+        .for_group("acme")
+        .unwrap()
+        .send_batch(&[OutgoingMessage {
+            id: "by-hand".into(),
+            body,
+        }])
+        .await
+        .unwrap();
+    assert!(failed.is_empty());
+    let misrouted = drain(&acme_runner, "acme", 1).await;
+    assert_eq!(task_ids(&misrouted), BTreeSet::from([stray]));
+    let reported = invoke_runner(&acme_runner, &misrouted).await;
+    assert_eq!(reported, vec![misrouted[0].message_id.clone()]);
+    let task = tasks::get(&control.db, stray).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Dispatched, "refused without running");
+    assert!(task.output.is_none() && task.started_at.is_none());
+
+    // Its own group's runner still runs it, from its own queue.
+    let own = drain(&shared_runner, "shared", 1).await;
+    assert_eq!(task_ids(&own), BTreeSet::from([stray]));
+    assert!(invoke_runner(&shared_runner, &own).await.is_empty());
+    let task = tasks::get(&control.db, stray).await.unwrap().unwrap();
+    assert_eq!(task.output.unwrap()["ran"], "stray");
+
+    // An environment moved to a group this deployment has no queue for: its task fails with
+    // an error naming the group instead of waiting forever.
+    let (lost_env, _) = environments::create(&control.db, "lost").await.unwrap();
+    runner_groups::assign(&control.db, lost_env.id, "ghost")
+        .await
+        .unwrap();
+    let lost = tasks::insert(&control.db, &[script_task(lost_env.id, "lost")])
+        .await
+        .unwrap()[0];
+    let report = lasso_shared::dispatcher::dispatch_all(&control)
+        .await
+        .unwrap();
+    assert_eq!((report.failed, report.sent), (1, 0), "{report:?}");
+    let task = tasks::get(&control.db, lost).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Failed);
+    assert_eq!(
+        task.error.as_ref().unwrap()["kind"],
+        "runner_group_unavailable"
+    );
+    assert!(
+        task.error.unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("`ghost`")
+    );
+}
+
+#[tokio::test]
+async fn lasso_dev_runs_a_queue_and_a_runner_per_group() {
+    let db = fresh_database().await;
+    let ctx = local_context(&db).await;
+    ctx.scripts
+        .put("bundles/marker.js", Bytes::from_static(MARKER.as_bytes()))
+        .await
+        .unwrap();
+    let (plain, _) = environments::create(&ctx.db, "plain").await.unwrap();
+    let (dedicated, _) = environments::create(&ctx.db, "dedicated").await.unwrap();
+    runner_groups::assign(&ctx.db, dedicated.id, "dedicated")
+        .await
+        .unwrap();
+    let workers = Workers::start(ctx.clone());
+    let ids = tasks::insert(
+        &ctx.db,
+        &[
+            script_task(plain.id, "plain"),
+            script_task(dedicated.id, "dedicated"),
+        ],
+    )
+    .await
+    .unwrap();
+    for id in ids {
+        let task = eventually("the task to finish", Duration::from_secs(30), || async {
+            let task = tasks::get(&ctx.db, id).await.unwrap()?;
+            task.state.is_terminal().then_some(task)
+        })
+        .await;
+        assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
+    }
+    // A group that appears while running gets its runner too.
+    let (late, _) = environments::create(&ctx.db, "late").await.unwrap();
+    runner_groups::assign(&ctx.db, late.id, "late")
+        .await
+        .unwrap();
+    let id = tasks::insert(&ctx.db, &[script_task(late.id, "late")])
+        .await
+        .unwrap()[0];
+    let task = eventually("the late group's task", Duration::from_secs(30), || async {
+        let task = tasks::get(&ctx.db, id).await.unwrap()?;
+        task.state.is_terminal().then_some(task)
+    })
+    .await;
+    assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
+    workers.stop().await;
 }

@@ -160,8 +160,12 @@ async fn setup(adapters: Adapters) -> Setup {
         ("LASSO_HEARTBEAT_SECS", "1".to_string()),
         ("LASSO_SCRIPT_TIMEOUT_SECS", "120".to_string()),
     ];
+    // On AWS the environment gets a runner group of its own: its tasks go to that group's
+    // queue, and its runner serves that group only.
+    let group = unique("sched").replace('-', "_");
     let ctx = match adapters {
         Adapters::Aws => {
+            settings.push(("LASSO_RUNNER_GROUP", group.clone()));
             settings.push((
                 "LASSO_SCRIPT_STORE",
                 format!("s3://{}/scripts", create_bucket().await),
@@ -175,7 +179,6 @@ async fn setup(adapters: Adapters) -> Setup {
     let (env, key) = environments::create(&ctx.db, "schedules").await.unwrap();
     let runner = match adapters {
         Adapters::Aws => {
-            let group = unique("sched").replace('-', "_");
             runner_groups::assign(&ctx.db, env.id, &group)
                 .await
                 .unwrap();
@@ -315,7 +318,7 @@ fn pump_runner(ctx: Context, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(
     tokio::spawn(async move {
         let mapping = Mapping::default();
         while !stop.load(Ordering::SeqCst) {
-            event_source::pump_once(ctx.transport.as_ref(), &mapping, |event| async {
+            event_source::pump_once(ctx.transport().as_ref(), &mapping, |event| async {
                 let response = lasso_runner::handle(&ctx, event).await;
                 assert!(response.batch_item_failures.is_empty());
                 Ok(response)
@@ -472,7 +475,7 @@ async fn a_message_delivered_twice_runs_the_task_once() {
     assert_eq!(task.state, TaskState::Dispatched);
     let failed = s
         .ctx
-        .transport
+        .transport()
         .send_batch(&[OutgoingMessage {
             id: "duplicate".into(),
             body: json!({"task_id": task.id}).to_string(),
@@ -484,7 +487,7 @@ async fn a_message_delivered_twice_runs_the_task_once() {
     let mapping = Mapping::default();
     let mut received = 0;
     while received < 2 {
-        received += event_source::pump_once(s.ctx.transport.as_ref(), &mapping, |event| async {
+        received += event_source::pump_once(s.ctx.transport().as_ref(), &mapping, |event| async {
             let response = lasso_runner::handle(&s.runner, event).await;
             assert!(response.batch_item_failures.is_empty());
             Ok(response)
@@ -500,7 +503,7 @@ async fn a_message_delivered_twice_runs_the_task_once() {
     assert_eq!(s.hooks.received().len(), 1, "one run, one webhook");
     let left = s
         .ctx
-        .transport
+        .transport()
         .receive(10, Duration::from_secs(1), Duration::from_secs(30))
         .await
         .unwrap();
@@ -526,9 +529,11 @@ async fn a_runner_killed_mid_sync_expires_and_is_retried_without_lost_or_duplica
     // heartbeats, no completion).
     let ctx = s.runner.clone();
     let doomed = tokio::spawn(async move {
-        event_source::pump_once(ctx.transport.as_ref(), &Mapping::default(), |event| async {
-            Ok(lasso_runner::handle(&ctx, event).await)
-        })
+        event_source::pump_once(
+            ctx.transport().as_ref(),
+            &Mapping::default(),
+            |event| async { Ok(lasso_runner::handle(&ctx, event).await) },
+        )
         .await
     });
     let scope = Scope::new(connection, "SlowItem", None);
@@ -690,7 +695,10 @@ async fn the_scheduler_skips_missed_ticks_and_expires_each_timeout_while_the_bud
     // The retry starts and keeps beating but runs past its started-to-completed timeout.
     let second = s.tasks_of(schedule).await.remove(1);
     assert_eq!((second.attempt, second.state), (2, TaskState::Dispatched));
-    tasks::start(db, second.id).await.unwrap().unwrap();
+    tasks::start(db, second.id, &s.ctx.config.runner_group)
+        .await
+        .unwrap()
+        .unwrap();
     let started_to_completed: i32 =
         sqlx::query_scalar("SELECT started_to_completed_secs FROM queue.tasks WHERE id = $1")
             .bind(second.id)
@@ -720,7 +728,10 @@ async fn the_scheduler_skips_missed_ticks_and_expires_each_timeout_while_the_bud
     // The last attempt's runner goes silent: expired, and the budget of three is spent.
     let third = s.tasks_of(schedule).await.remove(2);
     assert_eq!(third.attempt, 3);
-    tasks::start(db, third.id).await.unwrap().unwrap();
+    tasks::start(db, third.id, &s.ctx.config.runner_group)
+        .await
+        .unwrap()
+        .unwrap();
     age(db, third.id, "last_heartbeat_at", 3600).await;
     let report = tick().await;
     assert_eq!((report.expired, report.retried), (1, 0));

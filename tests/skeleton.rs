@@ -80,7 +80,7 @@ async fn skeleton_on_moto_s3_and_sqs() {
     let mapping = Mapping::default();
     let mut received = 0;
     while received < 2 {
-        let n = event_source::pump_once(ctx.transport.as_ref(), &mapping, |event| async {
+        let n = event_source::pump_once(ctx.transport().as_ref(), &mapping, |event| async {
             let response = lasso_runner::handle(&ctx, event).await;
             assert!(response.batch_item_failures.is_empty());
             Ok(response)
@@ -105,7 +105,7 @@ async fn skeleton_on_moto_s3_and_sqs() {
 
     // The queue is drained: every message was deleted after processing.
     let left = ctx
-        .transport
+        .transport()
         .receive(10, Duration::from_secs(1), Duration::from_secs(30))
         .await
         .unwrap();

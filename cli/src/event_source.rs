@@ -16,6 +16,9 @@ pub struct Mapping {
     pub visibility: Duration,
     /// ARN put on each record (`eventSourceARN`), as Lambda does.
     pub queue_arn: String,
+    /// For a queue without a redrive policy (the local one): a message received more often
+    /// than this is dropped with an error log, as SQS would move it to the dead-letter queue.
+    pub max_receive_count: Option<u32>,
 }
 
 impl Default for Mapping {
@@ -25,6 +28,7 @@ impl Default for Mapping {
             wait: Duration::from_secs(1),
             visibility: Duration::from_secs(30),
             queue_arn: "arn:aws:sqs:us-east-1:000000000000:lasso-runner".into(),
+            max_receive_count: None,
         }
     }
 }
@@ -67,8 +71,22 @@ where
     let deliveries = transport
         .receive(mapping.batch_size, mapping.wait, mapping.visibility)
         .await?;
+    let received = deliveries.len();
+    let (dead, deliveries): (Vec<Delivery>, Vec<Delivery>) =
+        deliveries.into_iter().partition(|d| {
+            mapping
+                .max_receive_count
+                .is_some_and(|max| d.receive_count > max)
+        });
+    if !dead.is_empty() {
+        for d in &dead {
+            tracing::error!(message_id = %d.message_id, receive_count = d.receive_count, body = %d.body, "message dead-lettered: dropped after too many deliveries");
+        }
+        let handles: Vec<String> = dead.iter().map(|d| d.receipt_handle.clone()).collect();
+        transport.delete(&handles).await?;
+    }
     if deliveries.is_empty() {
-        return Ok(0);
+        return Ok(received);
     }
     let event: SqsEvent = serde_json::from_value(sqs_event_json(&deliveries, &mapping.queue_arn))?;
     let response = invoke(event).await?;
@@ -85,5 +103,5 @@ where
     if !done.is_empty() {
         transport.delete(&done).await?;
     }
-    Ok(deliveries.len())
+    Ok(received)
 }

@@ -1,9 +1,11 @@
 //! The background loops of `lasso dev`: scheduler ticks, dispatcher rounds and the runner fed
-//! by the local task transport — the same handlers the Lambda functions run.
+//! by the local task transport (one queue and runner loop per runner group) — the same handlers
+//! the Lambda functions run.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use lasso_shared::Context;
+use lasso_shared::{Context, runner_groups};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -18,6 +20,9 @@ pub struct Workers {
 const SCHEDULER_EVERY: Duration = Duration::from_secs(2);
 const DISPATCHER_IDLE: Duration = Duration::from_millis(100);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const GROUPS_EVERY: Duration = Duration::from_secs(5);
+/// Deliveries before a message is dropped as dead-lettered (the template's default).
+const MAX_RECEIVE_COUNT: u32 = 5;
 
 impl Workers {
     /// Starts the scheduler, dispatcher and runner loops on `ctx`.
@@ -56,29 +61,34 @@ impl Workers {
             }
         });
 
+        // One runner loop per runner group, as each group has its own queue and runners on
+        // AWS; a group an environment starts using later gets its loop within a few seconds.
         let (c, mut s) = (ctx, stop);
         tasks.spawn(async move {
-            let mapping = Mapping::default();
-            while !*s.borrow() {
-                let round = event_source::pump_once(c.transport.as_ref(), &mapping, |event| {
-                    let c = c.clone();
-                    async move { Ok(lasso_runner::handle(&c, event).await) }
-                });
-                tokio::pin!(round);
-                let result = tokio::select! {
-                    result = &mut round => result,
-                    // Give a running script a moment to finish; past that its task is left
-                    // STARTED and expires through its heartbeat timeout, as after a crash.
-                    _ = s.changed() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut round).await {
-                        Ok(result) => result,
-                        Err(_) => return,
-                    },
-                };
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "runner round failed");
-                    if wait_or_stop(&mut s, Duration::from_secs(1)).await {
-                        return;
+            let mut runners = JoinSet::new();
+            let mut started = HashSet::new();
+            loop {
+                match runner_groups::in_use(&c.db).await {
+                    Ok(groups) => {
+                        for group in groups {
+                            if started.contains(&group) {
+                                continue;
+                            }
+                            match c.for_runner_group(&group) {
+                                Ok(runner) => {
+                                    tracing::info!(runner_group = %group, "runner loop started");
+                                    runners.spawn(run_runner(runner, s.clone()));
+                                    started.insert(group);
+                                }
+                                Err(e) => tracing::error!(runner_group = %group, error = %e, "no runner for the group"),
+                            }
+                        }
                     }
+                    Err(e) => tracing::error!(error = %e, "listing runner groups failed"),
+                }
+                if wait_or_stop(&mut s, GROUPS_EVERY).await {
+                    while runners.join_next().await.is_some() {}
+                    return;
                 }
             }
         });
@@ -98,5 +108,36 @@ async fn wait_or_stop(stop: &mut watch::Receiver<bool>, period: Duration) -> boo
     tokio::select! {
         _ = tokio::time::sleep(period) => *stop.borrow(),
         _ = stop.changed() => true,
+    }
+}
+
+/// Feeds the group's queue to the runner, as Lambda's event source mapping does.
+async fn run_runner(c: Context, mut s: watch::Receiver<bool>) {
+    let mapping = Mapping {
+        max_receive_count: Some(MAX_RECEIVE_COUNT),
+        ..Mapping::default()
+    };
+    let queue = c.transport();
+    while !*s.borrow() {
+        let round = event_source::pump_once(queue.as_ref(), &mapping, |event| {
+            let c = c.clone();
+            async move { Ok(lasso_runner::handle(&c, event).await) }
+        });
+        tokio::pin!(round);
+        let result = tokio::select! {
+            result = &mut round => result,
+            // Give a running script a moment to finish; past that its task is left
+            // STARTED and expires through its heartbeat timeout, as after a crash.
+            _ = s.changed() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut round).await {
+                Ok(result) => result,
+                Err(_) => return,
+            },
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "runner round failed");
+            if wait_or_stop(&mut s, Duration::from_secs(1)).await {
+                return;
+            }
+        }
     }
 }

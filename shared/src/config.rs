@@ -4,6 +4,7 @@
 //! missing or malformed value stops start-up with one line naming the variable and what it
 //! expects. Secrets are wrapped so that `Debug` never prints them.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,7 +48,17 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "LASSO_RUNNER_QUEUE_URL",
         default: None,
-        description: "SQS queue URL of the runner queue; required when LASSO_TASK_TRANSPORT=sqs.",
+        description: "SQS queue URL of this process's runner group (LASSO_RUNNER_GROUP); with LASSO_TASK_TRANSPORT=sqs, this or that group's entry in LASSO_RUNNER_QUEUES is required.",
+    },
+    Setting {
+        name: "LASSO_RUNNER_QUEUES",
+        default: None,
+        description: "JSON object of every runner group's SQS queue URL by group name, e.g. `{\"shared\":\"https://sqs…/lasso-runner\"}`; the api, scheduler and dispatcher send each task to its environment's group (LASSO_TASK_TRANSPORT=sqs).",
+    },
+    Setting {
+        name: "LASSO_RUNNER_GROUP",
+        default: Some("shared"),
+        description: "The runner group this process's runner serves: it refuses tasks of environments mapped to another group (`lasso env set-group`).",
     },
     Setting {
         name: "LASSO_ENVIRONMENT_CONCURRENCY",
@@ -152,7 +163,12 @@ pub enum ScriptStoreConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransportConfig {
     Local,
-    Sqs { queue_url: String },
+    Sqs {
+        /// The queue of this process's own group.
+        queue_url: String,
+        /// Every group's queue by group name, the own group's included.
+        queues: BTreeMap<String, String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +225,8 @@ pub struct Config {
     pub encryption_key: EncryptionKey,
     pub script_store: ScriptStoreConfig,
     pub transport: TransportConfig,
+    /// The runner group whose tasks this process's runner runs.
+    pub runner_group: String,
     /// Most tasks of one group (an environment by default) dispatched or started at once.
     pub environment_concurrency: u32,
     /// How long a task may stay DISPATCHED before its message is sent again.
@@ -258,15 +276,23 @@ impl Config {
             "s3://bucket[/prefix] or a directory path",
         )?)?;
 
+        let runner_group = get("LASSO_RUNNER_GROUP").unwrap_or_else(|| "shared".into());
+        if !crate::runner_groups::valid_name(&runner_group) {
+            return Err(ConfigError::new(
+                "LASSO_RUNNER_GROUP",
+                format!(
+                    "expected {}, got `{runner_group}`",
+                    crate::runner_groups::NAME_RULE
+                ),
+            ));
+        }
         let transport = match get("LASSO_TASK_TRANSPORT").as_deref().unwrap_or("local") {
             "local" => TransportConfig::Local,
-            "sqs" => TransportConfig::Sqs {
-                queue_url: required(
-                    "LASSO_RUNNER_QUEUE_URL",
-                    "the runner queue's SQS URL (LASSO_TASK_TRANSPORT=sqs)",
-                )
-                .and_then(|u| check_http_url("LASSO_RUNNER_QUEUE_URL", u))?,
-            },
+            "sqs" => parse_runner_queues(
+                &runner_group,
+                get("LASSO_RUNNER_QUEUE_URL"),
+                get("LASSO_RUNNER_QUEUES"),
+            )?,
             other => {
                 return Err(ConfigError::new(
                     "LASSO_TASK_TRANSPORT",
@@ -372,6 +398,7 @@ impl Config {
             encryption_key,
             script_store,
             transport,
+            runner_group,
             environment_concurrency,
             redispatch_after: Duration::from_secs(redispatch_after_secs),
             log_sink,
@@ -511,6 +538,64 @@ fn parse_index_prefix(value: Option<String>) -> Result<String, ConfigError> {
     }
 }
 
+/// The SQS queues of the runner groups: `LASSO_RUNNER_QUEUES` (every group by name) and
+/// `LASSO_RUNNER_QUEUE_URL` (the own group's; it must agree with the map when both name it).
+fn parse_runner_queues(
+    own_group: &str,
+    own_url: Option<String>,
+    map: Option<String>,
+) -> Result<TransportConfig, ConfigError> {
+    const MAP: &str = "LASSO_RUNNER_QUEUES";
+    let mut queues = BTreeMap::new();
+    if let Some(map) = map {
+        let parsed: BTreeMap<String, String> = serde_json::from_str(&map).map_err(|e| {
+            ConfigError::new(
+                MAP,
+                format!("expected a JSON object of group name to queue URL: {e}"),
+            )
+        })?;
+        for (group, url) in parsed {
+            if !crate::runner_groups::valid_name(&group) {
+                return Err(ConfigError::new(
+                    MAP,
+                    format!(
+                        "group `{group}`: expected {}",
+                        crate::runner_groups::NAME_RULE
+                    ),
+                ));
+            }
+            let url = check_http_url(MAP, url)
+                .map_err(|e| ConfigError::new(MAP, format!("group `{group}`: {}", e.problem)))?;
+            queues.insert(group, url);
+        }
+    }
+    let own = match (own_url, queues.get(own_group)) {
+        (Some(url), Some(listed)) if url != *listed => {
+            return Err(ConfigError::new(
+                "LASSO_RUNNER_QUEUE_URL",
+                format!(
+                    "`{url}` differs from the URL LASSO_RUNNER_QUEUES gives group `{own_group}` (`{listed}`)"
+                ),
+            ));
+        }
+        (Some(url), _) => check_http_url("LASSO_RUNNER_QUEUE_URL", url)?,
+        (None, Some(listed)) => listed.clone(),
+        (None, None) => {
+            return Err(ConfigError::new(
+                "LASSO_RUNNER_QUEUE_URL",
+                format!(
+                    "missing; expected the SQS URL of runner group `{own_group}`'s queue (LASSO_TASK_TRANSPORT=sqs), here or in LASSO_RUNNER_QUEUES"
+                ),
+            ));
+        }
+    };
+    queues.insert(own_group.to_string(), own.clone());
+    Ok(TransportConfig::Sqs {
+        queue_url: own,
+        queues,
+    })
+}
+
 fn check_http_url(var: &'static str, value: String) -> Result<String, ConfigError> {
     match url::Url::parse(&value) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(value),
@@ -613,6 +698,52 @@ mod tests {
             load(&m).unwrap().transport,
             TransportConfig::Sqs { .. }
         ));
+    }
+
+    #[test]
+    fn runner_queues_map_every_group_and_agree_with_the_own_queue() {
+        let shared = "http://127.0.0.1:5000/123456789012/runner";
+        let acme = "http://127.0.0.1:5000/123456789012/runner-acme";
+        let mut m = base();
+        m.insert("LASSO_TASK_TRANSPORT", "sqs".into());
+        m.insert(
+            "LASSO_RUNNER_QUEUES",
+            format!(r#"{{"shared":"{shared}","acme":"{acme}"}}"#),
+        );
+        let TransportConfig::Sqs { queue_url, queues } = load(&m).unwrap().transport else {
+            panic!("sqs")
+        };
+        assert_eq!(queue_url, shared);
+        assert_eq!(queues.len(), 2);
+        assert_eq!(queues["acme"], acme);
+
+        // A dedicated group's runner: its own queue is the map's entry for it.
+        m.insert("LASSO_RUNNER_GROUP", "acme".into());
+        let c = load(&m).unwrap();
+        assert_eq!(c.runner_group, "acme");
+        assert!(matches!(c.transport, TransportConfig::Sqs { queue_url, .. } if queue_url == acme));
+
+        m.insert("LASSO_RUNNER_QUEUE_URL", shared.into());
+        let e = load(&m).unwrap_err();
+        assert_eq!(e.var, "LASSO_RUNNER_QUEUE_URL");
+        assert!(e.problem.contains("acme"), "{e}");
+
+        m.remove("LASSO_RUNNER_QUEUE_URL");
+        m.insert("LASSO_RUNNER_GROUP", "other".into());
+        assert_eq!(load(&m).unwrap_err().var, "LASSO_RUNNER_QUEUE_URL");
+        m.insert("LASSO_RUNNER_GROUP", "Bad Name".into());
+        assert_eq!(load(&m).unwrap_err().var, "LASSO_RUNNER_GROUP");
+
+        m.insert("LASSO_RUNNER_GROUP", "shared".into());
+        for bad in [
+            "[]",
+            r#"{"shared": 3}"#,
+            r#"{"Shared":"http://127.0.0.1:5000/1/q"}"#,
+            r#"{"shared":"not a url"}"#,
+        ] {
+            m.insert("LASSO_RUNNER_QUEUES", bad.into());
+            assert_eq!(load(&m).unwrap_err().var, "LASSO_RUNNER_QUEUES", "{bad}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use crate::Result;
 use crate::adapters::log_sink::{OpenSearchLogSink, PostgresLogSink};
 use crate::adapters::script_store::{DirScriptStore, S3ScriptStore};
-use crate::adapters::transport::{LocalTransport, SqsTransport};
+use crate::adapters::transport::RunnerQueues;
 use crate::adapters::{LogSink, ScriptStore, TaskTransport};
 use crate::config::{Config, LogSinkConfig, OpenSearchAuth, ScriptStoreConfig, TransportConfig};
 use crate::crypto::Cipher;
@@ -20,7 +20,8 @@ pub struct Context {
     pub db: PgPool,
     pub cipher: Cipher,
     pub scripts: Arc<dyn ScriptStore>,
-    pub transport: Arc<dyn TaskTransport>,
+    /// Every runner group's task queue; [`Context::transport`] is this process's own group's.
+    pub queues: Arc<RunnerQueues>,
     pub logs: Arc<dyn LogSink>,
     /// The provider catalog: the builtin one, plus `LASSO_PROVIDERS_FILE` when set.
     pub providers: Arc<Catalog>,
@@ -71,14 +72,16 @@ impl Context {
             )),
             ScriptStoreConfig::Dir(path) => Arc::new(DirScriptStore::new(path.clone())),
         };
-        let transport: Arc<dyn TaskTransport> = match &config.transport {
-            TransportConfig::Sqs { queue_url } => Arc::new(SqsTransport::new(
+        let queues = Arc::new(match &config.transport {
+            TransportConfig::Sqs { queues, .. } => RunnerQueues::sqs(
                 sdk.as_ref()
                     .ok_or_else(|| crate::Error::Internal("no AWS configuration for SQS".into()))?,
-                queue_url.clone(),
-            )),
-            TransportConfig::Local => Arc::new(LocalTransport::new()),
-        };
+                queues.clone(),
+            ),
+            TransportConfig::Local => RunnerQueues::local(),
+        });
+        // Fails early when the own group has no queue (it always has one once configured).
+        queues.for_group(&config.runner_group)?;
         let logs: Arc<dyn LogSink> = match &config.log_sink {
             LogSinkConfig::Postgres => Arc::new(PostgresLogSink::new(db.clone())),
             LogSinkConfig::OpenSearch {
@@ -105,9 +108,29 @@ impl Context {
             config: Arc::new(config),
             db,
             scripts,
-            transport,
+            queues,
             logs,
             providers,
+        })
+    }
+
+    /// The queue of this process's own runner group: what its runner receives from.
+    pub fn transport(&self) -> Arc<dyn TaskTransport> {
+        self.queues
+            .for_group(&self.config.runner_group)
+            .expect("the own group's queue exists from start-up")
+    }
+
+    /// This context as a runner of `group` (`lasso dev` runs one runner loop per group), sharing
+    /// every client and queue.
+    pub fn for_runner_group(&self, group: &str) -> Result<Self> {
+        crate::runner_groups::check_name(group)?;
+        let mut config = (*self.config).clone();
+        config.runner_group = group.to_string();
+        self.queues.for_group(group)?;
+        Ok(Self {
+            config: Arc::new(config),
+            ..self.clone()
         })
     }
 }

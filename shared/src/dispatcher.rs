@@ -1,15 +1,17 @@
-//! Moves ready tasks from the Postgres queue onto the task transport, at most
+//! Moves ready tasks from the Postgres queue onto their runner group's queue, at most
 //! `LASSO_ENVIRONMENT_CONCURRENCY` dispatched or running per group (see
 //! [`tasks::claim_for_dispatch`]), and sends again the tasks whose message went missing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::Result;
 use crate::adapters::transport::OutgoingMessage;
 use crate::context::Context;
 use crate::queue::{Task, TaskMessage, tasks};
+use crate::runner_groups;
 
 /// Tasks claimed per round (a multiple of SQS's batch size of 10).
 pub const BATCH: i64 = 100;
@@ -21,6 +23,8 @@ pub struct DispatchReport {
     pub redispatched: usize,
     pub sent: usize,
     pub released: usize,
+    /// Tasks failed because their runner group has no queue.
+    pub failed: usize,
 }
 
 impl DispatchReport {
@@ -29,6 +33,7 @@ impl DispatchReport {
         self.redispatched += other.redispatched;
         self.sent += other.sent;
         self.released += other.released;
+        self.failed += other.failed;
     }
 }
 
@@ -53,42 +58,62 @@ pub async fn redispatch_stuck(ctx: &Context) -> Result<DispatchReport> {
     Ok(report)
 }
 
-/// Sends one message per task and puts the tasks whose message failed back to CREATED (the
-/// release is conditional, so a task a runner already started stays started).
+/// Sends each task to its environment's runner group's queue (one batch per group) and puts
+/// the tasks whose message failed back to CREATED (the release is conditional, so a task a
+/// runner already started stays started). Tasks of a group without a queue fail with an error
+/// naming the group rather than wait for a queue that will not come.
 async fn send(ctx: &Context, claimed: &[Task]) -> Result<DispatchReport> {
     if claimed.is_empty() {
         return Ok(DispatchReport::default());
     }
-    let messages: Vec<OutgoingMessage> = claimed
-        .iter()
-        .map(|t| OutgoingMessage {
-            id: t.id.simple().to_string(),
-            body: serde_json::to_string(&TaskMessage { task_id: t.id })
-                .expect("task message serializes"),
-        })
-        .collect();
-    let failed: HashSet<String> = match ctx.transport.send_batch(&messages).await {
-        Ok(failed) => failed.into_iter().collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "sending tasks failed; releasing them");
-            messages.iter().map(|m| m.id.clone()).collect()
-        }
-    };
-    let failed_ids: Vec<Uuid> = claimed
-        .iter()
-        .filter(|t| failed.contains(&t.id.simple().to_string()))
-        .map(|t| t.id)
-        .collect();
-    let released = if failed_ids.is_empty() {
-        0
-    } else {
-        tasks::release_dispatch(&ctx.db, &failed_ids).await? as usize
-    };
-    Ok(DispatchReport {
-        sent: claimed.len() - failed_ids.len(),
-        released,
-        ..DispatchReport::default()
-    })
+    let environments: Vec<i64> = claimed.iter().map(|t| t.environment_id).collect();
+    let group_of = runner_groups::of_environments(&ctx.db, &environments).await?;
+    let mut by_group: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
+    for t in claimed {
+        let group = group_of
+            .get(&t.environment_id)
+            .map_or(runner_groups::SHARED, String::as_str);
+        by_group.entry(group).or_default().push(t);
+    }
+    let mut report = DispatchReport::default();
+    let mut failed_ids = Vec::new();
+    for (group, group_tasks) in by_group {
+        let ids: Vec<Uuid> = group_tasks.iter().map(|t| t.id).collect();
+        let queue = match ctx.queues.for_group(group) {
+            Ok(queue) => queue,
+            Err(e) => {
+                tracing::error!(runner_group = group, tasks = ids.len(), error = %e, "no queue for the runner group; failing its tasks");
+                let error = json!({"kind": "runner_group_unavailable", "message": e.to_string()});
+                report.failed += tasks::fail_undeliverable(&ctx.db, &ids, &error).await? as usize;
+                continue;
+            }
+        };
+        let messages: Vec<OutgoingMessage> = group_tasks
+            .iter()
+            .map(|t| OutgoingMessage {
+                id: t.id.simple().to_string(),
+                body: serde_json::to_string(&TaskMessage { task_id: t.id })
+                    .expect("task message serializes"),
+            })
+            .collect();
+        let failed: HashSet<String> = match queue.send_batch(&messages).await {
+            Ok(failed) => failed.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(runner_group = group, error = %e, "sending tasks failed; releasing them");
+                messages.iter().map(|m| m.id.clone()).collect()
+            }
+        };
+        let before = failed_ids.len();
+        failed_ids.extend(
+            ids.into_iter()
+                .filter(|id| failed.contains(&id.simple().to_string())),
+        );
+        report.sent += group_tasks.len() - (failed_ids.len() - before);
+    }
+    if !failed_ids.is_empty() {
+        report.released = tasks::release_dispatch(&ctx.db, &failed_ids).await? as usize;
+    }
+    Ok(report)
 }
 
 /// Sends again what is stuck, then dispatches until no group has both ready tasks and room, or a

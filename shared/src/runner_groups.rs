@@ -2,6 +2,8 @@
 //! runner function and database user `lasso_runner_<group>` (a member of `lasso_runner`, whose
 //! grants and row-level security limit it to the group's environments — see the migration).
 
+use std::collections::HashMap;
+
 use secrecy::SecretString;
 use sqlx::PgPool;
 
@@ -10,20 +12,24 @@ use crate::{Error, Result};
 
 pub const SHARED: &str = "shared";
 
-pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
+/// What a group name may be: it becomes part of a database user's name.
+pub const NAME_RULE: &str =
+    "1-31 lowercase letters, digits or `_`, starting with a letter or digit";
+
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 31
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+pub fn check_name(name: &str) -> Result<()> {
+    if valid_name(name) {
         Ok(())
     } else {
-        Err(Error::invalid(
-            "runner_group",
-            "use 1-31 lowercase letters, digits or `_`, starting with a letter or digit",
-        ))
+        Err(Error::invalid("runner_group", format!("use {NAME_RULE}")))
     }
 }
 
@@ -72,6 +78,26 @@ pub async fn of_environment(db: &PgPool, environment_id: i64) -> Result<Option<S
             .fetch_optional(db)
             .await?;
     Ok(row.map(|(g,)| g))
+}
+
+/// Every group some environment runs on, and the shared group.
+pub async fn in_use(db: &PgPool) -> Result<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT runner_group FROM environments UNION SELECT $1 ORDER BY 1")
+            .bind(SHARED)
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+/// The groups of several environments (the dispatcher routes a batch with one query).
+pub async fn of_environments(db: &PgPool, environment_ids: &[i64]) -> Result<HashMap<i64, String>> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, runner_group FROM environments WHERE id = ANY($1)")
+            .bind(environment_ids)
+            .fetch_all(db)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The runner function: receives task messages from the SQS runner queue (Lambda's event
 //! source mapping) and runs each task. A script that fails is a task outcome recorded in
 //! Postgres; only messages that could not be processed are reported as batch item failures,
-//! so SQS redelivers just those (and moves poison messages to the DLQ).
+//! so SQS redelivers just those (and moves poison messages to the DLQ). A task of an environment
+//! outside this runner's group (LASSO_RUNNER_GROUP) is refused unrun and reported the same way.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
@@ -21,16 +22,23 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
             };
             let span = tracing::info_span!("message", message_id = %id);
             match tracing::Instrument::instrument(runner::process_message(ctx, &body), span).await {
-                Ok(outcome) => {
-                    match outcome {
-                        Outcome::Succeeded(task) => tracing::info!(%task, "task succeeded"),
-                        Outcome::Failed(task) => tracing::info!(%task, "task failed"),
-                        Outcome::Skipped(task) => {
-                            tracing::info!(%task, "task already taken; duplicate delivery ignored")
-                        }
+                Ok(outcome) => match outcome {
+                    Outcome::Succeeded(task) => {
+                        tracing::info!(%task, "task succeeded");
+                        None
                     }
-                    None
-                }
+                    Outcome::Failed(task) => {
+                        tracing::info!(%task, "task failed");
+                        None
+                    }
+                    Outcome::Skipped(task) => {
+                        tracing::info!(%task, "task already taken; duplicate delivery ignored");
+                        None
+                    }
+                    // Not ours to run or to delete: SQS redelivers it until its receive count
+                    // moves it to the dead-letter queue, where an operator sees it.
+                    Outcome::Refused(_) => Some(id),
+                },
                 Err(e) => {
                     tracing::warn!(message_id = %id, error = %e, "message not processed");
                     Some(id)

@@ -5,7 +5,8 @@
 //! runner loop, `lasso emulate`'s bridge, and tests.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -303,5 +304,62 @@ impl TaskTransport for LocalTransport {
                 "change visibility: unknown receipt handle".into(),
             )),
         }
+    }
+}
+
+/// Every runner group's queue. On SQS the groups are the configured ones
+/// (`LASSO_RUNNER_QUEUES`); locally a group's in-process queue appears on first use, so
+/// `lasso dev` routes to any group an environment names.
+pub struct RunnerQueues {
+    sqs: Option<(aws_sdk_sqs::Client, BTreeMap<String, String>)>,
+    queues: Mutex<HashMap<String, Arc<dyn TaskTransport>>>,
+}
+
+impl RunnerQueues {
+    pub fn sqs(sdk: &aws_config::SdkConfig, urls: BTreeMap<String, String>) -> Self {
+        Self {
+            sqs: Some((aws_sdk_sqs::Client::new(sdk), urls)),
+            queues: Mutex::default(),
+        }
+    }
+
+    pub fn local() -> Self {
+        Self {
+            sqs: None,
+            queues: Mutex::default(),
+        }
+    }
+
+    /// The queue of `group`; an error names the group when it has no queue.
+    pub fn for_group(&self, group: &str) -> Result<Arc<dyn TaskTransport>> {
+        let mut queues = self.queues.lock().expect("runner queues lock");
+        if let Some(q) = queues.get(group) {
+            return Ok(q.clone());
+        }
+        let queue: Arc<dyn TaskTransport> = match &self.sqs {
+            Some((client, urls)) => {
+                let url = urls.get(group).ok_or_else(|| {
+                    Error::Transport(format!(
+                        "runner group `{group}` has no queue in LASSO_RUNNER_QUEUES"
+                    ))
+                })?;
+                Arc::new(SqsTransport {
+                    client: client.clone(),
+                    queue_url: url.clone(),
+                })
+            }
+            None => Arc::new(LocalTransport::new()),
+        };
+        queues.insert(group.to_string(), queue.clone());
+        Ok(queue)
+    }
+
+    /// Makes `queue` the queue of `group` (a test or `lasso dev` sharing one queue between
+    /// contexts).
+    pub fn set(&self, group: &str, queue: Arc<dyn TaskTransport>) {
+        self.queues
+            .lock()
+            .expect("runner queues lock")
+            .insert(group.to_string(), queue);
     }
 }

@@ -338,20 +338,50 @@ pub async fn release_dispatch(db: &PgPool, ids: &[Uuid]) -> Result<u64> {
     .rows_affected())
 }
 
-/// DISPATCHED → STARTED. `None` when someone else already started (or finished) it, which is
-/// how duplicate deliveries become no-ops.
-pub async fn start(db: &PgPool, id: Uuid) -> Result<Option<Task>> {
+/// DISPATCHED → FAILED for tasks that cannot be delivered at all (their runner group has no
+/// queue); returns how many were still DISPATCHED.
+pub async fn fail_undeliverable(db: &PgPool, ids: &[Uuid], error: &Value) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE queue.tasks SET state = 'FAILED', completed_at = now(), error = $2
+         WHERE id = ANY($1) AND state = 'DISPATCHED'",
+    )
+    .bind(ids)
+    .bind(error)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// DISPATCHED → STARTED, for a runner of `runner_group`. `None` when someone else already
+/// started (or finished) it, which is how duplicate deliveries become no-ops, or when the task's
+/// environment belongs to another group ([`runner_group_of`] tells which).
+pub async fn start(db: &PgPool, id: Uuid, runner_group: &str) -> Result<Option<Task>> {
     let row: Option<TaskRow> = sqlx::query_as(concat!(
         "UPDATE queue.tasks t SET state = 'STARTED', started_at = now(), last_heartbeat_at = now()
          WHERE t.id = $1 AND t.state = 'DISPATCHED'
+           AND EXISTS (SELECT 1 FROM environments e
+                       WHERE e.id = t.environment_id AND e.runner_group = $2)
          RETURNING ",
         columns!(),
         ""
     ))
     .bind(id)
+    .bind(runner_group)
     .fetch_optional(db)
     .await?;
     row.map(Task::try_from).transpose()
+}
+
+/// The runner group of the task's environment; `None` when the task does not exist or, for a
+/// runner's database user, belongs to another group (row-level security hides it).
+pub async fn runner_group_of(db: &PgPool, id: Uuid) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT e.runner_group FROM queue.tasks t JOIN environments e ON e.id = t.environment_id
+         WHERE t.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?)
 }
 
 /// STARTED → DISPATCHED, for a runner that claimed a task but could not begin it (its script

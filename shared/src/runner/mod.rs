@@ -30,6 +30,9 @@ pub enum Outcome {
     Failed(Uuid),
     /// The task was already started or finished elsewhere (a duplicate delivery).
     Skipped(Uuid),
+    /// The task's environment is not in this runner's group (or the task does not exist): it
+    /// was not run, and the message is reported as failed so it ends in the dead-letter queue.
+    Refused(Uuid),
 }
 
 /// Largest action output returned to a caller.
@@ -98,8 +101,20 @@ impl BundleCache {
 pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     let message: TaskMessage = serde_json::from_str(body)
         .map_err(|e| Error::invalid("message", format!("not a task message: {e}")))?;
-    let Some(task) = tasks::start(&ctx.db, message.task_id).await? else {
-        return Ok(Outcome::Skipped(message.task_id));
+    let own_group = &ctx.config.runner_group;
+    let Some(task) = tasks::start(&ctx.db, message.task_id, own_group).await? else {
+        return match tasks::runner_group_of(&ctx.db, message.task_id).await? {
+            Some(group) if group == *own_group => Ok(Outcome::Skipped(message.task_id)),
+            group => {
+                tracing::error!(
+                    task_id = %message.task_id,
+                    runner_group = %own_group,
+                    task_runner_group = group.as_deref().unwrap_or("(not visible)"),
+                    "refused a task of another runner group; nothing ran"
+                );
+                Ok(Outcome::Refused(message.task_id))
+            }
+        };
     };
     let span = tracing::info_span!("task", task_id = %task.id, kind = task.kind.as_str(), attempt = task.attempt);
     let cancel = CancellationToken::new();
