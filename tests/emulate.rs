@@ -83,7 +83,14 @@ async fn start_watch(settings: &[(&str, String)]) -> Watch {
     let log = temp_dir("cargo-lambda-watch").join("watch.log");
     let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(cargo_lambda())
-        .args(["lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P"])
+        .args([
+            "lambda",
+            "watch",
+            "--ignore-changes",
+            "-A",
+            "127.0.0.1",
+            "-P",
+        ])
         .arg(port.to_string())
         .current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target_dir())
@@ -100,12 +107,16 @@ async fn start_watch(settings: &[(&str, String)]) -> Watch {
         log,
         endpoint: format!("http://127.0.0.1:{port}"),
     };
-    eventually("cargo lambda watch to listen", Duration::from_secs(60), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()
-            .map(|_| ())
-    })
+    eventually(
+        "cargo lambda watch to listen",
+        Duration::from_secs(60),
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
     .await;
     watch
 }
@@ -196,7 +207,12 @@ async fn the_skeleton_runs_under_cargo_lambda_watch_and_lasso_emulate() {
     .unwrap();
     for (id, who) in ids.iter().zip(["lambda", "moto"]) {
         let task = finished(&ctx, *id, &watch).await;
-        assert_eq!(task.state, TaskState::Succeeded, "{task:?}\n{}", watch.log());
+        assert_eq!(
+            task.state,
+            TaskState::Succeeded,
+            "{task:?}\n{}",
+            watch.log()
+        );
         assert_eq!(task.output.unwrap()["greeting"], format!("hello {who}"));
     }
     // The mapping deleted what the runner handled: nothing comes back after the visibility

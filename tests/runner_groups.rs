@@ -17,7 +17,6 @@ use lasso_shared::records::{self, ListQuery, Scope};
 use lasso_shared::runner::{self, Outcome};
 use lasso_shared::{Context, Error, actions, environments, runner_groups};
 use lasso_tests::*;
-use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -28,20 +27,12 @@ struct Group {
 }
 
 /// A context for a runner of `group`: the same database, as the group's runner user.
-async fn runner_context(db: &TestDb, admin: &Context, group: &str) -> Context {
-    let password = runner_groups::create_database_user(&admin.db, group)
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&db.url).unwrap();
-    url.set_username(&runner_groups::database_user(group))
-        .unwrap();
-    url.set_password(Some(password.expose_secret())).unwrap();
-    let runner_db = TestDb {
-        pool: lasso_shared::db::pool_for(&url.to_string().into(), 2).unwrap(),
-        url: url.to_string(),
-    };
+async fn runner_context(db: &TestDb, group: &str) -> Context {
     Context::build(
-        config(&runner_db, &[("LASSO_RUNNER_GROUP", group.to_string())]),
+        config(
+            &runner_database(db, group).await,
+            &[("LASSO_RUNNER_GROUP", group.to_string())],
+        ),
         None,
     )
     .unwrap()
@@ -90,7 +81,7 @@ async fn a_runner_cannot_reach_another_groups_data() {
     let api = Api::new(&serve_api(admin.clone()).await, "");
     let a = group(&admin, &api, "alpha").await;
     let b = group(&admin, &api, "beta").await;
-    let runner_a = runner_context(&db, &admin, &a.name).await;
+    let runner_a = runner_context(&db, &a.name).await;
 
     // Its own group's data is there...
     let own = connections::get(
@@ -213,7 +204,7 @@ async fn a_runner_records_retries_of_its_own_groups_actions_only() {
     let api = Api::new(&serve_api(admin.clone()).await, "");
     let a = group(&admin, &api, "alpha").await;
     let b = group(&admin, &api, "beta").await;
-    let runner_a = runner_context(&db, &admin, &a.name).await;
+    let runner_a = runner_context(&db, &a.name).await;
 
     // An action of group A with a retry left fails in A's runner: its next attempt is recorded.
     let mut action = NewTask::new(a.env_id, TaskKind::Action, "x", json!({}));

@@ -53,7 +53,12 @@ impl Default for Invoker {
 impl Invoker {
     /// The function's response; a function error (Lambda's `X-Amz-Function-Error`, or an
     /// `errorType` body) is an error.
-    pub async fn invoke(&self, endpoint: &str, function: &str, event: &Value) -> anyhow::Result<Value> {
+    pub async fn invoke(
+        &self,
+        endpoint: &str,
+        function: &str,
+        event: &Value,
+    ) -> anyhow::Result<Value> {
         let url = format!(
             "{}/2015-03-31/functions/{function}/invocations",
             endpoint.trim_end_matches('/')
@@ -116,7 +121,8 @@ pub async fn run(
         ("scheduler", options.scheduler_every),
         ("dispatcher", options.dispatcher_every),
     ] {
-        let (invoker, endpoint, mut stop) = (invoker.clone(), options.endpoint.clone(), shutdown.clone());
+        let (invoker, endpoint, mut stop) =
+            (invoker.clone(), options.endpoint.clone(), shutdown.clone());
         tasks.spawn(async move {
             loop {
                 match invoker.invoke(&endpoint, function, &scheduled_event(function)).await {

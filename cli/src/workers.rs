@@ -16,7 +16,8 @@ pub struct Workers {
     tasks: JoinSet<()>,
 }
 
-const SCHEDULER_EVERY: Duration = Duration::from_secs(10);
+// Sync frequencies go down to 30 s; tick often enough that a run starts close to its time.
+const SCHEDULER_EVERY: Duration = Duration::from_secs(2);
 const DISPATCHER_IDLE: Duration = Duration::from_millis(100);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const GROUPS_EVERY: Duration = Duration::from_secs(5);

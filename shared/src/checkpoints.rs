@@ -47,7 +47,11 @@ pub async fn save(
 }
 
 /// Forgets the checkpoint (a sync triggered with reset).
-pub async fn clear(db: &PgPool, connection: i64, function_name: &str) -> Result<()> {
+pub async fn clear<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    connection: i64,
+    function_name: &str,
+) -> Result<()> {
     sqlx::query("DELETE FROM checkpoints WHERE connection_id = $1 AND function_name = $2")
         .bind(connection)
         .bind(function_name)

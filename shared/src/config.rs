@@ -121,6 +121,11 @@ pub const SETTINGS: &[Setting] = &[
         description: "How long a synchronous action call waits for its result before answering 202 with its async id and status URL (API Gateway ends requests at 30 s).",
     },
     Setting {
+        name: "LASSO_HEARTBEAT_SECS",
+        default: Some("10"),
+        description: "How often a runner tells the queue a task is alive, in seconds (1-60); a paused sync's run stops at its next heartbeat.",
+    },
+    Setting {
         name: "LASSO_PROVIDERS_FILE",
         default: None,
         description: "Path to an extra provider catalog in Nango's `providers.yaml` format, loaded over the builtin one (its entries win). A bad file stops start-up.",
@@ -250,6 +255,8 @@ pub struct Config {
     pub script_timeout: Duration,
     pub action_wait: ActionWait,
     pub action_wait_timeout: Duration,
+    /// How often a running task heartbeats (and learns it was cancelled).
+    pub heartbeat_interval: Duration,
     /// An extra provider catalog loaded over the builtin one.
     pub providers_file: Option<PathBuf>,
     pub log_format: LogFormat,
@@ -400,6 +407,12 @@ impl Config {
             25,
             1..=900,
         )?;
+        let heartbeat_secs: u64 = parse_number(
+            "LASSO_HEARTBEAT_SECS",
+            get("LASSO_HEARTBEAT_SECS"),
+            10,
+            1..=60,
+        )?;
 
         let providers_file = get("LASSO_PROVIDERS_FILE").map(PathBuf::from);
 
@@ -430,6 +443,7 @@ impl Config {
             script_timeout: Duration::from_secs(timeout_secs),
             action_wait,
             action_wait_timeout: Duration::from_secs(action_wait_secs),
+            heartbeat_interval: Duration::from_secs(heartbeat_secs),
             providers_file,
             log_format,
         })

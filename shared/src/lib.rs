@@ -27,6 +27,7 @@ pub mod runner_groups;
 pub mod sandbox;
 pub mod scheduler;
 pub mod scripts;
+pub mod syncs;
 pub mod telemetry;
 pub mod webhooks;
 

@@ -103,6 +103,15 @@ pub struct Setup {
     pub workers: Workers,
 }
 
+/// A provider catalog with `fakehub` (API key, link pagination) served at `base`.
+pub fn catalog(base: &str) -> std::path::PathBuf {
+    providers_file(&format!(
+        "fakehub:\n  display_name: Fakehub\n  auth_mode: API_KEY\n  docs: https://example.com\n  \
+         proxy:\n    base_url: {base}\n    headers:\n      authorization: Bearer ${{apiKey}}\n    \
+         paginate:\n      type: link\n      limit_name_in_request: per_page\n      link_rel_in_response_header: next\n"
+    ))
+}
+
 /// A fake provider (10,000 issues behind link pagination, 1,000 tickets behind a cursor), an
 /// environment with the `fakehub` integration and connection `acme` (API key `fk_live_secret`),
 /// the fixture project deployed, and the `lasso dev` workers running. `settings` are extra
@@ -123,11 +132,7 @@ pub async fn setup(settings: &[(&str, String)]) -> Setup {
             .with_state(upstream.clone()),
     )
     .await;
-    let providers = providers_file(&format!(
-        "fakehub:\n  display_name: Fakehub\n  auth_mode: API_KEY\n  docs: https://example.com\n  \
-         proxy:\n    base_url: {base}\n    headers:\n      authorization: Bearer ${{apiKey}}\n    \
-         paginate:\n      type: link\n      limit_name_in_request: per_page\n      link_rel_in_response_header: next\n"
-    ));
+    let providers = catalog(&base);
     let db = fresh_database().await;
     let ctx = Context::build(
         config(

@@ -65,6 +65,23 @@ pub async fn fresh_database() -> TestDb {
     TestDb { pool, url }
 }
 
+/// `db` as the database user of runner `group` (created, or given a new password): what that
+/// group's runners connect with, under row-level security.
+pub async fn runner_database(db: &TestDb, group: &str) -> TestDb {
+    let password = lasso_shared::runner_groups::create_database_user(&db.pool, group)
+        .await
+        .expect("create the runner user");
+    let mut url = url::Url::parse(&db.url).expect("a database URL");
+    url.set_username(&lasso_shared::runner_groups::database_user(group))
+        .expect("a user name");
+    url.set_password(Some(secrecy::ExposeSecret::expose_secret(&password)))
+        .expect("a password");
+    TestDb {
+        pool: db::pool_for(&url.to_string().into(), 2).expect("pool"),
+        url: url.to_string(),
+    }
+}
+
 pub const TEST_ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 /// A configuration for `db` with the given extra settings (`LASSO_*` names).

@@ -1,15 +1,48 @@
-//! The scheduler function: one tick per EventBridge invocation — expire stale tasks, then hand
-//! ready work to the dispatcher.
+//! The scheduler function. EventBridge invokes it once a minute, but sync frequencies go down
+//! to 30 seconds, so one invocation ticks every [`TICK_EVERY`] for most of that minute.
+
+use std::time::{Duration, SystemTime};
 
 use lasso_shared::Context;
 use lasso_shared::scheduler::{self, TickReport};
 
+/// Time between two ticks of one invocation.
+pub const TICK_EVERY: Duration = Duration::from_secs(10);
+/// The last tick starts at most this long after the first: the next invocation comes a minute
+/// after this one.
+pub const WINDOW: Duration = Duration::from_secs(50);
+/// A tick starts only with at least this much time left before the invocation's deadline.
+pub const STOP_BEFORE: Duration = Duration::from_secs(10);
+
+/// One tick.
 pub async fn handle(ctx: &Context) -> lasso_shared::Result<TickReport> {
     let report = scheduler::tick(ctx).await?;
     tracing::info!(
+        scheduled = report.scheduled.created,
         expired = report.expired,
+        retried = report.retried,
         dispatched = report.dispatched.sent,
         "scheduler tick"
     );
     Ok(report)
+}
+
+/// One invocation: a tick at once, then one every [`TICK_EVERY`] while within [`WINDOW`] and
+/// at least [`STOP_BEFORE`] from `deadline` (the Lambda context's).
+pub async fn handle_invocation(
+    ctx: &Context,
+    deadline: SystemTime,
+) -> lasso_shared::Result<Vec<TickReport>> {
+    let start = tokio::time::Instant::now();
+    let left_at_start = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let mut reports = Vec::new();
+    let mut next = Duration::ZERO;
+    while next <= WINDOW && next + STOP_BEFORE <= left_at_start {
+        tokio::time::sleep_until(start + next).await;
+        reports.push(handle(ctx).await?);
+        next += TICK_EVERY;
+    }
+    Ok(reports)
 }

@@ -1,4 +1,5 @@
-//! The scheduler Lambda function (EventBridge schedule, every minute).
+//! The scheduler Lambda function (EventBridge schedule, every minute; give it a timeout of at
+//! least a minute, it ticks for about 50 seconds).
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -11,10 +12,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let ctx = Context::from_config(config).await?;
     let ctx = &ctx;
     lambda_runtime::run(service_fn(
-        move |_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-            let report = lasso_scheduler::handle(ctx).await?;
+        move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
+            let reports = lasso_scheduler::handle_invocation(ctx, event.context.deadline()).await?;
+            let sum = |f: fn(&lasso_shared::scheduler::TickReport) -> usize| {
+                reports.iter().map(f).sum::<usize>()
+            };
             Ok::<_, lambda_runtime::Error>(serde_json::json!({
-                "expired": report.expired, "dispatched": report.dispatched.sent
+                "ticks": reports.len(),
+                "scheduled": sum(|r| r.scheduled.created),
+                "expired": sum(|r| r.expired),
+                "retried": sum(|r| r.retried),
+                "dispatched": sum(|r| r.dispatched.sent),
             }))
         },
     ))

@@ -267,6 +267,7 @@ async fn store(
         },
     )
     .await?;
+    crate::syncs::connection_stored(ctx, connection.id).await;
     let operation = if created {
         AuthOperation::Creation
     } else {

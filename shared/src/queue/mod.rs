@@ -3,6 +3,7 @@
 //! nothing.
 
 pub mod completions;
+pub mod schedules;
 pub mod tasks;
 
 pub use tasks::{NewTask, Task, TaskKind, TaskMessage, TaskState};

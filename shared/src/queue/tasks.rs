@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{FromRow, PgPool};
+use sqlx::{FromRow, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::{Error, Result};
@@ -554,4 +554,50 @@ pub async fn patch_unfinished_payload(db: &PgPool, id: Uuid, patch: &Value) -> R
     .await?
     .rows_affected()
         == 1)
+}
+
+/// Creates the next attempt of each EXPIRED task among `expired` that has attempts left: same
+/// payload, schedule and timeouts, `attempt + 1`, `retry_of` naming the expired one. A schedule
+/// that already has another active task gets no retry. Returns the new tasks' ids.
+pub async fn retry(db: &PgPool, expired: &[Uuid]) -> Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = expired.iter().map(|_| Uuid::now_v7()).collect();
+    Ok(sqlx::query_scalar(
+        "INSERT INTO queue.tasks (id, environment_id, kind, group_key, name, payload, attempt,
+            max_attempts, retry_of, schedule_id, created_to_started_secs,
+            started_to_completed_secs, heartbeat_timeout_secs)
+         SELECT n.id, t.environment_id, t.kind, t.group_key, t.name, t.payload, t.attempt + 1,
+                t.max_attempts, t.id, t.schedule_id, t.created_to_started_secs,
+                t.started_to_completed_secs, t.heartbeat_timeout_secs
+         FROM UNNEST($1::uuid[], $2::uuid[]) AS n(id, expired)
+         JOIN queue.tasks t ON t.id = n.expired
+         WHERE t.state = 'EXPIRED' AND t.attempt < t.max_attempts
+         ON CONFLICT (schedule_id)
+            WHERE schedule_id IS NOT NULL AND state IN ('CREATED', 'DISPATCHED', 'STARTED')
+            DO NOTHING
+         RETURNING id",
+    )
+    .bind(&ids)
+    .bind(expired)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Cancels the active tasks of these schedules (CREATED, DISPATCHED or STARTED → CANCELLED).
+/// A dispatched one is skipped by the runner that receives it; a running one stops at its
+/// runner's next heartbeat. Returns the cancelled tasks' ids.
+pub async fn cancel_for_schedules<'e>(
+    db: impl PgExecutor<'e>,
+    schedule_ids: &[Uuid],
+    reason: &str,
+) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE queue.tasks SET state = 'CANCELLED', completed_at = now(),
+            error = jsonb_build_object('kind', 'cancelled', 'message', $2::text)
+         WHERE schedule_id = ANY($1) AND state IN ('CREATED', 'DISPATCHED', 'STARTED')
+         RETURNING id",
+    )
+    .bind(schedule_ids)
+    .bind(reason)
+    .fetch_all(db)
+    .await?)
 }

@@ -267,6 +267,40 @@ pub async fn count(db: &PgPool, scope: &Scope) -> Result<i64> {
     Ok(n)
 }
 
+/// Live records per (connection, model) of the base variant, for the given connections and
+/// models, in one statement; pairs without records are absent.
+pub async fn count_by_model(
+    db: &PgPool,
+    connections: &[i64],
+    models: &[String],
+) -> Result<Vec<(i64, String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT connection_id, model, count(*) FROM records.records
+         WHERE connection_id = ANY($1) AND model = ANY($2) AND variant = $3
+           AND deleted_at IS NULL
+         GROUP BY connection_id, model",
+    )
+    .bind(connections)
+    .bind(models)
+    .bind(DEFAULT_VARIANT)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Removes every record of the scope, deleted ones included (a sync triggered with
+/// `full_refresh_and_clear_cache` starts from an empty cache). Returns how many.
+pub async fn clear<'e>(db: impl sqlx::PgExecutor<'e>, scope: &Scope) -> Result<u64> {
+    Ok(sqlx::query(
+        "DELETE FROM records.records WHERE connection_id = $1 AND model = $2 AND variant = $3",
+    )
+    .bind(scope.connection)
+    .bind(&scope.model)
+    .bind(&scope.variant)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
 /// A position in a scope's modification order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {

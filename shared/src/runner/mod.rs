@@ -6,7 +6,6 @@ mod oplog;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -36,8 +35,6 @@ pub enum Outcome {
     Refused(Uuid),
 }
 
-/// How often a running task tells the queue it is alive (well under the heartbeat timeout).
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// Largest action output returned to a caller.
 pub const MAX_ACTION_OUTPUT: usize = 2 * 1024 * 1024;
 
@@ -121,9 +118,15 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     };
     let span = tracing::info_span!("task", task_id = %task.id, kind = task.kind.as_str(), attempt = task.attempt);
     let cancel = CancellationToken::new();
-    let heartbeat = tokio::spawn(heartbeat(ctx.clone(), task.id, cancel.clone()));
+    // Aborted when this future ends or is dropped: a runner that dies stops heartbeating, so
+    // its task expires and is retried.
+    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
+        ctx.clone(),
+        task.id,
+        cancel.clone(),
+    )));
     let ran = tracing::Instrument::instrument(run_task(ctx, &task, cancel.clone()), span).await;
-    heartbeat.abort();
+    drop(heartbeat);
     let dropped = oplog::record(ctx, &task, &ran).await;
     let secrets = ran.host.as_ref().map(|h| h.secrets()).unwrap_or_default();
     let result = match ran.result {
@@ -141,8 +144,13 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     };
     match result {
         Ok(output) => {
-            if tasks::succeed(&ctx.db, task.id, &output).await? && task.kind == TaskKind::Action {
-                crate::actions::succeeded(ctx, &task).await;
+            // A run cancelled or expired meanwhile is not a result to announce.
+            if tasks::succeed(&ctx.db, task.id, &output).await? {
+                match task.kind {
+                    TaskKind::Action => crate::actions::succeeded(ctx, &task).await,
+                    TaskKind::Sync => crate::syncs::run_succeeded(ctx, &task, &output).await,
+                    _ => {}
+                }
             }
             Ok(Outcome::Succeeded(task.id))
         }
@@ -164,11 +172,19 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Keeps the task's heartbeat fresh; when the queue says the task is no longer running
 /// (cancelled or expired), stops the script.
 async fn heartbeat(ctx: Context, task: Uuid, cancel: CancellationToken) {
     loop {
-        tokio::time::sleep(HEARTBEAT_EVERY).await;
+        tokio::time::sleep(ctx.config.heartbeat_interval).await;
         match tasks::heartbeat(&ctx.db, task).await {
             Ok(true) => {}
             Ok(false) => {

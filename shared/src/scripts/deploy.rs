@@ -151,6 +151,13 @@ pub async fn deploy(
     let mut removed: Vec<store::ActiveVersion> = current.into_values().collect();
     removed.sort_by_key(|v| v.id);
     store::deactivate(&mut tx, &removed.iter().map(|v| v.id).collect::<Vec<_>>()).await?;
+    // Schedules follow in the same transaction: new syncs get one per connection, removed
+    // ones are deleted, changed frequencies apply.
+    crate::queue::schedules::reconcile(
+        &mut *tx,
+        crate::queue::schedules::ReconcileScope::environment(environment_id),
+    )
+    .await?;
     for v in removed {
         outcome.deleted.push(DeployedRef {
             function_type: FunctionType::parse(&v.function_type).ok_or_else(|| {

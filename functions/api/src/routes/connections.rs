@@ -116,6 +116,7 @@ async fn import(
         },
     )
     .await?;
+    lasso_shared::syncs::connection_stored(&ctx, connection.id).await;
     Ok((
         StatusCode::CREATED,
         Json(connections::public_json(

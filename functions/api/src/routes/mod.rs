@@ -10,6 +10,7 @@ mod logs;
 mod providers;
 mod proxy;
 mod records;
+mod syncs;
 mod webhooks;
 
 use axum::Router;
@@ -33,6 +34,7 @@ pub fn router() -> Router<Context> {
         .merge(functions::router())
         .merge(actions::router())
         .merge(webhooks::router())
+        .merge(syncs::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
