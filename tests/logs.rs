@@ -180,3 +180,53 @@ async fn a_log_store_that_is_down_never_fails_a_sync() {
     assert!(output["logs_dropped"].as_u64().unwrap() > 4, "{output}");
     s.workers.stop().await;
 }
+
+#[tokio::test]
+async fn deploys_are_logged_with_what_they_changed_or_why_they_failed() {
+    let s = setup(&[]).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fakehub-project");
+    let mut functions = lasso_shared::scripts::compile(&dir).unwrap().functions;
+    // The fixture is deployed already: deploying it without one function removes that one.
+    let dropped = functions.pop().unwrap();
+    let changed = format!(
+        "deleted {} fakehub/{}",
+        dropped.function_type(),
+        dropped.name
+    );
+    let (status, body) = s
+        .api
+        .post("/scripts/deploy", json!({"functions": functions}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .api
+        .post(
+            "/scripts/deploy",
+            json!({"integration": "nope", "functions": []}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+
+    let ok = operations(&s.api, "kind=deploy&state=success").await;
+    assert_eq!(ok.len(), 1, "{ok:?}");
+    assert_eq!(ok[0]["meta"]["result"]["deleted"], 1);
+    let (_, messages) = s
+        .api
+        .get(&format!(
+            "/logs/operations/{}/messages",
+            ok[0]["id"].as_str().unwrap()
+        ))
+        .await;
+    let messages = messages["data"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["message"], changed);
+
+    let failed = operations(&s.api, "kind=deploy&state=failed").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["integration"], "nope");
+    assert!(
+        failed[0]["error"].as_str().unwrap().contains("nope"),
+        "{failed:?}"
+    );
+    s.workers.stop().await;
+}

@@ -222,3 +222,52 @@ fn validate(request: &DeployRequest) -> Result<()> {
     }
     Ok(())
 }
+
+/// The deploy's operation log: one message per function it created, updated or removed, or the
+/// reason it was refused (nothing changed then).
+pub fn operation_log(
+    environment_id: i64,
+    integration: Option<&str>,
+    result: &Result<DeployOutcome>,
+) -> crate::logs::LogBatch {
+    use crate::logs::{Level, MessageKind, OperationKind, OperationLog, OperationState};
+    let mut log = OperationLog::start(
+        environment_id,
+        OperationKind::Deploy,
+        integration,
+        None,
+        None,
+    );
+    match result {
+        Ok(outcome) => {
+            for (change, refs) in [
+                ("created", &outcome.created),
+                ("updated", &outcome.updated),
+                ("deleted", &outcome.deleted),
+            ] {
+                for f in refs {
+                    log.message(
+                        Level::Info,
+                        MessageKind::Log,
+                        &format!(
+                            "{change} {} {}/{}",
+                            f.function_type.as_str(),
+                            f.integration,
+                            f.name
+                        ),
+                        serde_json::json!({"change": change, "integration": f.integration,
+                                           "type": f.function_type, "name": f.name,
+                                           "bundle_key": f.bundle_key}),
+                    );
+                }
+            }
+            log.set_meta(
+                "result",
+                serde_json::json!({"created": outcome.created.len(), "updated": outcome.updated.len(),
+                                   "unchanged": outcome.unchanged.len(), "deleted": outcome.deleted.len()}),
+            );
+            log.finish(OperationState::Success, None)
+        }
+        Err(e) => log.finish(OperationState::Failed, Some(&e.to_string())),
+    }
+}

@@ -36,8 +36,11 @@ async fn deploy(
     body: crate::extract::RawBody,
 ) -> ApiResult<Json<DeployOutcome>> {
     let request: DeployRequest = parse_json(&body.0)?;
-    let outcome = scripts::deploy(&ctx.db, ctx.scripts.as_ref(), env.id, request).await?;
-    Ok(Json(outcome))
+    let integration = request.integration.clone();
+    let result = scripts::deploy(&ctx.db, ctx.scripts.as_ref(), env.id, request).await;
+    let log = scripts::deploy::operation_log(env.id, integration.as_deref(), &result);
+    lasso_shared::logs::write(ctx.logs.as_ref(), log).await;
+    Ok(Json(result?))
 }
 
 /// A JSON body whose errors name the offending field path.
