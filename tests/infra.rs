@@ -1111,3 +1111,59 @@ fn an_existing_opensearch_endpoint_replaces_the_domain() {
     .expect("deploys");
     assert_eq!(d.globals_environment()["LASSO_OPENSEARCH_AUTH"], "sigv4");
 }
+
+#[test]
+fn group_names_follow_the_control_planes_rule_and_runners_can_have_their_own_database_user() {
+    let patterns = [
+        parent()["Parameters"]["DedicatedRunnerGroups"]["AllowedPattern"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        runner_group()["Parameters"]["GroupName"]["AllowedPattern"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    ];
+    let names = [
+        "acme",
+        "acme_corp",
+        "a1",
+        "1a",
+        "acme-corp",
+        "Acme",
+        "_a",
+        "",
+        &"a".repeat(31),
+        &"a".repeat(32),
+    ];
+    for pattern in &patterns {
+        let re = regex_lite::Regex::new(pattern).unwrap();
+        for name in names.iter().filter(|n| !n.is_empty()) {
+            assert_eq!(
+                re.is_match(name),
+                lasso_shared::runner_groups::valid_name(name),
+                "{pattern} on `{name}`"
+            );
+        }
+    }
+
+    // Every group stack gets the secret prefix, and the runner uses it when set.
+    let t = parent();
+    for (id, r) in resources(&t) {
+        if r["Type"] == "AWS::Serverless::Application" {
+            assert_eq!(
+                r["Properties"]["Parameters"]["RunnerDatabaseSecretPrefix"],
+                json!({"Ref": "RunnerDatabaseSecretPrefix"}),
+                "{id}"
+            );
+        }
+    }
+    let child = runner_group();
+    let (_, runner) = functions(&child)[0];
+    let url = &environment(&child, runner)["LASSO_DATABASE_URL"];
+    assert_eq!(url["Fn::If"][0], "HasGroupDatabaseUser", "{url}");
+    assert_eq!(
+        url["Fn::If"][1],
+        json!({"Fn::Sub": "{{resolve:secretsmanager:${RunnerDatabaseSecretPrefix}${GroupName}}}"})
+    );
+}
