@@ -1,19 +1,30 @@
 //! `lasso emulate` with the four functions served by `cargo lambda watch` against moto S3/SQS:
-//! the scheduler invoked on its schedule hands work to SQS, the event source mapping bridges the
-//! queue to runner invocations and deletes only what the runner did not report as failed.
+//! everything goes through the api function; the scheduler, invoked on its schedule, turns a
+//! deployed 30 s sync into tasks on SQS; the event source mapping bridges the queue to runner
+//! invocations and deletes only what the runner did not report as failed; records, sync status
+//! and signed webhooks follow.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
 use bytes::Bytes;
 use lasso_cli::emulate::{self, EmulateOptions};
 use lasso_cli::event_source::Mapping;
 use lasso_shared::queue::{NewTask, TaskKind, TaskState, tasks};
+use lasso_shared::records::{self, Scope};
+use lasso_shared::scripts::{self, DeployRequest};
 use lasso_shared::{Context, environments};
+use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// `cargo lambda watch`, stopped with its whole process group (cargo and the functions).
 struct Watch {
@@ -144,8 +155,48 @@ const GREETER: &str = "export default async function (nango, input) {
     return { greeting: `hello ${input.who}` };
 }";
 
+/// The fake provider: `GET /contacts` lists the contacts changed since `since` (a version).
+#[derive(Default)]
+struct Upstream {
+    contacts: Mutex<Vec<Value>>,
+}
+
+impl Upstream {
+    fn put(&self, id: &str, name: &str) {
+        let mut contacts = self.contacts.lock().unwrap();
+        let version = contacts.len() as u64 + 1;
+        contacts.retain(|c| c["id"] != id);
+        contacts.push(json!({"id": id, "name": name, "version": version}));
+    }
+}
+
+async fn list_contacts(
+    State(up): State<Arc<Upstream>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Json<Value> {
+    let since: u64 = q.get("since").map_or(0, |s| s.parse().unwrap());
+    let contacts = up.contacts.lock().unwrap();
+    Json(Value::Array(
+        contacts
+            .iter()
+            .filter(|c| c["version"].as_u64().unwrap() > since)
+            .cloned()
+            .collect(),
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_skeleton_runs_under_cargo_lambda_watch_and_lasso_emulate() {
+async fn a_sync_runs_on_its_own_under_cargo_lambda_watch_and_lasso_emulate() {
+    let upstream = Arc::new(Upstream::default());
+    for n in 1..=30 {
+        upstream.put(&format!("c{n}"), &format!("Contact {n}"));
+    }
+    let upstream_url = serve(
+        Router::new()
+            .route("/contacts", get(list_contacts))
+            .with_state(upstream.clone()),
+    )
+    .await;
     let db = fresh_database().await;
     let bucket = create_bucket().await;
     let queue = create_queue(60).await;
@@ -155,6 +206,12 @@ async fn the_skeleton_runs_under_cargo_lambda_watch_and_lasso_emulate() {
         ("LASSO_SCRIPT_STORE", format!("s3://{bucket}/scripts")),
         ("LASSO_TASK_TRANSPORT", "sqs".to_string()),
         ("LASSO_RUNNER_QUEUE_URL", queue.clone()),
+        (
+            "LASSO_PROVIDERS_FILE",
+            lasso_tests::fakehub::catalog(&upstream_url)
+                .display()
+                .to_string(),
+        ),
         ("AWS_ENDPOINT_URL", aws_endpoint()),
         ("AWS_ACCESS_KEY_ID", "test".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
@@ -166,8 +223,53 @@ async fn the_skeleton_runs_under_cargo_lambda_watch_and_lasso_emulate() {
         .put("greeter.js", Bytes::from_static(GREETER.as_bytes()))
         .await
         .unwrap();
-    let (env, _) = environments::create(&ctx.db, "emulated").await.unwrap();
+    let (env, key) = environments::create(&ctx.db, "emulated").await.unwrap();
     let watch = start_watch(&settings).await;
+    let hooks = Receiver::start().await;
+
+    // Everything through the api function, as a user would: webhook URL, integration, the
+    // deployed sync, then the connection (which gets the schedule).
+    let api = Api::new(&format!("{}/lambda-url/api", watch.endpoint), &key);
+    let (status, environment) = api
+        .patch("/environment", json!({"webhook_url": hooks.url}))
+        .await;
+    assert_eq!(status, 200, "{environment}\n{}", watch.log());
+    let secret = environment["webhook_signing_secret"].as_str().unwrap();
+    let (status, body) = api
+        .post(
+            "/integrations",
+            json!({"provider": "fakehub", "unique_key": "fakehub"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let project =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/schedules-project");
+    let functions: Vec<_> = scripts::compile(&project)
+        .unwrap()
+        .functions
+        .into_iter()
+        .filter(|f| f.name == "contacts")
+        .collect();
+    let (status, body) = api
+        .post(
+            "/scripts/deploy",
+            serde_json::to_value(DeployRequest {
+                integration: None,
+                functions,
+            })
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .post(
+            "/connections",
+            json!({"provider_config_key": "fakehub", "connection_id": "acme",
+                   "credentials": {"type": "API_KEY", "apiKey": "fk_secret"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let connection = body["id"].as_i64().unwrap();
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let emulator = tokio::spawn({
@@ -178,7 +280,8 @@ async fn the_skeleton_runs_under_cargo_lambda_watch_and_lasso_emulate() {
                 &aws_sdk_config(),
                 EmulateOptions {
                     endpoint,
-                    scheduler_every: Duration::from_secs(2),
+                    // EventBridge's minute; each scheduler invocation ticks every 10 s within it.
+                    scheduler_every: Duration::from_secs(60),
                     dispatcher_every: Duration::from_secs(60),
                     runners: Default::default(),
                     mapping: Mapping {
@@ -192,31 +295,67 @@ async fn the_skeleton_runs_under_cargo_lambda_watch_and_lasso_emulate() {
         }
     });
 
-    let ids = tasks::insert(
+    // A plain script task takes the same path.
+    let greeting = tasks::insert(
         &ctx.db,
-        &["lambda", "moto"].map(|who| {
-            NewTask::new(
-                env.id,
-                TaskKind::Script,
-                "greeter",
-                json!({"script_key": "greeter.js", "input": {"who": who}}),
-            )
-        }),
+        &[NewTask::new(
+            env.id,
+            TaskKind::Script,
+            "greeter",
+            json!({"script_key": "greeter.js", "input": {"who": "lambda"}}),
+        )],
     )
     .await
-    .unwrap();
-    for (id, who) in ids.iter().zip(["lambda", "moto"]) {
-        let task = finished(&ctx, *id, &watch).await;
-        assert_eq!(
-            task.state,
-            TaskState::Succeeded,
-            "{task:?}\n{}",
-            watch.log()
-        );
-        assert_eq!(task.output.unwrap()["greeting"], format!("hello {who}"));
-    }
-    // The mapping deleted what the runner handled: nothing comes back after the visibility
-    // timeout would have passed.
+    .unwrap()[0];
+    let task = finished(&ctx, greeting, &watch).await;
+    assert_eq!(
+        task.state,
+        TaskState::Succeeded,
+        "{task:?}\n{}",
+        watch.log()
+    );
+    assert_eq!(task.output.unwrap()["greeting"], "hello lambda");
+
+    // The sync runs by itself: records, status with counts, a signed webhook.
+    let scope = Scope::new(connection, "Contact", None);
+    eventually(
+        "the first run's records",
+        Duration::from_secs(600),
+        || async { (records::count(&ctx.db, &scope).await.unwrap() == 30).then_some(()) },
+    )
+    .await;
+    let hook = hooks.wait_for(1, Duration::from_secs(60)).await.remove(0);
+    assert!(hook.signed_with(secret));
+    let body = hook.json();
+    assert_eq!(body["type"], "sync");
+    assert_eq!(body["syncName"], "contacts");
+    assert_eq!(
+        body["responseResults"],
+        json!({"added": 30, "updated": 0, "deleted": 0})
+    );
+    let (status, sync) = api
+        .get("/sync/status?provider_config_key=fakehub&syncs=contacts&connection_id=acme")
+        .await;
+    assert_eq!(status, 200, "{sync}");
+    let st = &sync["syncs"][0];
+    assert_eq!(st["status"], "SUCCESS", "{sync}");
+    assert_eq!(st["recordCount"], json!({"Contact": 30}));
+    assert_eq!(
+        st["latestResult"],
+        json!({"Contact": {"added": 30, "updated": 0, "deleted": 0}})
+    );
+
+    // Thirty seconds on, the schedule runs again and picks up the change.
+    upstream.put("c31", "Contact 31");
+    let hook = hooks.wait_for(2, Duration::from_secs(120)).await.remove(1);
+    assert!(hook.signed_with(secret));
+    assert_eq!(
+        hook.json()["responseResults"],
+        json!({"added": 1, "updated": 0, "deleted": 0})
+    );
+    assert_eq!(records::count(&ctx.db, &scope).await.unwrap(), 31);
+
+    // The event source mapping deleted what the runner handled.
     let leftover = ctx
         .transport()
         .receive(10, Duration::from_secs(1), Duration::from_secs(60))

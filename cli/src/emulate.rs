@@ -124,15 +124,25 @@ pub async fn run(
         let (invoker, endpoint, mut stop) =
             (invoker.clone(), options.endpoint.clone(), shutdown.clone());
         tasks.spawn(async move {
+            // EventBridge fires on the clock whether or not the last invocation has ended (the
+            // scheduler's runs for most of a minute).
+            let mut clock = tokio::time::interval(every);
+            let mut running = JoinSet::new();
             loop {
-                match invoker.invoke(&endpoint, function, &scheduled_event(function)).await {
-                    Ok(report) => tracing::info!(function, %report, "scheduled invocation"),
-                    Err(e) => tracing::error!(function, error = %format!("{e:#}"), "scheduled invocation failed"),
+                tokio::select! {
+                    _ = clock.tick() => {}
+                    _ = stop.changed() => break,
                 }
-                if wait_or_stop(&mut stop, every).await {
-                    return;
-                }
+                let (invoker, endpoint) = (invoker.clone(), endpoint.clone());
+                running.spawn(async move {
+                    match invoker.invoke(&endpoint, function, &scheduled_event(function)).await {
+                        Ok(report) => tracing::info!(function, %report, "scheduled invocation"),
+                        Err(e) => tracing::error!(function, error = %format!("{e:#}"), "scheduled invocation failed"),
+                    }
+                });
+                while running.try_join_next().is_some() {}
             }
+            running.abort_all();
         });
     }
 
