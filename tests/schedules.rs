@@ -36,6 +36,8 @@ struct Upstream {
     contact_queries: Mutex<Vec<HashMap<String, String>>>,
     slow_delay_ms: AtomicU64,
     slow_pages: AtomicUsize,
+    /// `/contacts` answers 500 (the upstream is down).
+    contacts_down: AtomicBool,
 }
 
 impl Upstream {
@@ -73,6 +75,13 @@ async fn list_contacts(
     Query(q): Query<HashMap<String, String>>,
 ) -> impl IntoResponse {
     up.contact_queries.lock().unwrap().push(q.clone());
+    if up.contacts_down.load(Ordering::SeqCst) {
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            HeaderMap::new(),
+            Json(json!({"message": "upstream down"})),
+        );
+    }
     let since: u64 = q.get("since").map_or(0, |s| s.parse().unwrap());
     let per_page: usize = q.get("per_page").map_or(50, |s| s.parse().unwrap());
     let page: usize = q.get("page").map_or(1, |s| s.parse().unwrap());
@@ -100,7 +109,7 @@ async fn list_contacts(
     } else {
         HeaderMap::new()
     };
-    (links, Json(Value::Array(chunk)))
+    (axum::http::StatusCode::OK, links, Json(Value::Array(chunk)))
 }
 
 async fn list_slow(
@@ -1462,5 +1471,35 @@ async fn nangos_node_client_drives_the_sync_api() {
         stdout.contains("ok errors"),
         "the script stopped early:\n{stdout}"
     );
+    workers.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_sync_run_sends_a_signed_failure_webhook() {
+    let s = setup(Adapters::Local).await;
+    s.upstream.contacts_down.store(true, Ordering::SeqCst);
+    s.deploy(project_functions(&["contacts"])).await;
+    let connection = s.connect("acme").await;
+    let schedule = s.schedule_id(connection, "contacts").await;
+    let workers = Workers::start(s.ctx.clone());
+    let failed = s.wait_task(schedule, 0, TaskState::Failed).await;
+    let hook = s.hooks.wait_for(1, Duration::from_secs(10)).await.remove(0);
+    assert!(hook.signed_with(&s.hook_secret));
+    let body = hook.json();
+    assert_eq!(body["type"], "sync");
+    assert_eq!(body["success"], false);
+    assert_eq!(body["connectionId"], "acme");
+    assert_eq!(body["syncName"], "contacts");
+    assert_eq!(body["model"], "Contact");
+    assert_eq!(body["syncType"], "INITIAL");
+    assert_eq!(body["startedAt"], ms(failed.started_at.unwrap()));
+    assert!(body["failedAt"].is_string());
+    let description = body["error"]["description"].as_str().unwrap();
+    assert!(description.contains("500"), "{body}");
+    assert!(!description.contains("fk_secret"), "{body}");
+    let status = s
+        .status("provider_config_key=fakehub&syncs=contacts&connection_id=acme")
+        .await;
+    assert_eq!(status["syncs"][0]["status"], "ERROR", "{status}");
     workers.stop().await;
 }

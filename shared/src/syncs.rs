@@ -508,6 +508,55 @@ pub async fn run_succeeded(ctx: &Context, task: &Task, output: &Value) {
     }
 }
 
+/// Sends the environment's webhook for a sync run that failed (Nango's `success: false` shape,
+/// one per model of the sync), so a receiver learns of errors without polling the status.
+pub async fn run_failed(ctx: &Context, task: &Task, error: &Value) {
+    let Ok(payload) = serde_json::from_value::<FunctionPayload>(task.payload.clone()) else {
+        return;
+    };
+    let models = match store::get_active(
+        &ctx.db,
+        task.environment_id,
+        &payload.integration,
+        FunctionType::Sync,
+        &payload.function,
+    )
+    .await
+    {
+        Ok(function) => function.config.output,
+        Err(e) => {
+            tracing::error!(task = %task.id, error = %e, "could not read the failed sync's models");
+            return;
+        }
+    };
+    let started_at = task
+        .started_at
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let failed_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for model in models {
+        let body = json!({
+            "from": webhooks::FROM,
+            "type": "sync",
+            "connectionId": payload.connection_id,
+            "providerConfigKey": payload.integration,
+            "syncName": payload.function,
+            "syncVariant": DEFAULT_VARIANT,
+            "model": model,
+            "syncType": if payload.last_sync_date.is_none() { "INITIAL" } else { "INCREMENTAL" },
+            "success": false,
+            "error": {
+                "type": error.get("kind").and_then(Value::as_str).unwrap_or("script_error"),
+                "description": error.get("message").and_then(Value::as_str).unwrap_or_default(),
+            },
+            "startedAt": started_at,
+            "failedAt": failed_at,
+        });
+        if let Err(e) = webhooks::emit(ctx, task.environment_id, None, &body).await {
+            tracing::error!(task = %task.id, %model, error = %e, "could not queue the sync failure webhook");
+        }
+    }
+}
+
 /// Gives a stored connection (row id) the schedules of its integration's syncs. A failure is
 /// logged, not returned: the connection is stored by then, and the scheduler's reconcile
 /// catches up on its next tick.

@@ -158,8 +158,8 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
             // Actions retry at once within their budget (someone may be waiting on them).
             if task.kind == TaskKind::Action {
                 crate::actions::fail(ctx, &task, &error).await?;
-            } else {
-                tasks::fail(&ctx.db, task.id, &error).await?;
+            } else if tasks::fail(&ctx.db, task.id, &error).await? && task.kind == TaskKind::Sync {
+                crate::syncs::run_failed(ctx, &task, &error).await;
             }
             Ok(Outcome::Failed(task.id))
         }
