@@ -35,7 +35,7 @@ pub struct EmulateOptions {
 /// Invokes functions through the Lambda invoke API (`POST
 /// /2015-03-31/functions/<name>/invocations`), as `cargo lambda watch` serves it.
 #[derive(Clone)]
-pub struct Invoker {
+struct Invoker {
     http: reqwest::Client,
 }
 
@@ -53,12 +53,7 @@ impl Default for Invoker {
 impl Invoker {
     /// The function's response; a function error (Lambda's `X-Amz-Function-Error`, or an
     /// `errorType` body) is an error.
-    pub async fn invoke(
-        &self,
-        endpoint: &str,
-        function: &str,
-        event: &Value,
-    ) -> anyhow::Result<Value> {
+    async fn invoke(&self, endpoint: &str, function: &str, event: &Value) -> anyhow::Result<Value> {
         let url = format!(
             "{}/2015-03-31/functions/{function}/invocations",
             endpoint.trim_end_matches('/')
@@ -82,7 +77,7 @@ impl Invoker {
 }
 
 /// An EventBridge scheduled event, as the schedule rules send.
-pub fn scheduled_event(rule: &str) -> Value {
+fn scheduled_event(rule: &str) -> Value {
     json!({
         "version": "0",
         "id": uuid::Uuid::new_v4().to_string(),
@@ -179,7 +174,7 @@ pub async fn run(
 }
 
 /// One receive → invoke → delete round of a group's event source mapping.
-pub async fn bridge_once(
+async fn bridge_once(
     queue: &dyn TaskTransport,
     mapping: &Mapping,
     invoker: &Invoker,

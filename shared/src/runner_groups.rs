@@ -70,16 +70,6 @@ pub async fn assign(db: &PgPool, environment_id: i64, group: &str) -> Result<()>
     Ok(())
 }
 
-/// The group whose runners run the environment's code.
-pub async fn of_environment(db: &PgPool, environment_id: i64) -> Result<Option<String>> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT runner_group FROM environments WHERE id = $1")
-            .bind(environment_id)
-            .fetch_optional(db)
-            .await?;
-    Ok(row.map(|(g,)| g))
-}
-
 /// Every group some environment runs on, and the shared group.
 pub async fn in_use(db: &PgPool) -> Result<Vec<String>> {
     Ok(

@@ -353,13 +353,4 @@ impl RunnerQueues {
         queues.insert(group.to_string(), queue.clone());
         Ok(queue)
     }
-
-    /// Makes `queue` the queue of `group` (a test or `lasso dev` sharing one queue between
-    /// contexts).
-    pub fn set(&self, group: &str, queue: Arc<dyn TaskTransport>) {
-        self.queues
-            .lock()
-            .expect("runner queues lock")
-            .insert(group.to_string(), queue);
-    }
 }
