@@ -750,6 +750,19 @@ async fn the_scheduler_skips_missed_ticks_and_expires_each_timeout_while_the_bud
         "the runner stopped sending heartbeats"
     );
     assert_eq!(s.tasks_of(schedule).await.len(), 3);
+    // Only the spent budget is announced, once.
+    let hooks = s.hooks.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    let body = hooks[0].json();
+    assert_eq!(
+        (&body["success"], &body["model"]),
+        (&json!(false), &json!("Contact"))
+    );
+    assert_eq!(body["error"]["type"], "expired");
+    assert_eq!(
+        body["error"]["description"],
+        "the runner stopped sending heartbeats"
+    );
     let status = s
         .status("provider_config_key=fakehub&syncs=contacts&connection_id=acme")
         .await;

@@ -6,7 +6,7 @@ use crate::Result;
 use crate::context::Context;
 use crate::dispatcher::{self, DispatchReport};
 use crate::queue::schedules::{self, DueReport, ReconcileReport, ReconcileScope};
-use crate::queue::tasks;
+use crate::queue::{TaskKind, tasks};
 use crate::syncs;
 use crate::webhooks;
 
@@ -34,6 +34,13 @@ pub async fn tick(ctx: &Context) -> Result<TickReport> {
     }
     let ids: Vec<_> = expired.iter().map(|t| t.id).collect();
     let retried = tasks::retry(&ctx.db, &ids).await?;
+    // A sync whose last attempt expired has failed for good: say so, as for a script failure.
+    for t in expired
+        .iter()
+        .filter(|t| t.kind == TaskKind::Sync && t.attempt >= t.max_attempts)
+    {
+        syncs::run_failed(ctx, t, t.error.as_ref().unwrap_or(&serde_json::Value::Null)).await;
+    }
     let mut scheduled = DueReport::default();
     loop {
         let round = schedules::enqueue_due(&ctx.db, DUE_BATCH, syncs::SYNC_MAX_ATTEMPTS).await?;
