@@ -132,19 +132,21 @@ async fn start_watch(settings: &[(&str, String)]) -> Watch {
     watch
 }
 
-/// Waits for the task to end. The first invocation of each function builds it, which takes a
-/// while on a cold cache; a timeout shows what the functions logged.
-async fn finished(ctx: &Context, id: uuid::Uuid, watch: &Watch) -> tasks::Task {
+/// Polls `check` until it gives a value. The first invocation of each function builds it,
+/// which takes a while on a cold cache; a timeout shows what the functions logged.
+async fn until<T, F, Fut>(watch: &Watch, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
     loop {
-        if let Some(task) = tasks::get(&ctx.db, id).await.unwrap()
-            && task.state.is_terminal()
-        {
-            return task;
+        if let Some(v) = check().await {
+            return v;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "task {id} did not finish; cargo lambda watch log:\n{}",
+            "timed out waiting for {what}; cargo lambda watch log:\n{}",
             watch.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -307,7 +309,11 @@ async fn a_sync_runs_on_its_own_under_cargo_lambda_watch_and_lasso_emulate() {
     )
     .await
     .unwrap()[0];
-    let task = finished(&ctx, greeting, &watch).await;
+    let task = until(&watch, "the script task", || async {
+        let task = tasks::get(&ctx.db, greeting).await.unwrap()?;
+        task.state.is_terminal().then_some(task)
+    })
+    .await;
     assert_eq!(
         task.state,
         TaskState::Succeeded,
@@ -318,11 +324,9 @@ async fn a_sync_runs_on_its_own_under_cargo_lambda_watch_and_lasso_emulate() {
 
     // The sync runs by itself: records, status with counts, a signed webhook.
     let scope = Scope::new(connection, "Contact", None);
-    eventually(
-        "the first run's records",
-        Duration::from_secs(600),
-        || async { (records::count(&ctx.db, &scope).await.unwrap() == 30).then_some(()) },
-    )
+    until(&watch, "the first run's records", || async {
+        (records::count(&ctx.db, &scope).await.unwrap() == 30).then_some(())
+    })
     .await;
     let hook = hooks.wait_for(1, Duration::from_secs(60)).await.remove(0);
     assert!(hook.signed_with(secret));
