@@ -462,14 +462,8 @@ pub async fn status(
 
 /// Nango's sync webhook for one model a successful run changed (`NangoSyncWebhookBodySuccess`).
 /// `modifiedAfter` is when the run started: the records it changed are those modified since.
-fn result_webhook(
-    payload: &FunctionPayload,
-    started_at: DateTime<Utc>,
-    model: &str,
-    counts: &ModelResult,
-) -> Value {
-    let modified_after = started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let initial = payload.last_sync_date.is_none();
+/// The fields every sync webhook has, success or failure.
+fn sync_webhook(payload: &FunctionPayload, model: &str, success: bool) -> Value {
     json!({
         "from": webhooks::FROM,
         "type": "sync",
@@ -478,13 +472,28 @@ fn result_webhook(
         "syncName": payload.function,
         "syncVariant": DEFAULT_VARIANT,
         "model": model,
-        "syncType": if initial { "INITIAL" } else { "INCREMENTAL" },
-        "success": true,
-        "modifiedAfter": modified_after,
-        "responseResults": counts,
-        // Deprecated in Nango, kept for older receivers: null for a first run.
-        "queryTimeStamp": if initial { Value::Null } else { Value::String(modified_after.clone()) },
+        "syncType": if payload.last_sync_date.is_none() { "INITIAL" } else { "INCREMENTAL" },
+        "success": success,
     })
+}
+
+fn result_webhook(
+    payload: &FunctionPayload,
+    started_at: DateTime<Utc>,
+    model: &str,
+    counts: &ModelResult,
+) -> Value {
+    let modified_after = started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut body = sync_webhook(payload, model, true);
+    body["modifiedAfter"] = json!(modified_after);
+    body["responseResults"] = json!(counts);
+    // Deprecated in Nango, kept for older receivers: null for a first run.
+    body["queryTimeStamp"] = if payload.last_sync_date.is_none() {
+        Value::Null
+    } else {
+        Value::String(modified_after)
+    };
+    body
 }
 
 /// Sends the environment's webhook for each model a successful sync run changed; a model
@@ -534,23 +543,13 @@ pub async fn run_failed(ctx: &Context, task: &Task, error: &Value) {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     let failed_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     for model in models {
-        let body = json!({
-            "from": webhooks::FROM,
-            "type": "sync",
-            "connectionId": payload.connection_id,
-            "providerConfigKey": payload.integration,
-            "syncName": payload.function,
-            "syncVariant": DEFAULT_VARIANT,
-            "model": model,
-            "syncType": if payload.last_sync_date.is_none() { "INITIAL" } else { "INCREMENTAL" },
-            "success": false,
-            "error": {
-                "type": error.get("kind").and_then(Value::as_str).unwrap_or("script_error"),
-                "description": error.get("message").and_then(Value::as_str).unwrap_or_default(),
-            },
-            "startedAt": started_at,
-            "failedAt": failed_at,
+        let mut body = sync_webhook(&payload, &model, false);
+        body["error"] = json!({
+            "type": error.get("kind").and_then(Value::as_str).unwrap_or("script_error"),
+            "description": error.get("message").and_then(Value::as_str).unwrap_or_default(),
         });
+        body["startedAt"] = json!(started_at);
+        body["failedAt"] = json!(failed_at);
         if let Err(e) = webhooks::emit(ctx, task.environment_id, None, &body).await {
             tracing::error!(task = %task.id, %model, error = %e, "could not queue the sync failure webhook");
         }
