@@ -17,13 +17,18 @@ pub const STOP_BEFORE: Duration = Duration::from_secs(10);
 /// One tick.
 pub async fn handle(ctx: &Context) -> lasso_shared::Result<TickReport> {
     let report = scheduler::tick(ctx).await?;
-    tracing::info!(
-        scheduled = report.scheduled.created,
-        expired = report.expired,
-        retried = report.retried,
-        dispatched = report.dispatched.sent,
-        "scheduler tick"
-    );
+    // Idle ticks come every few seconds: only ticks that did something are worth a line.
+    if report == TickReport::default() {
+        tracing::debug!("scheduler tick: nothing to do");
+    } else {
+        tracing::info!(
+            scheduled = report.scheduled.created,
+            expired = report.expired,
+            retried = report.retried,
+            dispatched = report.dispatched.sent,
+            "scheduler tick"
+        );
+    }
     Ok(report)
 }
 
