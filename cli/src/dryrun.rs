@@ -13,7 +13,7 @@ use lasso_shared::logs::Level;
 use lasso_shared::records;
 use lasso_shared::sandbox::{self, BatchOp, Host, HostError, Limits, RunInfo, ScriptError};
 use lasso_shared::scripts::{Bundle, CompiledFunction, FunctionType};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 pub struct Options {
@@ -153,16 +153,7 @@ impl DryRunHost {
         };
         let response = request.send().await.map_err(host_error)?;
         let status = response.status().as_u16();
-        let headers: Map<String, Value> = response
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k.as_str().to_string(),
-                    Value::String(v.to_str().ok()?.to_string()),
-                ))
-            })
-            .collect();
+        let headers = sandbox::response_headers(response.headers());
         let bytes = response.bytes().await.map_err(host_error)?;
         let data = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));

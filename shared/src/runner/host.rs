@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::connections::{self, Connection};
@@ -18,7 +18,7 @@ use crate::context::Context;
 use crate::logs::Level;
 use crate::proxy::{self, ProxyRequest};
 use crate::records::{self, Scope};
-use crate::sandbox::{BatchOp, Host, HostError};
+use crate::sandbox::{self, BatchOp, Host, HostError};
 use crate::scripts::store::DeployedFunction;
 use crate::{checkpoints, environments};
 
@@ -226,16 +226,7 @@ impl Task {
         let started = Instant::now();
         let response = proxy::send(&self.ctx, connection, &request).await?;
         let status = response.status().as_u16();
-        let headers: Map<String, Value> = response
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k.as_str().to_string(),
-                    Value::String(v.to_str().ok()?.to_string()),
-                ))
-            })
-            .collect();
+        let headers = sandbox::response_headers(response.headers());
         let mut body = Vec::new();
         let mut stream = response;
         while let Some(chunk) = stream.chunk().await.map_err(|e| {

@@ -579,6 +579,20 @@ fn to_script_error(e: RunError<'_>) -> ScriptError {
 }
 
 /// A bundle of one module, for a bare script (`export default async function (nango) {...}`).
+/// A response's headers as the SDK hands them to scripts: name → value, skipping values that
+/// are not text.
+pub fn response_headers(headers: &reqwest::header::HeaderMap) -> serde_json::Map<String, Json> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_string(),
+                Json::String(v.to_str().ok()?.to_string()),
+            ))
+        })
+        .collect()
+}
+
 pub fn single_module(source: &str) -> Bundle {
     Bundle {
         format: crate::scripts::BUNDLE_FORMAT,
