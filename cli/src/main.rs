@@ -143,6 +143,11 @@ enum GroupCommand {
     CreateUser { group: String },
 }
 
+// QuickJS allocates small objects by the thousand per run; mimalloc serves them faster than
+// the system allocator (measured by benches/sandbox.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

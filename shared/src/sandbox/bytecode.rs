@@ -27,11 +27,20 @@ fn key(name: &str, source: &str) -> [u8; 32] {
     *hasher.finalize().as_bytes()
 }
 
+/// Whether a module's bytecode keeps its line numbers. The user's modules do, for stacks that
+/// point into their TypeScript; the SDK's own need not, which makes them cheaper to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Debug {
+    Keep,
+    Strip,
+}
+
 /// The module `name` with `source`, from bytecode when it was compiled before.
 pub fn declare<'js>(
     ctx: &Ctx<'js>,
     name: &str,
     source: &str,
+    debug: Debug,
 ) -> rquickjs::Result<Module<'js, Declared>> {
     let key = key(name, source);
     let cached = CACHE
@@ -46,7 +55,10 @@ pub fn declare<'js>(
         return unsafe { Module::load(ctx.clone(), &bytes) };
     }
     let module = Module::declare(ctx.clone(), name, source)?;
-    let bytes = module.write(WriteOptions::default())?;
+    let bytes = module.write(WriteOptions {
+        strip_debug: debug == Debug::Strip,
+        ..WriteOptions::default()
+    })?;
     let mut cache = CACHE.lock().expect("bytecode cache");
     if cache.bytes + bytes.len() > MAX_CACHED_BYTES {
         *cache = Cache::default();

@@ -176,14 +176,14 @@ impl Loader for BundleModules {
         name: &str,
         _attributes: Option<rquickjs::loader::ImportAttributes<'js>>,
     ) -> rquickjs::Result<Module<'js, rquickjs::module::Declared>> {
-        let source = if name == SDK_MODULE_NAME {
-            SDK_MODULE
-        } else {
-            self.0
-                .get(name)
-                .ok_or_else(|| rquickjs::Error::new_loading(name))?
-        };
-        bytecode::declare(ctx, name, source)
+        if name == SDK_MODULE_NAME {
+            return bytecode::declare(ctx, name, SDK_MODULE, bytecode::Debug::Strip);
+        }
+        let source = self
+            .0
+            .get(name)
+            .ok_or_else(|| rquickjs::Error::new_loading(name))?;
+        bytecode::declare(ctx, name, source, bytecode::Debug::Keep)
     }
 }
 
@@ -269,6 +269,12 @@ impl Sandbox {
             cancel,
             out_of_memory_hit,
         })
+    }
+
+    /// Frees what the run left unreachable, as a runtime does between allocations anyway; what
+    /// a held sandbox then occupies is what it costs to keep.
+    pub async fn collect_garbage(&self) {
+        self.context.runtime().run_gc().await;
     }
 
     /// Runs the entry (see [`run`]).
@@ -451,12 +457,13 @@ fn batch_records<'js>(records: &Value<'js>) -> Result<Vec<Json>, String> {
     let Some(array) = records.as_array() else {
         return Err("records must be an array".into());
     };
+    let mut converter = convert::ToJson::new(records.ctx());
     array
         .iter::<Value>()
         .enumerate()
         .map(|(i, item)| {
             let item = item.map_err(|e| format!("records[{i}]: {e}"))?;
-            convert::to_json(&item, &format!("records[{i}]"))
+            converter.convert(&item, || format!("records[{i}]"))
         })
         .collect()
 }
@@ -481,7 +488,7 @@ async fn execute<'js>(
     host: Arc<dyn Host>,
 ) -> Result<Json, RunError<'js>> {
     install_host(ctx, host).catch(ctx)?;
-    let (_, prelude) = bytecode::declare(ctx, PRELUDE_NAME, SDK_PRELUDE)
+    let (_, prelude) = bytecode::declare(ctx, PRELUDE_NAME, SDK_PRELUDE, bytecode::Debug::Strip)
         .and_then(|m| m.eval())
         .catch(ctx)?;
     prelude.into_future::<()>().await.catch(ctx)?;
@@ -578,7 +585,6 @@ fn to_script_error(e: RunError<'_>) -> ScriptError {
     }
 }
 
-/// A bundle of one module, for a bare script (`export default async function (nango) {...}`).
 /// A response's headers as the SDK hands them to scripts: name → value, skipping values that
 /// are not text.
 pub fn response_headers(headers: &reqwest::header::HeaderMap) -> serde_json::Map<String, Json> {
@@ -593,6 +599,7 @@ pub fn response_headers(headers: &reqwest::header::HeaderMap) -> serde_json::Map
         .collect()
 }
 
+/// A bundle of one module, for a bare script (`export default async function (nango) {...}`).
 pub fn single_module(source: &str) -> Bundle {
     Bundle {
         format: crate::scripts::BUNDLE_FORMAT,

@@ -337,6 +337,37 @@ async fn nango_calls_reach_the_host() {
 }
 
 #[tokio::test]
+async fn input_arrives_as_json_parse_would_make_it() {
+    let input = json!({
+        "items": [{"id": 1, "n": 1.5, "tags": ["a"]}, {"id": 2, "n": -3, "tags": []}],
+        "__proto__": {"polluted": true},
+        "big": 9_007_199_254_740_993_i64,
+        "nothing": null,
+    });
+    let out = run_with(
+        "export default async (nango, input) => ({
+            echo: input,
+            ownProto: Object.prototype.hasOwnProperty.call(input, '__proto__'),
+            protoIntact: Object.getPrototypeOf(input) === Object.prototype,
+            polluted: ({}).polluted === undefined ? 'no' : 'yes',
+        })",
+        Some(input.clone()),
+        Arc::new(FakeHost::default()),
+        limits(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["ownProto"], json!(true));
+    assert_eq!(out["protoIntact"], json!(true));
+    assert_eq!(out["polluted"], json!("no"));
+    assert_eq!(out["echo"]["items"], input["items"]);
+    assert_eq!(out["echo"]["__proto__"], json!({"polluted": true}));
+    assert_eq!(out["echo"]["nothing"], json!(null));
+    // Beyond 2^53 a JavaScript number rounds, as it would from JSON.parse.
+    assert_eq!(out["echo"]["big"], json!(9_007_199_254_740_992_i64));
+}
+
+#[tokio::test]
 async fn bad_records_name_their_index() {
     for (records, says) in [
         (
@@ -345,6 +376,14 @@ async fn bad_records_name_their_index() {
         ),
         ("[{ id: 1, n: 10n }]", "records[0].n is a BigInt"),
         ("[{ id: 1, n: NaN }]", "records[0].n is NaN"),
+        (
+            "[{ id: 1, a: { b: [1, 2, Symbol('s')] } }, { id: 2 }]",
+            "records[0].a.b[2] is a symbol",
+        ),
+        (
+            "[{ id: 1, at: { toJSON() { throw new Error('no'); } } }]",
+            "records[0].at.toJSON() failed",
+        ),
         (
             "(() => { const a = { id: 1 }; a.self = a; return [a]; })()",
             "records[0]",
