@@ -427,6 +427,32 @@ impl Reader<'_> {
         config.models = models;
     }
 
+    /// Reads a field syncs and actions share into `config`; false when `field` is not one.
+    fn common_field(
+        &mut self,
+        config: &mut FunctionConfig,
+        field: &str,
+        value: &Spanned<Node>,
+        v1: bool,
+    ) -> bool {
+        match field {
+            "output" if !v1 => config.output = self.strings(value, field, false),
+            "returns" if v1 => config.output = self.strings(value, field, false),
+            "type" if v1 => {}
+            "input" if !v1 => config.input = self.string(value, field),
+            "description" => {
+                config.description = self
+                    .string(value, field)
+                    .map(|d| d.trim().to_string())
+                    .unwrap_or_default()
+            }
+            "version" => config.version = self.string(value, field),
+            "scopes" if !v1 => config.scopes = self.strings(value, field, true),
+            _ => return false,
+        }
+        true
+    }
+
     fn sync(
         &mut self,
         name: &str,
@@ -445,20 +471,11 @@ impl Reader<'_> {
         let mut webhook_subscriptions = Vec::new();
         for (key, value) in entries {
             let field = key.value.as_str();
+            if self.common_field(&mut config, field, value, v1) {
+                continue;
+            }
             match field {
                 "runs" => runs = self.string(value, field).map(|r| (r, value.referenced)),
-                "output" if !v1 => config.output = self.strings(value, field, false),
-                "returns" if v1 => config.output = self.strings(value, field, false),
-                "type" if v1 => {}
-                "input" if !v1 => config.input = self.string(value, field),
-                "description" => {
-                    config.description = self
-                        .string(value, field)
-                        .map(|d| d.trim().to_string())
-                        .unwrap_or_default()
-                }
-                "version" => config.version = self.string(value, field),
-                "scopes" if !v1 => config.scopes = self.strings(value, field, true),
                 "endpoint" | "endpoints" if !v1 => {
                     config.endpoints = self.endpoints(value, field, "GET")
                 }
@@ -532,19 +549,10 @@ impl Reader<'_> {
         let mut config = empty_config(Trigger::Action);
         for (key, value) in entries {
             let field = key.value.as_str();
+            if self.common_field(&mut config, field, value, v1) {
+                continue;
+            }
             match field {
-                "output" if !v1 => config.output = self.strings(value, field, false),
-                "returns" if v1 => config.output = self.strings(value, field, false),
-                "type" if v1 => {}
-                "input" if !v1 => config.input = self.string(value, field),
-                "description" => {
-                    config.description = self
-                        .string(value, field)
-                        .map(|d| d.trim().to_string())
-                        .unwrap_or_default()
-                }
-                "version" => config.version = self.string(value, field),
-                "scopes" if !v1 => config.scopes = self.strings(value, field, true),
                 "endpoint" if !v1 => config.endpoints = self.endpoints(value, field, "POST"),
                 other => self.error(
                     &key.referenced,
