@@ -213,9 +213,10 @@ fn failure(task: &Task) -> Error {
     }
 }
 
-/// For the runner, once it recorded an action's success: an async caller gets its webhook.
-pub async fn succeeded(ctx: &Context, task: &Task) {
-    notify_async_caller(ctx, task.id).await;
+/// For the runner, once it recorded an action's success (`payload` as the task finished with
+/// it): an async caller gets its webhook.
+pub async fn succeeded(ctx: &Context, task: &Task, payload: &Value) {
+    notify_async_caller(ctx, task, payload).await;
 }
 
 /// For the runner: records an action's failure and, when its budget allows, its next attempt,
@@ -226,29 +227,28 @@ pub async fn fail(ctx: &Context, task: &Task, error: &Value) -> Result<()> {
         (_, Some(retry)) => {
             tracing::info!(task_id = %task.id, retry_id = %retry, attempt = task.attempt, "action failed; retrying");
         }
-        (true, None) => notify_async_caller(ctx, task.id).await,
-        (false, None) => {}
+        (Some(payload), None) => notify_async_caller(ctx, task, &payload).await,
+        (None, None) => {}
     }
     Ok(())
 }
 
 /// Sends Nango's `async_action` webhook when the finished task's caller is not waiting on the
-/// HTTP answer. A failure to queue it is logged: the task's outcome is recorded by then.
-async fn notify_async_caller(ctx: &Context, id: Uuid) {
-    if let Err(e) = try_notify_async_caller(ctx, id).await {
-        tracing::error!(task_id = %id, error = %e, "could not queue the async_action webhook");
+/// HTTP answer. `payload` is the one the finishing statement returned: the flag [`go_async`]
+/// sets only on unfinished tasks, so it is there exactly when the caller stopped waiting. A
+/// failure to queue the webhook is logged: the task's outcome is recorded by then.
+async fn notify_async_caller(ctx: &Context, task: &Task, payload: &Value) {
+    if payload.get(ASYNC_FLAG) != Some(&Value::Bool(true)) {
+        return;
+    }
+    if let Err(e) = try_notify_async_caller(ctx, task, payload).await {
+        tracing::error!(task_id = %task.id, error = %e, "could not queue the async_action webhook");
     }
 }
 
-async fn try_notify_async_caller(ctx: &Context, id: Uuid) -> Result<()> {
-    // Read again: the flag may have been set while the task ran.
-    let Some(task) = tasks::get(&ctx.db, id).await? else {
-        return Ok(());
-    };
-    if task.payload.get(ASYNC_FLAG) != Some(&Value::Bool(true)) {
-        return Ok(());
-    }
-    let payload: FunctionPayload = serde_json::from_value(task.payload.clone())
+async fn try_notify_async_caller(ctx: &Context, task: &Task, payload: &Value) -> Result<()> {
+    let id = task.id;
+    let payload: FunctionPayload = serde_json::from_value(payload.clone())
         .map_err(|e| Error::Internal(format!("action task {id} has a bad payload: {e}")))?;
     let first = tasks::first_attempt(&ctx.db, id).await?;
     webhooks::emit(

@@ -411,31 +411,28 @@ pub async fn heartbeat(db: &PgPool, id: Uuid) -> Result<bool> {
         == 1)
 }
 
-/// STARTED → SUCCEEDED with the output. False when the task was no longer STARTED.
-pub async fn succeed(db: &PgPool, id: Uuid, output: &Value) -> Result<bool> {
-    complete(db, id, "SUCCEEDED", Some(output), None).await
+/// STARTED → SUCCEEDED with the output. Returns the task's payload as it was when it
+/// finished (someone may have flagged it meanwhile), or `None` when the task was no longer
+/// STARTED.
+pub async fn succeed(db: &PgPool, id: Uuid, output: &Value) -> Result<Option<Value>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE queue.tasks SET state = 'SUCCEEDED', completed_at = now(), output = $2
+         WHERE id = $1 AND state = 'STARTED'
+         RETURNING payload",
+    )
+    .bind(id)
+    .bind(output)
+    .fetch_optional(db)
+    .await?)
 }
 
 /// STARTED → FAILED with the error. False when the task was no longer STARTED.
 pub async fn fail(db: &PgPool, id: Uuid, error: &Value) -> Result<bool> {
-    complete(db, id, "FAILED", None, Some(error)).await
-}
-
-async fn complete(
-    db: &PgPool,
-    id: Uuid,
-    state: &str,
-    output: Option<&Value>,
-    error: Option<&Value>,
-) -> Result<bool> {
     Ok(sqlx::query(
-        "UPDATE queue.tasks
-         SET state = $2::queue.task_state, completed_at = now(), output = $3, error = $4
+        "UPDATE queue.tasks SET state = 'FAILED', completed_at = now(), error = $2
          WHERE id = $1 AND state = 'STARTED'",
     )
     .bind(id)
-    .bind(state)
-    .bind(output)
     .bind(error)
     .execute(db)
     .await?
@@ -473,10 +470,14 @@ pub async fn expire_stale(db: &PgPool) -> Result<Vec<Task>> {
 
 /// STARTED → FAILED with the error and, when the task has attempts left, its next attempt
 /// (CREATED, `retry_of` this one) in the same statement: whoever waits on the chain never sees
-/// a failed attempt whose retry is not there yet. Returns whether the task was failed, and the
-/// retry's id.
-pub async fn fail_with_retry(db: &PgPool, id: Uuid, error: &Value) -> Result<(bool, Option<Uuid>)> {
-    let row: (bool, Option<Uuid>) = sqlx::query_as(
+/// a failed attempt whose retry is not there yet. Returns the failed task's payload (`None`
+/// when it was no longer STARTED), and the retry's id.
+pub async fn fail_with_retry(
+    db: &PgPool,
+    id: Uuid,
+    error: &Value,
+) -> Result<(Option<Value>, Option<Uuid>)> {
+    let row: (Option<Value>, Option<Uuid>) = sqlx::query_as(
         "WITH failed AS (
             UPDATE queue.tasks SET state = 'FAILED', completed_at = now(), error = $2
             WHERE id = $1 AND state = 'STARTED'
@@ -493,7 +494,7 @@ pub async fn fail_with_retry(db: &PgPool, id: Uuid, error: &Value) -> Result<(bo
             ON CONFLICT DO NOTHING
             RETURNING id
          )
-         SELECT EXISTS (SELECT 1 FROM failed), (SELECT id FROM retry)",
+         SELECT (SELECT payload FROM failed), (SELECT id FROM retry)",
     )
     .bind(id)
     .bind(error)

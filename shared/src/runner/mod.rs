@@ -145,9 +145,9 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     match result {
         Ok(output) => {
             // A run cancelled or expired meanwhile is not a result to announce.
-            if tasks::succeed(&ctx.db, task.id, &output).await? {
+            if let Some(payload) = tasks::succeed(&ctx.db, task.id, &output).await? {
                 match task.kind {
-                    TaskKind::Action => crate::actions::succeeded(ctx, &task).await,
+                    TaskKind::Action => crate::actions::succeeded(ctx, &task, &payload).await,
                     TaskKind::Sync => crate::syncs::run_succeeded(ctx, &task, &output).await,
                     _ => {}
                 }
