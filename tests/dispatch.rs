@@ -288,6 +288,129 @@ async fn claims_share_out_the_batch_and_skip_full_groups() {
     assert_eq!(envs, all);
 }
 
+#[tokio::test]
+async fn a_task_enqueued_at_once_goes_out_only_with_room_and_nothing_older_waiting() {
+    let db = fresh_database().await;
+    let ctx = local_context(&db).await;
+    let (env, _) = environments::create(&ctx.db, "e").await.unwrap();
+
+    // An idle group: dispatched in the insert, with its runner group to send it to.
+    let (task, group) = tasks::insert_dispatched(&ctx.db, &sleeper_task(env.id, 0), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(task.state, TaskState::Dispatched);
+    assert_eq!(group.as_deref(), Some("shared"));
+    let dispatched_at: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT dispatched_at FROM queue.tasks WHERE id = $1")
+            .bind(task.id)
+            .fetch_one(&ctx.db)
+            .await
+            .unwrap();
+    assert!(dispatched_at.is_some());
+
+    // An older task waiting for the dispatcher keeps its turn.
+    tasks::insert(&ctx.db, &[sleeper_task(env.id, 1)])
+        .await
+        .unwrap();
+    let (task, group) = tasks::insert_dispatched(&ctx.db, &sleeper_task(env.id, 2), LIMIT)
+        .await
+        .unwrap();
+    assert_eq!((task.state, group), (TaskState::Created, None));
+
+    // A full group: CREATED, and the dispatcher cannot send it either.
+    tasks::claim_for_dispatch(&ctx.db, 100, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(count_in_state(&ctx, env.id, "DISPATCHED").await, 3);
+    let (task, group) = tasks::insert_dispatched(&ctx.db, &sleeper_task(env.id, 3), 3)
+        .await
+        .unwrap();
+    assert_eq!((task.state, group), (TaskState::Created, None));
+
+    // `enqueue_now` puts the message of a dispatched task on its group's queue.
+    let (other, _) = environments::create(&ctx.db, "other").await.unwrap();
+    let id = dispatcher::enqueue_now(&ctx, &sleeper_task(other.id, 4))
+        .await
+        .unwrap();
+    let deliveries = ctx
+        .transport()
+        .receive(10, Duration::from_millis(100), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let sent: Vec<Uuid> = deliveries
+        .iter()
+        .map(|d| {
+            serde_json::from_str::<lasso_shared::queue::TaskMessage>(&d.body)
+                .unwrap()
+                .task_id
+        })
+        .collect();
+    assert_eq!(sent, vec![id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_limit_holds_when_callers_enqueue_at_once_beside_the_dispatchers() {
+    let cluster = Cluster::new().await;
+    let ctx = cluster.context();
+    ctx.scripts
+        .put("sleeper.js", Bytes::from_static(SLEEPER.as_bytes()))
+        .await
+        .unwrap();
+    let (env, _) = environments::create(&ctx.db, "busy").await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = spawn_sampler(ctx.db.clone(), stop.clone());
+    let mut dispatchers = JoinSet::new();
+    for _ in 0..2 {
+        spawn_dispatcher(&mut dispatchers, cluster.context(), stop.clone());
+    }
+    let mut runners = JoinSet::new();
+    for _ in 0..3 {
+        spawn_runner(&mut runners, cluster.context(), stop.clone());
+    }
+    // Four callers enqueue at once, as concurrent action triggers do: while the group has room
+    // their tasks go out directly; past it they wait for the dispatchers.
+    let mut callers = JoinSet::new();
+    for c in 0..4 {
+        let ctx = cluster.context();
+        callers.spawn(async move {
+            for n in 0..75 {
+                dispatcher::enqueue_now(&ctx, &sleeper_task(env.id, c * 75 + n))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    callers.join_all().await;
+
+    eventually("every task to finish", Duration::from_secs(120), || async {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM queue.tasks WHERE state NOT IN ('SUCCEEDED', 'FAILED', 'EXPIRED')",
+        )
+        .fetch_one(&ctx.db)
+        .await
+        .unwrap();
+        (open == 0).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    dispatchers.join_all().await;
+    let outcomes: Vec<Outcome> = runners.join_all().await.into_iter().flatten().collect();
+    let (highest, _) = sampler.await.unwrap();
+
+    let top = highest
+        .get(&format!("env:{}", env.id))
+        .copied()
+        .unwrap_or(0);
+    assert!(top <= LIMIT, "{top} tasks ran at once");
+    let succeeded = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Succeeded(_)))
+        .count();
+    assert_eq!(succeeded, 300, "every task ran once");
+    assert_eq!(count_in_state(&ctx, env.id, "SUCCEEDED").await, 300);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_environment_is_not_starved_behind_a_big_one() {
     let cluster = Cluster::new().await;

@@ -107,15 +107,23 @@ pub async fn trigger(ctx: &Context, environment_id: i64, trigger: Trigger) -> Re
     }
     let mut task = NewTask::new(environment_id, TaskKind::Action, trigger.action, payload);
     task.max_attempts = trigger.max_retries as i32 + 1;
-    let id = tasks::insert(&ctx.db, &[task]).await?[0];
-    dispatcher::dispatch_now(ctx).await;
+    let id = dispatcher::enqueue_now(ctx, &task).await?;
     if trigger.run_async {
         return Ok(Outcome::Pending(Pending::of(id)));
     }
+    let retries = trigger.max_retries > 0;
     let finished = ctx
         .completions
         .wait(id, deadline, || async {
-            Ok(match latest(ctx, environment_id, id).await? {
+            // Without retries there is no chain to follow: the task is its own latest attempt.
+            let task = if retries {
+                latest(ctx, environment_id, id).await?
+            } else {
+                tasks::get(&ctx.db, id)
+                    .await?
+                    .ok_or_else(|| Error::not_found(format!("action `{id}`")))?
+            };
+            Ok(match task {
                 task if task.state.is_terminal() => Check::Ready(task),
                 task => {
                     // A retry the runner just queued: the api, not the runner, sends tasks

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::Result;
 use crate::adapters::transport::OutgoingMessage;
 use crate::context::Context;
-use crate::queue::{Task, TaskMessage, tasks};
+use crate::queue::{NewTask, Task, TaskMessage, tasks};
 use crate::runner_groups;
 
 /// Tasks claimed per round (a multiple of SQS's batch size of 10).
@@ -75,6 +75,13 @@ async fn send(ctx: &Context, claimed: &[Task]) -> Result<DispatchReport> {
             .map_or(runner_groups::SHARED, String::as_str);
         by_group.entry(group).or_default().push(t);
     }
+    send_by_group(ctx, by_group).await
+}
+
+async fn send_by_group(
+    ctx: &Context,
+    by_group: BTreeMap<&str, Vec<&Task>>,
+) -> Result<DispatchReport> {
     let mut report = DispatchReport::default();
     let mut failed_ids = Vec::new();
     for (group, group_tasks) in by_group {
@@ -123,6 +130,24 @@ pub async fn dispatch_now(ctx: &Context) {
     if let Err(e) = dispatch_once(ctx).await {
         tracing::warn!(error = %e, "dispatching at once failed; the next round will");
     }
+}
+
+/// Enqueues one task someone waits on (an action) and sends it at once when its group has room
+/// and nothing older waiting ([`tasks::insert_dispatched`]): one transaction instead of an
+/// insert and a dispatch round. Otherwise it is dispatched as [`dispatch_now`] does.
+pub async fn enqueue_now(ctx: &Context, task: &NewTask) -> Result<Uuid> {
+    let limit = i64::from(ctx.config.environment_concurrency);
+    let (task, group) = tasks::insert_dispatched(&ctx.db, task, limit).await?;
+    match group {
+        Some(group) => {
+            let by_group = BTreeMap::from([(group.as_str(), vec![&task])]);
+            if let Err(e) = send_by_group(ctx, by_group).await {
+                tracing::warn!(task_id = %task.id, error = %e, "sending a task at once failed; it is sent again later");
+            }
+        }
+        None => dispatch_now(ctx).await,
+    }
+    Ok(task.id)
 }
 
 /// Sends again what is stuck, then dispatches until no group has both ready tasks and room, or a

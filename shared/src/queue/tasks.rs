@@ -203,6 +203,68 @@ pub async fn insert(db: &PgPool, tasks: &[NewTask]) -> Result<Vec<Uuid>> {
     Ok(ids)
 }
 
+/// Inserts one task already DISPATCHED when its group could be claimed for it at once: nothing
+/// older waits in the group and it has room under `group_limit`. Otherwise the task is CREATED
+/// for the dispatcher, as [`insert`] makes it. Returns the task and, when DISPATCHED, its
+/// environment's runner group, which its message goes to.
+///
+/// The group's dispatch lock is the one [`claim_for_dispatch`] takes, and the insert (which
+/// counts) runs after it in the same transaction, so the count sees every claim committed
+/// before; the limit holds as it does for claims.
+pub async fn insert_dispatched(
+    db: &PgPool,
+    task: &NewTask,
+    group_limit: i64,
+) -> Result<(Task, Option<String>)> {
+    #[derive(FromRow)]
+    struct Inserted {
+        #[sqlx(flatten)]
+        task: TaskRow,
+        runner_group: Option<String>,
+    }
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('lasso:dispatch:' || $1, 0))")
+        .bind(&task.group_key)
+        .execute(&mut *tx)
+        .await?;
+    let row: Inserted = sqlx::query_as(concat!(
+        "WITH decision AS (
+            SELECT NOT EXISTS (SELECT 1 FROM queue.tasks r
+                               WHERE r.group_key = $4 AND r.state = 'CREATED')
+               AND (SELECT count(*) FROM (
+                       SELECT 1 FROM queue.tasks r
+                       WHERE r.group_key = $4 AND r.state IN ('DISPATCHED', 'STARTED')
+                       LIMIT $9) running) < $9 AS now
+         )
+         INSERT INTO queue.tasks AS t
+            (id, environment_id, kind, group_key, name, payload, max_attempts, schedule_id,
+             state, dispatched_at, dispatch_count)
+         SELECT $1, $2, $3::queue.task_kind, $4, $5, $6, $7, $8,
+                CASE WHEN d.now THEN 'DISPATCHED' ELSE 'CREATED' END::queue.task_state,
+                CASE WHEN d.now THEN now() END,
+                CASE WHEN d.now THEN 1 ELSE 0 END
+         FROM decision d
+         RETURNING ",
+        columns!(),
+        ", CASE WHEN t.state = 'DISPATCHED'
+                THEN (SELECT e.runner_group FROM environments e WHERE e.id = t.environment_id)
+           END AS runner_group"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(task.environment_id)
+    .bind(task.kind.as_str())
+    .bind(&task.group_key)
+    .bind(&task.name)
+    .bind(&task.payload)
+    .bind(task.max_attempts)
+    .bind(task.schedule_id)
+    .bind(group_limit)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((Task::try_from(row.task)?, row.runner_group))
+}
+
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Task>> {
     let row: Option<TaskRow> = sqlx::query_as(concat!(
         "SELECT ",
