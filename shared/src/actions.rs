@@ -78,21 +78,24 @@ pub async fn trigger(ctx: &Context, environment_id: i64, trigger: Trigger) -> Re
             format!("expected a whole number from 0 to {MAX_RETRIES}"),
         ));
     }
-    scripts::store::get_active(
-        &ctx.db,
-        environment_id,
-        &trigger.integration,
-        FunctionType::Action,
-        &trigger.action,
-    )
-    .await?;
-    connections::row_id(
-        &ctx.db,
-        environment_id,
-        &trigger.integration,
-        &trigger.connection_id,
-    )
-    .await?;
+    // Both must exist; asked at once, reported in this order.
+    let (function, connection) = tokio::join!(
+        scripts::store::get_active(
+            &ctx.db,
+            environment_id,
+            &trigger.integration,
+            FunctionType::Action,
+            &trigger.action,
+        ),
+        connections::row_id(
+            &ctx.db,
+            environment_id,
+            &trigger.integration,
+            &trigger.connection_id,
+        )
+    );
+    function?;
+    connection?;
     let mut payload = serde_json::to_value(FunctionPayload {
         integration: trigger.integration,
         connection_id: trigger.connection_id,

@@ -11,6 +11,10 @@ use crate::config::Config;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// A pooled connection idle for longer than this is pinged before use; one used more recently
+/// is trusted, which spares the hot paths a round trip per query.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(10);
+
 /// Builds the pool once per process. Connections are opened lazily and idle ones are closed
 /// quickly, so a frozen Lambda does not pin database connections.
 pub fn pool(config: &Config) -> Result<PgPool> {
@@ -27,6 +31,17 @@ pub fn pool_for(url: &SecretString, max_connections: u32) -> Result<PgPool> {
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(10))
         .idle_timeout(Duration::from_secs(60))
+        // A connection that sat idle (say, in a frozen Lambda) may have been dropped by the
+        // server or a proxy: check those, and only those, before handing them out.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IF_IDLE_FOR {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options.application_name("lasso")))
 }
 

@@ -122,60 +122,55 @@ impl TryFrom<MessageRow> for Message {
 #[async_trait]
 impl LogSink for PostgresLogSink {
     async fn write(&self, batch: LogBatch) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        if !batch.operations.is_empty() {
-            let ops = &batch.operations;
-            sqlx::query(
-                "INSERT INTO logs.operations
+        if batch.operations.is_empty() && batch.messages.is_empty() {
+            return Ok(());
+        }
+        let (ops, msgs) = (&batch.operations, &batch.messages);
+        // One statement, so one round trip and all or nothing without a transaction.
+        sqlx::query(
+            "WITH ops AS (
+                INSERT INTO logs.operations
                     (id, environment_id, kind, state, integration, connection, script,
                      started_at, ended_at, error, meta)
-                 SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[],
-                     $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
-                     $10::text[], $11::jsonb[])
-                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state,
-                     ended_at = EXCLUDED.ended_at, error = EXCLUDED.error, meta = EXCLUDED.meta",
-            )
-            .bind(ops.iter().map(|o| o.id).collect::<Vec<_>>())
-            .bind(ops.iter().map(|o| o.environment_id).collect::<Vec<_>>())
-            .bind(to_strings(&ops.iter().map(|o| o.kind).collect::<Vec<_>>()))
-            .bind(to_strings(&ops.iter().map(|o| o.state).collect::<Vec<_>>()))
-            .bind(
-                ops.iter()
-                    .map(|o| o.integration.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(ops.iter().map(|o| o.connection.clone()).collect::<Vec<_>>())
-            .bind(ops.iter().map(|o| o.script.clone()).collect::<Vec<_>>())
-            .bind(ops.iter().map(|o| o.started_at).collect::<Vec<_>>())
-            .bind(ops.iter().map(|o| o.ended_at).collect::<Vec<_>>())
-            .bind(ops.iter().map(|o| o.error.clone()).collect::<Vec<_>>())
-            .bind(ops.iter().map(|o| o.meta.clone()).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !batch.messages.is_empty() {
-            let msgs = &batch.messages;
-            sqlx::query(
-                "INSERT INTO logs.messages
-                    (id, operation_id, environment_id, created_at, level, kind, message, meta)
-                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[],
-                     $5::text[], $6::text[], $7::text[], $8::jsonb[])
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(msgs.iter().map(|m| m.id).collect::<Vec<_>>())
-            .bind(msgs.iter().map(|m| m.operation_id).collect::<Vec<_>>())
-            .bind(msgs.iter().map(|m| m.environment_id).collect::<Vec<_>>())
-            .bind(msgs.iter().map(|m| m.created_at).collect::<Vec<_>>())
-            .bind(to_strings(
-                &msgs.iter().map(|m| m.level).collect::<Vec<_>>(),
-            ))
-            .bind(to_strings(&msgs.iter().map(|m| m.kind).collect::<Vec<_>>()))
-            .bind(msgs.iter().map(|m| m.message.clone()).collect::<Vec<_>>())
-            .bind(msgs.iter().map(|m| m.meta.clone()).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+                SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[],
+                    $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                    $10::text[], $11::jsonb[])
+                ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state,
+                    ended_at = EXCLUDED.ended_at, error = EXCLUDED.error, meta = EXCLUDED.meta
+             )
+             INSERT INTO logs.messages
+                (id, operation_id, environment_id, created_at, level, kind, message, meta)
+             SELECT * FROM UNNEST($12::uuid[], $13::uuid[], $14::bigint[], $15::timestamptz[],
+                 $16::text[], $17::text[], $18::text[], $19::jsonb[])
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(ops.iter().map(|o| o.id).collect::<Vec<_>>())
+        .bind(ops.iter().map(|o| o.environment_id).collect::<Vec<_>>())
+        .bind(to_strings(&ops.iter().map(|o| o.kind).collect::<Vec<_>>()))
+        .bind(to_strings(&ops.iter().map(|o| o.state).collect::<Vec<_>>()))
+        .bind(
+            ops.iter()
+                .map(|o| o.integration.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(ops.iter().map(|o| o.connection.clone()).collect::<Vec<_>>())
+        .bind(ops.iter().map(|o| o.script.clone()).collect::<Vec<_>>())
+        .bind(ops.iter().map(|o| o.started_at).collect::<Vec<_>>())
+        .bind(ops.iter().map(|o| o.ended_at).collect::<Vec<_>>())
+        .bind(ops.iter().map(|o| o.error.clone()).collect::<Vec<_>>())
+        .bind(ops.iter().map(|o| o.meta.clone()).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.id).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.operation_id).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.environment_id).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.created_at).collect::<Vec<_>>())
+        .bind(to_strings(
+            &msgs.iter().map(|m| m.level).collect::<Vec<_>>(),
+        ))
+        .bind(to_strings(&msgs.iter().map(|m| m.kind).collect::<Vec<_>>()))
+        .bind(msgs.iter().map(|m| m.message.clone()).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.meta.clone()).collect::<Vec<_>>())
+        .execute(&self.db)
+        .await?;
         Ok(())
     }
 

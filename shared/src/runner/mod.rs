@@ -334,24 +334,25 @@ async fn load(
     kind: TaskKind,
     p: &FunctionPayload,
 ) -> Result<Loaded, TaskError> {
-    let connection = connections::get(
-        &ctx.db,
-        &ctx.cipher,
-        task.environment_id,
-        &p.integration,
-        &p.connection_id,
-    )
-    .await
-    .map_err(setup_error)?;
-    let function = scripts::store::get_active(
-        &ctx.db,
-        task.environment_id,
-        &p.integration,
-        function_type(kind),
-        &p.function,
-    )
-    .await
-    .map_err(setup_error)?;
+    // Independent reads, asked at once.
+    let (connection, function) = tokio::join!(
+        connections::get(
+            &ctx.db,
+            &ctx.cipher,
+            task.environment_id,
+            &p.integration,
+            &p.connection_id,
+        ),
+        scripts::store::get_active(
+            &ctx.db,
+            task.environment_id,
+            &p.integration,
+            function_type(kind),
+            &p.function,
+        )
+    );
+    let connection = connection.map_err(setup_error)?;
+    let function = function.map_err(setup_error)?;
     let bundle = ctx.bundles.get(ctx, &function).await.map_err(setup_error)?;
     Ok(Loaded {
         connection,
