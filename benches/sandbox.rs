@@ -160,5 +160,17 @@ async fn main() -> anyhow::Result<()> {
         "| memory per live context ({HELD} held) | {lasso_kib:.0} KiB | {node_kib:.0} KiB | {:.2} |",
         lasso_kib / node_kib
     );
+    let verdict = |ratio: f64| if ratio <= 0.5 { "met" } else { "missed" };
+    println!();
+    println!(
+        "Targets: at most 0.5× Node's time and memory (DESIGN.md; time {}, memory {}), a tenth of its time the stretch ({}). The floor row is what no sandbox with a fresh QuickJS context per run can go below.",
+        verdict(lasso_us / node_us),
+        verdict(lasso_kib / node_kib),
+        if lasso_us / node_us <= 0.1 {
+            "met"
+        } else {
+            "missed"
+        },
+    );
     Ok(())
 }
