@@ -151,6 +151,19 @@ async fn count_in_state(ctx: &Context, env: i64, state: &str) -> i64 {
     .unwrap()
 }
 
+async fn every_task_finished(ctx: &Context) {
+    eventually("every task to finish", Duration::from_secs(120), || async {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM queue.tasks WHERE state NOT IN ('SUCCEEDED', 'FAILED', 'EXPIRED')",
+        )
+        .fetch_one(&ctx.db)
+        .await
+        .unwrap();
+        (open == 0).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_environment_limit_holds_with_concurrent_dispatchers_and_runners() {
     let cluster = Cluster::new().await;
@@ -183,16 +196,7 @@ async fn the_environment_limit_holds_with_concurrent_dispatchers_and_runners() {
         spawn_runner(&mut runners, cluster.context(), stop.clone());
     }
 
-    eventually("every task to finish", Duration::from_secs(120), || async {
-        let open: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM queue.tasks WHERE state NOT IN ('SUCCEEDED', 'FAILED', 'EXPIRED')",
-        )
-        .fetch_one(&ctx.db)
-        .await
-        .unwrap();
-        (open == 0).then_some(())
-    })
-    .await;
+    every_task_finished(&ctx).await;
     stop.store(true, Ordering::Relaxed);
     dispatchers.join_all().await;
     let outcomes: Vec<Outcome> = runners.join_all().await.into_iter().flatten().collect();
@@ -383,16 +387,7 @@ async fn the_limit_holds_when_callers_enqueue_at_once_beside_the_dispatchers() {
     }
     callers.join_all().await;
 
-    eventually("every task to finish", Duration::from_secs(120), || async {
-        let open: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM queue.tasks WHERE state NOT IN ('SUCCEEDED', 'FAILED', 'EXPIRED')",
-        )
-        .fetch_one(&ctx.db)
-        .await
-        .unwrap();
-        (open == 0).then_some(())
-    })
-    .await;
+    every_task_finished(&ctx).await;
     stop.store(true, Ordering::Relaxed);
     dispatchers.join_all().await;
     let outcomes: Vec<Outcome> = runners.join_all().await.into_iter().flatten().collect();
