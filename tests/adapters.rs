@@ -384,3 +384,28 @@ async fn opensearch_log_sink_reports_an_unreachable_server() {
         .unwrap_err();
     assert!(matches!(err, Error::LogSink(_)), "{err}");
 }
+
+/// The pool trusts connections used a moment ago, but one idle long enough to have been dropped
+/// (as a frozen Lambda's are) is checked before use and replaced, so the query after it works.
+#[tokio::test]
+async fn a_pool_replaces_a_connection_the_server_dropped_while_idle() {
+    let db = fresh_database().await;
+    let pool = lasso_shared::db::pool_for(&secrecy::SecretString::from(db.url.clone()), 1).unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(killed);
+    // Past the idle time after which the pool pings a connection before handing it out.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let new_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .expect("the dropped connection was replaced");
+    assert_ne!(new_pid, pid);
+}
