@@ -41,6 +41,16 @@ impl Cluster {
         }
     }
 
+    /// A context, with the sleeper script put in the shared script store.
+    async fn with_sleeper(&self) -> Context {
+        let ctx = self.context();
+        ctx.scripts
+            .put("sleeper.js", Bytes::from_static(SLEEPER.as_bytes()))
+            .await
+            .unwrap();
+        ctx
+    }
+
     fn context(&self) -> Context {
         let cfg = config(
             &self.db,
@@ -167,11 +177,7 @@ async fn every_task_finished(ctx: &Context) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_environment_limit_holds_with_concurrent_dispatchers_and_runners() {
     let cluster = Cluster::new().await;
-    let ctx = cluster.context();
-    ctx.scripts
-        .put("sleeper.js", Bytes::from_static(SLEEPER.as_bytes()))
-        .await
-        .unwrap();
+    let ctx = cluster.with_sleeper().await;
     let mut envs = Vec::new();
     for (name, count) in [("big", 600), ("medium", 300), ("small", 100)] {
         let (env, _) = environments::create(&ctx.db, name).await.unwrap();
@@ -355,11 +361,7 @@ async fn a_task_enqueued_at_once_goes_out_only_with_room_and_nothing_older_waiti
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_limit_holds_when_callers_enqueue_at_once_beside_the_dispatchers() {
     let cluster = Cluster::new().await;
-    let ctx = cluster.context();
-    ctx.scripts
-        .put("sleeper.js", Bytes::from_static(SLEEPER.as_bytes()))
-        .await
-        .unwrap();
+    let ctx = cluster.with_sleeper().await;
     let (env, _) = environments::create(&ctx.db, "busy").await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -409,11 +411,7 @@ async fn the_limit_holds_when_callers_enqueue_at_once_beside_the_dispatchers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_small_environment_is_not_starved_behind_a_big_one() {
     let cluster = Cluster::new().await;
-    let ctx = cluster.context();
-    ctx.scripts
-        .put("sleeper.js", Bytes::from_static(SLEEPER.as_bytes()))
-        .await
-        .unwrap();
+    let ctx = cluster.with_sleeper().await;
     let (big, _) = environments::create(&ctx.db, "big").await.unwrap();
     let (small, _) = environments::create(&ctx.db, "small").await.unwrap();
     let new: Vec<NewTask> = (0..300).map(|n| sleeper_task(big.id, n)).collect();
@@ -506,11 +504,7 @@ async fn a_failed_send_releases_the_tasks() {
 #[tokio::test]
 async fn stuck_dispatched_tasks_are_sent_again_and_run_once() {
     let cluster = Cluster::new().await;
-    let ctx = cluster.context();
-    ctx.scripts
-        .put("sleeper.js", Bytes::from_static(SLEEPER.as_bytes()))
-        .await
-        .unwrap();
+    let ctx = cluster.with_sleeper().await;
     let (env, _) = environments::create(&ctx.db, "stuck").await.unwrap();
     let new: Vec<NewTask> = (0..3).map(|n| sleeper_task(env.id, n)).collect();
     let ids = tasks::insert(&ctx.db, &new).await.unwrap();
