@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use lasso_cli::workers::Workers;
-use lasso_shared::config::Config;
-use lasso_shared::logs::Level;
-use lasso_shared::sandbox::{self, BatchOp, Host, HostError, Limits, RunInfo};
-use lasso_shared::scripts::{self, Bundle, DeployRequest};
-use lasso_shared::{Context, environments};
+use lasso_sandbox::{self as sandbox, BatchOp, Host, HostError, Limits, RunInfo};
+use lasso_services::config::Config;
+use lasso_services::logs::Level;
+use lasso_services::scripts::{self, Bundle, DeployRequest};
+use lasso_services::{Context, environments};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -99,7 +99,8 @@ async fn round_trips(admin: &str, wait_mode: &str) -> anyhow::Result<Vec<Duratio
     let mut url = url::Url::parse(admin)?;
     url.set_path(&format!("lasso_bench_{}", uuid::Uuid::new_v4().simple()));
     let database_url = url.to_string();
-    lasso_shared::db::create_database_if_missing(&SecretString::from(database_url.clone())).await?;
+    lasso_services::db::create_database_if_missing(&SecretString::from(database_url.clone()))
+        .await?;
     let dir = std::env::temp_dir().join(format!("lasso-bench-actions-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("providers.yaml"), PROVIDERS)?;
@@ -123,7 +124,7 @@ async fn round_trips(admin: &str, wait_mode: &str) -> anyhow::Result<Vec<Duratio
             .map(|(_, v)| v.clone())
     })?;
     let ctx = Context::build(config, None)?;
-    lasso_shared::db::migrate(&ctx.db).await?;
+    lasso_services::db::migrate(&ctx.db).await?;
     let (env, key) = environments::create(&ctx.db, "bench").await?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -156,7 +157,7 @@ async fn round_trips(admin: &str, wait_mode: &str) -> anyhow::Result<Vec<Duratio
         env.id,
         DeployRequest {
             integration: None,
-            functions: scripts::compile(&project())?.functions,
+            functions: lasso_compile::compile(&project())?.functions,
         },
     )
     .await?;
@@ -192,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
     let admin = std::env::var("LASSO_BENCH_DATABASE_URL").map_err(|_| {
         anyhow::anyhow!("LASSO_BENCH_DATABASE_URL is not set (scripts/bench sets it)")
     })?;
-    let compiled = scripts::compile(&project())?;
+    let compiled = lasso_compile::compile(&project())?;
     let bundle = Bundle::parse(&compiled.functions[0].bundle).map_err(|e| anyhow::anyhow!(e))?;
 
     let script = stats(script_alone(&bundle).await?);

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use lasso_shared::records::{self, Scope};
+use lasso_services::records::{self, Scope};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -36,9 +36,9 @@ async fn setup(admin: &str) -> anyhow::Result<(PgPool, i64)> {
     let mut url = url::Url::parse(admin)?;
     url.set_path(&format!("lasso_bench_{}", uuid::Uuid::new_v4().simple()));
     let secret = SecretString::from(url.to_string());
-    lasso_shared::db::create_database_if_missing(&secret).await?;
-    let pool = lasso_shared::db::pool_for(&secret, 4)?;
-    lasso_shared::db::migrate(&pool).await?;
+    lasso_services::db::create_database_if_missing(&secret).await?;
+    let pool = lasso_services::db::pool_for(&secret, 4)?;
+    lasso_services::db::migrate(&pool).await?;
     let (connection,): (i64,) = sqlx::query_as(
         "WITH e AS (INSERT INTO environments (uuid, name) VALUES (gen_random_uuid(), 'bench') RETURNING id),
               i AS (INSERT INTO integrations (uuid, environment_id, unique_key, provider)

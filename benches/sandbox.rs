@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use lasso_shared::logs::Level;
-use lasso_shared::sandbox::{self, BatchOp, Host, HostError, Limits, RunInfo, Sandbox};
+use lasso_sandbox::{self as sandbox, BatchOp, Host, HostError, Limits, RunInfo, Sandbox};
+use lasso_services::logs::Level;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

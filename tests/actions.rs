@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lasso_cli::workers::Workers;
-use lasso_shared::queue::completions::Check;
-use lasso_shared::queue::{NewTask, TaskKind, TaskState, tasks};
-use lasso_shared::{Context, environments, runner_groups};
+use lasso_services::queue::completions::Check;
+use lasso_services::queue::{NewTask, TaskKind, TaskState, tasks};
+use lasso_services::{Context, environments, runner_groups};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
 use serde_json::{Value, json};

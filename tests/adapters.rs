@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{Duration as ChronoDuration, DurationRound, Utc};
-use lasso_shared::Error;
-use lasso_shared::adapters::log_sink::{OpenSearchLogSink, PostgresLogSink};
-use lasso_shared::adapters::script_store::{DirScriptStore, S3ScriptStore};
-use lasso_shared::adapters::transport::{LocalTransport, OutgoingMessage, SqsTransport};
-use lasso_shared::adapters::{LogSink, ScriptStore, TaskTransport};
-use lasso_shared::config::OpenSearchAuth;
-use lasso_shared::logs::{
+use lasso_services::Error;
+use lasso_services::adapters::log_sink::{OpenSearchLogSink, PostgresLogSink};
+use lasso_services::adapters::script_store::{DirScriptStore, S3ScriptStore};
+use lasso_services::adapters::transport::{LocalTransport, OutgoingMessage, SqsTransport};
+use lasso_services::adapters::{LogSink, ScriptStore, TaskTransport};
+use lasso_services::config::OpenSearchAuth;
+use lasso_services::logs::{
     Level, LogBatch, Message, MessageKind, Operation, OperationKind, OperationQuery, OperationState,
 };
 use lasso_tests::*;
@@ -390,7 +390,8 @@ async fn opensearch_log_sink_reports_an_unreachable_server() {
 #[tokio::test]
 async fn a_pool_replaces_a_connection_the_server_dropped_while_idle() {
     let db = fresh_database().await;
-    let pool = lasso_shared::db::pool_for(&secrecy::SecretString::from(db.url.clone()), 1).unwrap();
+    let pool =
+        lasso_services::db::pool_for(&secrecy::SecretString::from(db.url.clone()), 1).unwrap();
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&pool)
         .await

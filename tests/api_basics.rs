@@ -1,6 +1,6 @@
 //! `GET /health` and `GET /environment-variables` over real HTTP, with the contract's errors.
 
-use lasso_shared::environments::{self, EnvironmentVariable};
+use lasso_services::environments::{self, EnvironmentVariable};
 use lasso_tests::*;
 use serde_json::{Value, json};
 
@@ -32,7 +32,7 @@ async fn health_checks_the_database() {
         "9",
     );
     let broken_db = TestDb {
-        pool: lasso_shared::db::pool_for(&broken.clone().into(), 1).unwrap(),
+        pool: lasso_services::db::pool_for(&broken.clone().into(), 1).unwrap(),
         url: broken,
     };
     let base = serve_api(local_context(&broken_db).await).await;

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use chrono::{Duration, Utc};
-use lasso_shared::Context;
-use lasso_shared::connections::{self, Credentials};
-use lasso_shared::environments::{self, Environment};
-use lasso_shared::integrations::{self, AppCredentials};
+use lasso_services::Context;
+use lasso_services::connections::{self, Credentials};
+use lasso_services::environments::{self, Environment};
+use lasso_services::integrations::{self, AppCredentials};
 use lasso_tests::auth::{
     MockOAuthServer, WebhookSink, browser, create_integration, listen, serve_api_on,
 };
@@ -157,7 +157,7 @@ impl Setup {
     async fn connection(&self, key: &str, id: &str) -> Option<connections::Connection> {
         match connections::get(&self.ctx.db, &self.ctx.cipher, self.env.id, key, id).await {
             Ok(c) => Some(c),
-            Err(lasso_shared::Error::NotFound { .. }) => None,
+            Err(lasso_services::Error::NotFound { .. }) => None,
             Err(e) => panic!("{e}"),
         }
     }

@@ -4,10 +4,10 @@
 //! re-authorize one connection; and environments that cannot reach each other.
 
 use chrono::{Duration, Utc};
-use lasso_shared::Context;
-use lasso_shared::connections::{self, Credentials};
-use lasso_shared::crypto::token_digest;
-use lasso_shared::environments::{self, Environment};
+use lasso_services::Context;
+use lasso_services::connections::{self, Credentials};
+use lasso_services::crypto::token_digest;
+use lasso_services::environments::{self, Environment};
 use lasso_tests::auth::{
     MockOAuthServer, WebhookSink, browser, create_integration, listen, serve_api_on,
 };
@@ -811,7 +811,7 @@ async fn long_expired_sessions_are_purged_by_the_scheduler() {
         .execute(&s.ctx.db)
         .await
         .unwrap();
-    lasso_shared::scheduler::tick(&s.ctx).await.unwrap();
+    lasso_services::scheduler::tick(&s.ctx).await.unwrap();
     let oauth_sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM oauth_sessions")
         .fetch_one(&s.ctx.db)
         .await

@@ -1,7 +1,7 @@
 //! Integrations and connections over real HTTP: CRUD, import, list filters and paging,
 //! metadata, encryption at rest, bad input, and isolation between environments.
 
-use lasso_shared::environments;
+use lasso_services::environments;
 use lasso_tests::*;
 use serde_json::{Value, json};
 

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use lasso_cli::deploy as cli;
-use lasso_shared::scripts::store;
-use lasso_shared::scripts::{self, Bundle, DeployOutcome, DeployRequest, FunctionType, Trigger};
-use lasso_shared::{Context, Error, environments, integrations};
+use lasso_services::scripts::store;
+use lasso_services::scripts::{self, Bundle, DeployOutcome, DeployRequest, FunctionType, Trigger};
+use lasso_services::{Context, Error, environments, integrations};
 use lasso_tests::*;
 use serde_json::{Value, json};
 
@@ -229,7 +229,7 @@ async fn deploy_lifecycle(s: &Setup) {
     .unwrap();
     let err = s.deploy(&broken).await.unwrap_err().to_string();
     assert!(err.contains("nothing was deployed"), "{err}");
-    match scripts::compile(&broken) {
+    match lasso_compile::compile(&broken) {
         Err(Error::Compile(d)) => {
             assert_eq!(d.len(), 1, "{d:?}");
             assert_eq!(
@@ -247,7 +247,7 @@ async fn deploy_lifecycle(s: &Setup) {
         yaml.replace("every hour", "every 10 seconds"),
     )
     .unwrap();
-    match scripts::compile(&bad_frequency) {
+    match lasso_compile::compile(&bad_frequency) {
         Err(Error::Compile(d)) => {
             assert_eq!((d[0].file.as_str(), d[0].line), ("nango.yaml", 13), "{d:?}");
             assert!(d[0].message.contains("too frequent"), "{d:?}");
@@ -257,7 +257,7 @@ async fn deploy_lifecycle(s: &Setup) {
 
     // The server checks too: a request built by hand with a bad frequency, an unknown
     // integration, a corrupt bundle.
-    let mut project = scripts::compile(&dir).unwrap();
+    let mut project = lasso_compile::compile(&dir).unwrap();
     let repos = project
         .functions
         .iter_mut()
@@ -280,7 +280,7 @@ async fn deploy_lifecycle(s: &Setup) {
             .contains("too frequent")
     );
 
-    let mut project = scripts::compile(&dir).unwrap();
+    let mut project = lasso_compile::compile(&dir).unwrap();
     project.functions[0].integration = "gitlab".into();
     let (status, body) = post_deploy(&s.api, &project, None).await;
     assert_eq!(status, 404, "{body}");
@@ -292,7 +292,7 @@ async fn deploy_lifecycle(s: &Setup) {
             .contains("`gitlab`")
     );
 
-    let mut project = scripts::compile(&dir).unwrap();
+    let mut project = lasso_compile::compile(&dir).unwrap();
     project.functions[2].bundle = "{\"format\": 1}".into();
     let (status, body) = post_deploy(&s.api, &project, None).await;
     assert_eq!(status, 400, "{body}");

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use lasso_shared::adapters::transport::RunnerQueues;
-use lasso_shared::queue::{NewTask, TaskState, tasks};
-use lasso_shared::runner::{self, Outcome};
-use lasso_shared::{Context, dispatcher, environments};
+use lasso_runner::run::{self as runner, Outcome};
+use lasso_services::adapters::transport::RunnerQueues;
+use lasso_services::queue::{NewTask, TaskState, tasks};
+use lasso_services::{Context, dispatcher, environments};
 use lasso_tests::*;
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -69,7 +69,7 @@ impl Cluster {
 fn sleeper_task(env: i64, n: usize) -> NewTask {
     NewTask::new(
         env,
-        lasso_shared::queue::TaskKind::Script,
+        lasso_services::queue::TaskKind::Script,
         "sleeper",
         json!({"script_key": "sleeper.js", "input": {"n": n}}),
     )
@@ -350,7 +350,7 @@ async fn a_task_enqueued_at_once_goes_out_only_with_room_and_nothing_older_waiti
     let sent: Vec<Uuid> = deliveries
         .iter()
         .map(|d| {
-            serde_json::from_str::<lasso_shared::queue::TaskMessage>(&d.body)
+            serde_json::from_str::<lasso_services::queue::TaskMessage>(&d.body)
                 .unwrap()
                 .task_id
         })

@@ -18,10 +18,10 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use lasso_cli::emulate::{self, EmulateOptions};
 use lasso_cli::event_source::Mapping;
-use lasso_shared::queue::{NewTask, TaskKind, TaskState, tasks};
-use lasso_shared::records::{self, Scope};
-use lasso_shared::scripts::{self, DeployRequest};
-use lasso_shared::{Context, environments};
+use lasso_services::queue::{NewTask, TaskKind, TaskState, tasks};
+use lasso_services::records::{self, Scope};
+use lasso_services::scripts::DeployRequest;
+use lasso_services::{Context, environments};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -246,7 +246,7 @@ async fn a_sync_runs_on_its_own_under_cargo_lambda_watch_and_lasso_emulate() {
     assert_eq!(status, 200, "{body}");
     let project =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/schedules-project");
-    let functions: Vec<_> = scripts::compile(&project)
+    let functions: Vec<_> = lasso_compile::compile(&project)
         .unwrap()
         .functions
         .into_iter()

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use lasso_cli::workers::Workers;
-use lasso_shared::records::{self, ListQuery, Scope};
-use lasso_shared::{Context, connections, environments};
+use lasso_services::records::{self, ListQuery, Scope};
+use lasso_services::{Context, connections, environments};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -483,7 +483,7 @@ async fn unknown_urls_bad_bodies_and_bad_signatures_are_refused() {
         "invalid_request"
     );
 
-    let big = vec![b' '; lasso_shared::incoming_webhooks::MAX_BODY_BYTES + 1];
+    let big = vec![b' '; lasso_services::incoming_webhooks::MAX_BODY_BYTES + 1];
     let (status, answer) = s.post(&s.hook_path(), &[], &big).await;
     assert_eq!(status, 413, "{answer}");
 }

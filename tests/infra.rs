@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use lasso_shared::config::SETTINGS;
+use lasso_services::config::SETTINGS;
 use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
 
@@ -1141,7 +1141,7 @@ fn group_names_follow_the_control_planes_rule_and_runners_can_have_their_own_dat
         for name in names.iter().filter(|n| !n.is_empty()) {
             assert_eq!(
                 re.is_match(name),
-                lasso_shared::runner_groups::valid_name(name),
+                lasso_services::runner_groups::valid_name(name),
                 "{pattern} on `{name}`"
             );
         }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use lasso_shared::queue::{TaskKind, TaskState};
+use lasso_services::queue::{TaskKind, TaskState};
 use lasso_tests::fakehub::{run, setup};
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -185,7 +185,7 @@ async fn a_log_store_that_is_down_never_fails_a_sync() {
 async fn deploys_are_logged_with_what_they_changed_or_why_they_failed() {
     let s = setup(&[]).await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fakehub-project");
-    let mut functions = lasso_shared::scripts::compile(&dir).unwrap().functions;
+    let mut functions = lasso_compile::compile(&dir).unwrap().functions;
     // The fixture is deployed already: deploying it without one function removes that one.
     let dropped = functions.pop().unwrap();
     let changed = format!(

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use lasso_shared::environments;
-use lasso_shared::providers::{AuthMode, Catalog};
+use lasso_services::environments;
+use lasso_services::providers::{AuthMode, Catalog};
 use lasso_tests::*;
 use serde_json::Value;
 
@@ -297,7 +297,7 @@ github:
     .unwrap();
     let db = fresh_database().await;
     let cfg = config(&db, &[("LASSO_PROVIDERS_FILE", file.display().to_string())]);
-    let ctx = lasso_shared::Context::build(cfg, None).expect("context with an extra catalog");
+    let ctx = lasso_services::Context::build(cfg, None).expect("context with an extra catalog");
     assert_eq!(ctx.providers.len(), Catalog::builtin().len() + 1);
     let (_, key) = environments::create(&ctx.db, "providers").await.unwrap();
     let base = serve_api(ctx).await;
@@ -335,7 +335,7 @@ github:
     )
     .unwrap();
     let cfg = config(&db, &[("LASSO_PROVIDERS_FILE", file.display().to_string())]);
-    let err = lasso_shared::Context::build(cfg, None)
+    let err = lasso_services::Context::build(cfg, None)
         .err()
         .expect("a bad catalog stops start-up")
         .to_string();

@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use lasso_shared::records::{self, ListQuery, Scope};
-use lasso_shared::{Error, environments};
+use lasso_services::records::{self, ListQuery, Scope};
+use lasso_services::{Error, environments};
 use lasso_tests::*;
 use serde_json::{Value, json};
 use uuid::Uuid;

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Form, Json, Router};
 use chrono::Utc;
-use lasso_shared::{Context, environments};
+use lasso_services::{Context, environments};
 use lasso_tests::*;
 use serde_json::{Value, json};
 

@@ -10,12 +10,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use lasso_cli::event_source;
 use lasso_cli::workers::Workers;
-use lasso_shared::adapters::transport::{Delivery, OutgoingMessage};
-use lasso_shared::connections;
-use lasso_shared::queue::{NewTask, TaskKind, TaskMessage, TaskState, tasks};
-use lasso_shared::records::{self, ListQuery, Scope};
-use lasso_shared::runner::{self, Outcome};
-use lasso_shared::{Context, Error, actions, environments, runner_groups};
+use lasso_runner::run::{self as runner, Outcome};
+use lasso_services::adapters::transport::{Delivery, OutgoingMessage};
+use lasso_services::connections;
+use lasso_services::queue::{NewTask, TaskKind, TaskMessage, TaskState, tasks};
+use lasso_services::records::{self, ListQuery, Scope};
+use lasso_services::{Context, Error, actions, environments, runner_groups};
 use lasso_tests::*;
 use serde_json::json;
 use uuid::Uuid;
@@ -160,7 +160,7 @@ async fn a_runner_cannot_reach_another_groups_data() {
     )
     .await
     .unwrap()[0];
-    lasso_shared::dispatcher::dispatch_all(&admin)
+    lasso_services::dispatcher::dispatch_all(&admin)
         .await
         .unwrap();
     let body = serde_json::to_string(&TaskMessage { task_id: theirs }).unwrap();
@@ -187,7 +187,7 @@ async fn a_runner_cannot_reach_another_groups_data() {
     )
     .await
     .unwrap()[0];
-    lasso_shared::dispatcher::dispatch_all(&admin)
+    lasso_services::dispatcher::dispatch_all(&admin)
         .await
         .unwrap();
     let body = serde_json::to_string(&TaskMessage { task_id: crafted }).unwrap();
@@ -210,7 +210,7 @@ async fn a_runner_records_retries_of_its_own_groups_actions_only() {
     let mut action = NewTask::new(a.env_id, TaskKind::Action, "x", json!({}));
     action.max_attempts = 2;
     let id = tasks::insert(&admin.db, &[action]).await.unwrap()[0];
-    lasso_shared::dispatcher::dispatch_all(&admin)
+    lasso_services::dispatcher::dispatch_all(&admin)
         .await
         .unwrap();
     let started = tasks::start(&runner_a.db, id, &a.name)
@@ -346,7 +346,7 @@ async fn each_groups_tasks_reach_only_its_own_queue_and_runner_on_moto() {
         ids.iter().step_by(2).copied().collect(),
         ids.iter().skip(1).step_by(2).copied().collect(),
     );
-    let report = lasso_shared::dispatcher::dispatch_all(&control)
+    let report = lasso_services::dispatcher::dispatch_all(&control)
         .await
         .unwrap();
     assert_eq!(report.sent, 6, "{report:?}");
@@ -378,7 +378,7 @@ async fn each_groups_tasks_reach_only_its_own_queue_and_runner_on_moto() {
     let stray = tasks::insert(&control.db, &[script_task(shared_env.id, "stray")])
         .await
         .unwrap()[0];
-    lasso_shared::dispatcher::dispatch_all(&control)
+    lasso_services::dispatcher::dispatch_all(&control)
         .await
         .unwrap();
     let body = serde_json::to_string(&TaskMessage { task_id: stray }).unwrap();
@@ -417,7 +417,7 @@ async fn each_groups_tasks_reach_only_its_own_queue_and_runner_on_moto() {
     let lost = tasks::insert(&control.db, &[script_task(lost_env.id, "lost")])
         .await
         .unwrap()[0];
-    let report = lasso_shared::dispatcher::dispatch_all(&control)
+    let report = lasso_services::dispatcher::dispatch_all(&control)
         .await
         .unwrap();
     assert_eq!((report.failed, report.sent), (1, 0), "{report:?}");

@@ -3,8 +3,8 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
-use lasso_shared::queue::{NewTask, TaskKind, TaskState, tasks};
-use lasso_shared::{dispatcher, environments};
+use lasso_services::queue::{NewTask, TaskKind, TaskState, tasks};
+use lasso_services::{dispatcher, environments};
 use lasso_tests::*;
 use serde_json::json;
 
@@ -105,7 +105,7 @@ async fn an_unreachable_script_store_fails_the_message_and_gives_the_task_back()
             format!("s3://{}", unique("absent-bucket")),
         )],
     );
-    let ctx = lasso_shared::Context::build(cfg, Some(aws_sdk_config())).unwrap();
+    let ctx = lasso_services::Context::build(cfg, Some(aws_sdk_config())).unwrap();
     let (env, _) = environments::create(&ctx.db, "runner").await.unwrap();
     let id = tasks::insert(
         &ctx.db,

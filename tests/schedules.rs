@@ -16,11 +16,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use lasso_cli::event_source::{self, Mapping};
 use lasso_cli::workers::Workers;
-use lasso_shared::adapters::transport::OutgoingMessage;
-use lasso_shared::queue::{TaskState, tasks};
-use lasso_shared::records::{self, Scope};
-use lasso_shared::scripts::{self, CompiledFunction, DeployRequest};
-use lasso_shared::{Context, environments, runner_groups};
+use lasso_services::adapters::transport::OutgoingMessage;
+use lasso_services::queue::{TaskState, tasks};
+use lasso_services::records::{self, Scope};
+use lasso_services::scripts::{self, CompiledFunction, DeployRequest};
+use lasso_services::{Context, environments, runner_groups};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -225,7 +225,7 @@ async fn setup(adapters: Adapters) -> Setup {
 
 fn project_functions(names: &[&str]) -> Vec<CompiledFunction> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/schedules-project");
-    scripts::compile(&dir)
+    lasso_compile::compile(&dir)
         .unwrap()
         .functions
         .into_iter()
@@ -652,7 +652,7 @@ async fn the_scheduler_skips_missed_ticks_and_expires_each_timeout_while_the_bud
         .await
         .unwrap()
     };
-    let tick = || async { lasso_shared::scheduler::tick(&s.ctx).await.unwrap() };
+    let tick = || async { lasso_services::scheduler::tick(&s.ctx).await.unwrap() };
 
     let report = tick().await;
     assert_eq!((report.scheduled.due, report.scheduled.created), (1, 1));
@@ -1004,7 +1004,7 @@ async fn schedules_follow_deploys_and_connections() {
         ]
     );
     // The reconcile is idempotent.
-    let again = lasso_shared::queue::schedules::reconcile(&s.ctx.db, Default::default())
+    let again = lasso_services::queue::schedules::reconcile(&s.ctx.db, Default::default())
         .await
         .unwrap();
     assert_eq!(again, Default::default());

@@ -3,8 +3,8 @@
 //! full-sync deletions, actions with output and ActionError, and hostile scripts contained with
 //! the runner serving the next task.
 
-use lasso_shared::queue::{TaskKind, TaskState, tasks};
-use lasso_shared::records::{self, Scope};
+use lasso_services::queue::{TaskKind, TaskState, tasks};
+use lasso_services::records::{self, Scope};
 use lasso_tests::fakehub::{run, setup};
 use serde_json::{Value, json};
 
@@ -58,7 +58,7 @@ async fn a_paginating_sync_dedupes_updates_and_deletes() {
 
     let tickets = run(&s, TaskKind::Sync, "tickets", None).await;
     assert_eq!(results(&tickets, "Ticket"), (1_000, 0, 0));
-    let checkpoint = lasso_shared::checkpoints::get(&s.ctx.db, s.connection, "tickets")
+    let checkpoint = lasso_services::checkpoints::get(&s.ctx.db, s.connection, "tickets")
         .await
         .unwrap();
     assert_eq!(checkpoint, Some(json!({"done": true})));
@@ -154,7 +154,7 @@ async fn dryrun_reports_what_a_sync_would_save_and_saves_nothing() {
         input,
         host: s.api.base.clone(),
         secret_key: s.api.key.clone(),
-        limits: lasso_shared::sandbox::Limits::default(),
+        limits: lasso_sandbox::Limits::default(),
     };
     let report = lasso_cli::dryrun::run(options("issues", None))
         .await
@@ -178,7 +178,7 @@ async fn dryrun_reports_what_a_sync_would_save_and_saves_nothing() {
     assert_eq!(report.saved["Ticket"].len(), 1_000);
     assert_eq!(report.checkpoint, Some(json!({"done": true})));
     assert_eq!(
-        lasso_shared::checkpoints::get(&s.ctx.db, s.connection, "tickets")
+        lasso_services::checkpoints::get(&s.ctx.db, s.connection, "tickets")
             .await
             .unwrap(),
         None

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hmac::{Hmac, Mac};
-use lasso_shared::{environments, webhooks};
+use lasso_services::{environments, webhooks};
 use lasso_tests::*;
 use serde_json::json;
 use sha2::Sha256;

@@ -4,13 +4,13 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use lasso_shared::Error;
-use lasso_shared::scripts::{self, CompiledProject, DeployOutcome, DeployRequest, DeployedRef};
+use lasso_services::Error;
+use lasso_services::scripts::{CompiledProject, DeployOutcome, DeployRequest, DeployedRef};
 
 /// Compiles the project; on problems, prints each as `file:line:col: message` to stderr and
 /// fails.
 pub fn compile(dir: &Path) -> anyhow::Result<CompiledProject> {
-    match scripts::compile(dir) {
+    match lasso_compile::compile(dir) {
         Ok(project) if project.functions.is_empty() => bail!(
             "{} holds no functions: expected nango.yaml or scripts under <integration>/syncs|actions|on-events/",
             dir.display()

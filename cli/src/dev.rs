@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use base64::Engine;
-use lasso_shared::config::{self, Config};
-use lasso_shared::{Context, db, environments};
+use lasso_services::config::{self, Config};
+use lasso_services::{Context, db, environments};
 use rand::RngCore;
 
 use crate::workers::Workers;
@@ -102,7 +102,7 @@ pub struct DevOptions {
 
 pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let config = dev_config(&options.state_dir)?;
-    lasso_shared::telemetry::init(config.log_format);
+    lasso_services::telemetry::init(config.log_format);
     let addr = config.listen_addr;
     let public_url = config.public_url.clone();
     let ctx = Context::from_config(config).await?;

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
-use lasso_shared::logs::Level;
-use lasso_shared::records;
-use lasso_shared::sandbox::{self, BatchOp, Host, HostError, Limits, RunInfo, ScriptError};
-use lasso_shared::scripts::{Bundle, CompiledFunction, FunctionType};
+use lasso_sandbox::{self as sandbox, BatchOp, Host, HostError, Limits, RunInfo, ScriptError};
+use lasso_services::logs::Level;
+use lasso_services::records;
+use lasso_services::scripts::{Bundle, CompiledFunction, FunctionType};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use lasso_shared::adapters::TaskTransport;
-use lasso_shared::adapters::transport::RunnerQueues;
-use lasso_shared::config::{Config, TransportConfig};
+use lasso_services::adapters::TaskTransport;
+use lasso_services::adapters::transport::RunnerQueues;
+use lasso_services::config::{Config, TransportConfig};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinSet;

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use lasso_shared::adapters::TaskTransport;
-use lasso_shared::adapters::transport::Delivery;
+use lasso_services::adapters::TaskTransport;
+use lasso_services::adapters::transport::Delivery;
 use serde_json::json;
 
 #[derive(Clone)]

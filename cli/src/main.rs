@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use lasso_shared::{config, db, environments};
+use lasso_services::{config, db, environments};
 
 #[derive(Parser)]
 #[command(
@@ -92,10 +92,10 @@ fn parse_runner(value: &str) -> Result<(String, String), String> {
     let (group, url) = value
         .split_once('=')
         .ok_or_else(|| format!("expected group=URL, got `{value}`"))?;
-    if !lasso_shared::runner_groups::valid_name(group) {
+    if !lasso_services::runner_groups::valid_name(group) {
         return Err(format!(
             "group `{group}`: expected {}",
-            lasso_shared::runner_groups::NAME_RULE
+            lasso_services::runner_groups::NAME_RULE
         ));
     }
     url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
@@ -202,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
                 input,
                 host: args.host,
                 secret_key: args.secret_key,
-                limits: lasso_shared::sandbox::Limits {
+                limits: lasso_sandbox::Limits {
                     timeout: std::time::Duration::from_secs(args.timeout),
                     ..Default::default()
                 },
@@ -215,7 +215,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Emulate(args) => {
             let config = config::from_env_or_exit();
-            lasso_shared::telemetry::init(config.log_format);
+            lasso_services::telemetry::init(config.log_format);
             let (stop, stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 let _ = tokio::signal::ctrl_c().await;
@@ -224,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
             println!("lasso emulate: invoking functions at {}", args.endpoint);
             lasso_cli::emulate::run(
                 &config,
-                &lasso_shared::adapters::aws_sdk_config().await,
+                &lasso_services::adapters::aws_sdk_config().await,
                 lasso_cli::emulate::EmulateOptions {
                     endpoint: args.endpoint,
                     scheduler_every: args.scheduler_every,
@@ -247,16 +247,17 @@ async fn main() -> anyhow::Result<()> {
             let env = environments::find_by_name(&pool, &name)
                 .await?
                 .with_context(|| format!("no environment named `{name}`"))?;
-            lasso_shared::runner_groups::assign(&pool, env.id, &group).await?;
+            lasso_services::runner_groups::assign(&pool, env.id, &group).await?;
             println!("environment `{name}` now runs on runner group `{group}`");
         }
         Command::Group(GroupCommand::CreateUser { group }) => {
             let url = config::database_url_from_env().unwrap_or_else(|e| config::exit_with(e));
             let pool = db::pool_for(&url, 1)?;
-            let password = lasso_shared::runner_groups::create_database_user(&pool, &group).await?;
+            let password =
+                lasso_services::runner_groups::create_database_user(&pool, &group).await?;
             println!(
                 "database user: {}",
-                lasso_shared::runner_groups::database_user(&group)
+                lasso_services::runner_groups::database_user(&group)
             );
             println!(
                 "password: {}",

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use lasso_shared::{Context, runner_groups};
+use lasso_services::{Context, runner_groups};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 

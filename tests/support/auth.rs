@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::routing::post;
-use lasso_shared::Context;
-use lasso_shared::integrations::{self, AppCredentials, NewIntegration};
+use lasso_services::Context;
+use lasso_services::integrations::{self, AppCredentials, NewIntegration};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;

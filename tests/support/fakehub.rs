@@ -10,8 +10,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use lasso_cli::workers::Workers;
-use lasso_shared::queue::{NewTask, TaskKind, tasks};
-use lasso_shared::{Context, environments};
+use lasso_services::queue::{NewTask, TaskKind, tasks};
+use lasso_services::{Context, environments};
 use serde_json::{Value, json};
 use uuid::Uuid;
 

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use lasso_shared::config::Config;
-use lasso_shared::{Context, db};
+use lasso_services::config::Config;
+use lasso_services::{Context, db};
 use secrecy::SecretString;
 use sqlx::PgPool;
 
@@ -68,11 +68,11 @@ pub async fn fresh_database() -> TestDb {
 /// `db` as the database user of runner `group` (created, or given a new password): what that
 /// group's runners connect with, under row-level security.
 pub async fn runner_database(db: &TestDb, group: &str) -> TestDb {
-    let password = lasso_shared::runner_groups::create_database_user(&db.pool, group)
+    let password = lasso_services::runner_groups::create_database_user(&db.pool, group)
         .await
         .expect("create the runner user");
     let mut url = url::Url::parse(&db.url).expect("a database URL");
-    url.set_username(&lasso_shared::runner_groups::database_user(group))
+    url.set_username(&lasso_services::runner_groups::database_user(group))
         .expect("a user name");
     url.set_password(Some(secrecy::ExposeSecret::expose_secret(&password)))
         .expect("a password");
@@ -220,12 +220,12 @@ pub async fn deploy_fixture(ctx: &Context, environment_id: i64, project: &str) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(project);
-    let compiled = lasso_shared::scripts::compile(&dir).unwrap();
-    lasso_shared::scripts::deploy(
+    let compiled = lasso_compile::compile(&dir).unwrap();
+    lasso_services::scripts::deploy(
         &ctx.db,
         ctx.scripts.as_ref(),
         environment_id,
-        lasso_shared::scripts::DeployRequest {
+        lasso_services::scripts::DeployRequest {
             integration: None,
             functions: compiled.functions,
         },

@@ -5,10 +5,10 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use lasso_shared::Context;
-use lasso_shared::auth_flows::Caller;
-use lasso_shared::connect_sessions::{self, ConnectSession};
-use lasso_shared::environments::{self, Environment};
+use lasso_services::Context;
+use lasso_services::auth_flows::Caller;
+use lasso_services::connect_sessions::{self, ConnectSession};
+use lasso_services::environments::{self, Environment};
 
 use crate::error::ApiError;
 

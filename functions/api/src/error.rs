@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use lasso_shared::Error;
+use lasso_services::Error;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! The public REST API (Nango-compatible). Handlers are thin: they authenticate, parse, call
-//! `lasso_shared`, and shape the answer.
+//! `lasso_services`, and shape the answer.
 
 pub mod auth;
 pub mod connection_headers;
@@ -10,7 +10,7 @@ mod routes;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::HeaderName;
-use lasso_shared::Context;
+use lasso_services::Context;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 

@@ -1,6 +1,6 @@
 //! The api Lambda function: the public REST API behind API Gateway.
 
-use lasso_shared::{Context, config, telemetry};
+use lasso_services::{Context, config, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

@@ -6,8 +6,11 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
-use lasso_shared::Context;
-use lasso_shared::runner::{self, Outcome};
+use lasso_services::Context;
+
+pub mod run;
+
+use run::Outcome;
 
 /// How many messages of one batch run at once.
 const CONCURRENCY: usize = 10;
@@ -21,7 +24,7 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
                 return Some(id);
             };
             let span = tracing::info_span!("message", message_id = %id);
-            match tracing::Instrument::instrument(runner::process_message(ctx, &body), span).await {
+            match tracing::Instrument::instrument(run::process_message(ctx, &body), span).await {
                 Ok(outcome) => match outcome {
                     Outcome::Succeeded(task) => {
                         tracing::info!(%task, "task succeeded");

@@ -2,7 +2,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
-use lasso_shared::{Context, config, telemetry};
+use lasso_services::{Context, config, telemetry};
 
 // QuickJS allocates small objects by the thousand per run; mimalloc serves them faster than
 // the system allocator (measured by benches/sandbox.rs).

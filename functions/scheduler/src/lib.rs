@@ -3,8 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use lasso_shared::Context;
-use lasso_shared::scheduler::{self, TickReport};
+use lasso_services::Context;
+use lasso_services::scheduler::{self, TickReport};
 
 /// Time between two ticks of one invocation.
 pub const TICK_EVERY: Duration = Duration::from_secs(10);
@@ -15,7 +15,7 @@ pub const WINDOW: Duration = Duration::from_secs(50);
 pub const STOP_BEFORE: Duration = Duration::from_secs(10);
 
 /// One tick.
-pub async fn handle(ctx: &Context) -> lasso_shared::Result<TickReport> {
+pub async fn handle(ctx: &Context) -> lasso_services::Result<TickReport> {
     let report = scheduler::tick(ctx).await?;
     // Idle ticks come every few seconds: only ticks that did something are worth a line.
     if report == TickReport::default() {
@@ -37,7 +37,7 @@ pub async fn handle(ctx: &Context) -> lasso_shared::Result<TickReport> {
 pub async fn handle_invocation(
     ctx: &Context,
     deadline: SystemTime,
-) -> lasso_shared::Result<Vec<TickReport>> {
+) -> lasso_services::Result<Vec<TickReport>> {
     let start = tokio::time::Instant::now();
     // Lambda never starts an invocation past its deadline; an emulator that sends a fixed one
     // long past (cargo lambda watch) gets the full window.

@@ -3,7 +3,7 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
-use lasso_shared::{Context, config, telemetry};
+use lasso_services::{Context, config, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
             let reports = lasso_scheduler::handle_invocation(ctx, event.context.deadline()).await?;
-            let sum = |f: fn(&lasso_shared::scheduler::TickReport) -> usize| {
+            let sum = |f: fn(&lasso_services::scheduler::TickReport) -> usize| {
                 reports.iter().map(f).sum::<usize>()
             };
             Ok::<_, lambda_runtime::Error>(serde_json::json!({

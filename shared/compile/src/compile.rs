@@ -17,11 +17,13 @@ use oxc::span::{SourceType, Span};
 use oxc::str::Str;
 use oxc::transformer::{TransformOptions, Transformer};
 
-use super::bundle::{BUNDLE_FORMAT, Bundle, SDK_MODULE};
-use super::{
-    CompiledFunction, CompiledProject, Diagnostic, FunctionConfig, FunctionType, object_form, yaml,
+use lasso_core::scripts::{
+    BUNDLE_FORMAT, Bundle, CompiledFunction, CompiledProject, Diagnostic, FunctionConfig,
+    FunctionType, SDK_MODULE,
 };
-use crate::{Error, Result};
+use lasso_core::{Error, Result};
+
+use crate::{object_form, yaml};
 
 /// The config file of a project, at its root.
 const CONFIG_FILE: &str = "nango.yaml";
@@ -168,7 +170,8 @@ impl Compiler {
             if claimed.contains(&file) {
                 continue;
             }
-            if let Err(e) = crate::integrations::check_unique_key(&integration, "integration") {
+            if let Err(e) = lasso_core::integrations::check_unique_key(&integration, "integration")
+            {
                 self.error(
                     &file,
                     0,
@@ -177,7 +180,7 @@ impl Compiler {
                 );
                 continue;
             }
-            if let Err(e) = super::check_function_name(&name) {
+            if let Err(e) = lasso_core::scripts::check_function_name(&name) {
                 self.error(&file, 0, 0, e);
                 continue;
             }

@@ -9,7 +9,7 @@ use oxc::ast::ast::{
 use oxc::span::Span;
 use serde_json::{Map, Value};
 
-use super::{
+use lasso_core::scripts::{
     Endpoint, FunctionConfig, FunctionType, Model, SyncSettings, SyncType, Trigger, parse_frequency,
 };
 
@@ -220,7 +220,7 @@ pub(crate) fn read(
         },
     }
     if config.function_type() == kind {
-        for (field, message) in super::check_config(&config) {
+        for (field, message) in lasso_core::scripts::check_config(&config) {
             problems.push((call, format!("`{field}`: {message}")));
         }
     }

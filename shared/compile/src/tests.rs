@@ -1,7 +1,9 @@
 use std::path::PathBuf;
 
-use super::*;
-use crate::Error;
+use lasso_core::Error;
+use lasso_core::scripts::*;
+
+use crate::compile;
 
 /// Writes `files` (path, content) under a fresh temporary directory.
 fn project(files: &[(&str, &str)]) -> PathBuf {
@@ -223,14 +225,14 @@ fn source_maps_point_into_the_typescript() {
     );
     let stack =
         format!("Error: line 14\n    at fetchData (github/syncs/issues.js:{js_line}:{js_col})\n");
-    let remapped = bundle.remap_stack(&stack);
+    let remapped = lasso_sandbox::remap_stack(&bundle, &stack);
     assert_eq!(
         remapped,
         "Error: line 14\n    at fetchData (github/syncs/issues.ts:14:5)\n"
     );
     // Unknown positions stay as they are.
     assert_eq!(
-        bundle.remap_stack("at x (other.js:1:1)"),
+        lasso_sandbox::remap_stack(&bundle, "at x (other.js:1:1)"),
         "at x (other.js:1:1)"
     );
 }

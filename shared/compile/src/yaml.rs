@@ -14,7 +14,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
-use super::{
+use lasso_core::scripts::{
     Diagnostic, Endpoint, FunctionConfig, FunctionType, Model, SyncSettings, SyncType, Trigger,
     parse_frequency,
 };
@@ -635,7 +635,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Vec<YamlFunction>, Vec<Dia
     let entries = reader.map(integrations, "integrations").unwrap_or_default();
     for (key, value) in entries {
         let integration = key.value.clone();
-        if let Err(e) = crate::integrations::check_unique_key(&integration, "integration") {
+        if let Err(e) = lasso_core::integrations::check_unique_key(&integration, "integration") {
             reader.error(&key.referenced, format!("integration `{integration}`: {e}"));
             continue;
         }
@@ -690,7 +690,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Vec<YamlFunction>, Vec<Dia
         }
         let mut seen = BTreeSet::new();
         for (integration, name, mut config, loc) in found {
-            if let Err(e) = super::check_function_name(&name.value) {
+            if let Err(e) = lasso_core::scripts::check_function_name(&name.value) {
                 reader.error(&name.referenced, e);
                 continue;
             }
@@ -706,7 +706,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Vec<YamlFunction>, Vec<Dia
                 continue;
             }
             reader.resolve_models(&mut config, &integration, &name.value);
-            for (field, message) in super::check_config(&config) {
+            for (field, message) in lasso_core::scripts::check_config(&config) {
                 reader.error(
                     &loc,
                     format!(

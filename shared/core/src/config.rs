@@ -806,7 +806,7 @@ mod readme {
     /// The README's settings table is exactly [`super::SETTINGS`], so the docs cannot drift.
     #[test]
     fn readme_documents_every_setting() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let start = readme
             .find("<!-- settings:start -->")
             .expect("settings start marker");

@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::Result;
 use crate::config::Config;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 /// A pooled connection idle for longer than this is pinged before use; one used more recently
 /// is trusted, which spares the hot paths a round trip per query.

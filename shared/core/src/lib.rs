@@ -1,36 +1,29 @@
-//! Lasso's shared library: everything the four Lambda functions and the CLI have in common.
-//! Handlers stay thin; the logic lives here, in plain types.
+//! Lasso's bottom layer: the types every other crate speaks, settings, errors, crypto, the
+//! stores and the adapters to the outside world.
+//!
+//! The rule of the layers, which Cargo enforces between crates: stores take a pool or an
+//! executor, never the service `Context`; a crate imports only the crates below it
+//! (`lasso-core` ← `lasso-sandbox` ← `lasso-compile`; `lasso-core` ← `lasso-services` ← the
+//! functions and the CLI), so nothing here knows about a flow, a sandbox or a compiler.
 
-pub mod actions;
 pub mod adapters;
-pub mod auth_flows;
 pub mod checkpoints;
 pub mod config;
 pub mod connect_sessions;
 pub mod connections;
-pub mod context;
 pub mod crypto;
 pub mod db;
-pub mod dispatcher;
 pub mod environments;
 pub mod error;
-pub mod incoming_webhooks;
+pub mod http;
 pub mod integrations;
 pub mod logs;
-pub mod oauth;
 pub mod providers;
-pub mod proxy;
 pub mod queue;
 pub mod records;
-pub mod runner;
 pub mod runner_groups;
-pub mod sandbox;
-pub mod scheduler;
 pub mod scripts;
-pub mod syncs;
 pub mod telemetry;
-pub mod webhooks;
 
 pub use config::Config;
-pub use context::Context;
 pub use error::{Error, Result};

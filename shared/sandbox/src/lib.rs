@@ -9,6 +9,9 @@
 mod bytecode;
 pub mod convert;
 mod memory;
+mod stack;
+
+pub use stack::remap_stack;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
-use crate::logs::Level;
-use crate::scripts::Bundle;
+use lasso_core::logs::Level;
+use lasso_core::scripts::Bundle;
 
 const SDK_PRELUDE: &str = include_str!("sdk.js");
 /// The prelude runs as a module under a name no import can resolve.
@@ -116,8 +119,8 @@ impl HostError {
     }
 }
 
-impl From<crate::Error> for HostError {
-    fn from(e: crate::Error) -> Self {
+impl From<lasso_core::Error> for HostError {
+    fn from(e: lasso_core::Error) -> Self {
         Self::new(e.to_string())
     }
 }
@@ -307,7 +310,7 @@ impl Sandbox {
         }
         result.map_err(|e| {
             let mut e = classify(e, &self.cancel, self.deadline, self.limits);
-            e.stack = e.stack.map(|s| self.bundle.remap_stack(&s));
+            e.stack = e.stack.map(|s| stack::remap_stack(&self.bundle, &s));
             e
         })
     }
@@ -602,7 +605,7 @@ pub fn response_headers(headers: &reqwest::header::HeaderMap) -> serde_json::Map
 /// A bundle of one module, for a bare script (`export default async function (nango) {...}`).
 pub fn single_module(source: &str) -> Bundle {
     Bundle {
-        format: crate::scripts::BUNDLE_FORMAT,
+        format: lasso_core::scripts::BUNDLE_FORMAT,
         entry: "script.js".into(),
         modules: BTreeMap::from([("script.js".to_string(), source.to_string())]),
         source_maps: BTreeMap::new(),

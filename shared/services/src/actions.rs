@@ -16,9 +16,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::context::Context;
+use crate::queue::FunctionPayload;
 use crate::queue::completions::Check;
 use crate::queue::{NewTask, Task, TaskKind, TaskState, tasks};
-use crate::runner::FunctionPayload;
 use crate::scripts::{self, FunctionType};
 use crate::{Error, Result, connections, dispatcher, webhooks};
 

@@ -28,7 +28,7 @@ pub struct Context {
     /// Outgoing HTTP (token endpoints, the proxy, webhooks): one connection pool per process.
     pub http: reqwest::Client,
     /// Script bundles already fetched, by content hash.
-    pub bundles: Arc<crate::runner::BundleCache>,
+    pub bundles: Arc<crate::scripts::store::BundleCache>,
     /// Calls made through the proxy: no overall timeout, same-origin redirects only.
     pub proxy_http: reqwest::Client,
     /// Wakes synchronous action calls when their task finishes (`LASSO_ACTION_WAIT`).
@@ -97,19 +97,14 @@ impl Context {
                 sdk.as_ref(),
             )?),
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .user_agent(concat!("lasso/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| crate::Error::Internal(format!("building the HTTP client: {e}")))?;
         Ok(Self {
             completions: Arc::new(crate::queue::completions::Completions::new(
                 config.action_wait,
                 config.database_url.clone(),
             )),
             bundles: Arc::default(),
-            http,
-            proxy_http: crate::proxy::client()?,
+            http: crate::http::client()?,
+            proxy_http: crate::http::proxy_client()?,
             cipher: Cipher::new(&config.encryption_key),
             config: Arc::new(config),
             db,

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Connection, Credentials, OAuth2Token};
+use crate::connections::{self, Connection, Credentials, OAuth2Token};
 use crate::context::Context;
 use crate::oauth::{self, Client, Grant};
 use crate::webhooks::{self, AuthEvent, AuthFailure, AuthOperation};
@@ -56,8 +56,8 @@ pub async fn fresh(ctx: &Context, connection: Connection, force: bool) -> Result
     let integration = integrations::get_by_id(&ctx.db, connection.integration_id).await?;
     let asked_at = Utc::now();
     let mut tx = ctx.db.begin().await?;
-    super::lock_for_refresh(&mut tx, connection.uuid).await?;
-    let current = super::get_by_uuid(&mut tx, &ctx.cipher, connection.uuid).await?;
+    connections::lock_for_refresh(&mut tx, connection.uuid).await?;
+    let current = connections::get_by_uuid(&mut tx, &ctx.cipher, connection.uuid).await?;
     let refreshed_meanwhile = current.last_refresh_at.is_some_and(|at| at >= asked_at);
     if refreshed_meanwhile || !(force || expires_soon(&current.credentials, Utc::now())) {
         tx.commit().await?;
@@ -65,7 +65,7 @@ pub async fn fresh(ctx: &Context, connection: Connection, force: bool) -> Result
     }
     match request(ctx, &integration, &current).await {
         Ok(credentials) => {
-            super::update_credentials(&mut *tx, &ctx.cipher, &current, &credentials).await?;
+            connections::update_credentials(&mut *tx, &ctx.cipher, &current, &credentials).await?;
             tx.commit().await?;
             tracing::info!(connection = %current.connection_id, "token refreshed");
             Ok(Connection {
@@ -78,7 +78,8 @@ pub async fn fresh(ctx: &Context, connection: Connection, force: bool) -> Result
         }
         Err(e) => {
             let message = e.to_string();
-            let failures = super::record_refresh_failure(&mut *tx, current.uuid, &message).await?;
+            let failures =
+                connections::record_refresh_failure(&mut *tx, current.uuid, &message).await?;
             tx.commit().await?;
             tracing::warn!(connection = %current.connection_id, failures, "token refresh failed");
             // The caller gets the refresh error even when the webhook cannot be queued.

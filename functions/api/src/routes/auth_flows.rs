@@ -13,9 +13,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lasso_shared::Context;
-use lasso_shared::auth_flows::{Outcome, Request, direct, oauth2};
-use lasso_shared::crypto::random_token;
+use lasso_services::Context;
+use lasso_services::auth_flows::{Outcome, Request, direct, oauth2};
+use lasso_services::crypto::random_token;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 

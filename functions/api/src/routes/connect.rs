@@ -7,11 +7,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lasso_shared::Context;
-use lasso_shared::connect_sessions::{
+use lasso_services::Context;
+use lasso_services::connect_sessions::{
     self, ConnectSession, IntegrationDefaults, NewReconnectSession, NewSession,
 };
-use lasso_shared::connections::{EndUser, Organization};
+use lasso_services::connections::{EndUser, Organization};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};

@@ -4,11 +4,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lasso_shared::connections::refresh;
-use lasso_shared::connections::{
+use lasso_services::connections::{
     self, ConnectionPatch, Credentials, EndUser, ListFilter, NewConnection,
 };
-use lasso_shared::{Context, integrations};
+use lasso_services::refresh;
+use lasso_services::{Context, integrations};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -116,7 +116,7 @@ async fn import(
         },
     )
     .await?;
-    lasso_shared::syncs::connection_stored(&ctx, connection.id).await;
+    lasso_services::syncs::connection_stored(&ctx, connection.id).await;
     Ok((
         StatusCode::CREATED,
         Json(connections::public_json(

@@ -1,8 +1,8 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use lasso_shared::Context;
-use lasso_shared::environments::{self, EnvironmentVariable};
+use lasso_services::Context;
+use lasso_services::environments::{self, EnvironmentVariable};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -6,9 +6,9 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lasso_shared::scripts::store::{self, DeployedFunction};
-use lasso_shared::scripts::{self, DeployOutcome, DeployRequest, FunctionType, Trigger};
-use lasso_shared::{Context, Error, integrations};
+use lasso_services::scripts::store::{self, DeployedFunction};
+use lasso_services::scripts::{self, DeployOutcome, DeployRequest, FunctionType, Trigger};
+use lasso_services::{Context, Error, integrations};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -39,7 +39,7 @@ async fn deploy(
     let integration = request.integration.clone();
     let result = scripts::deploy(&ctx.db, ctx.scripts.as_ref(), env.id, request).await;
     let log = scripts::deploy::operation_log(env.id, integration.as_deref(), &result);
-    lasso_shared::logs::write(ctx.logs.as_ref(), log).await;
+    lasso_services::logs::write(ctx.logs.as_ref(), log).await;
     Ok(Json(result?))
 }
 

@@ -2,7 +2,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use lasso_shared::Context;
+use lasso_services::Context;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
@@ -13,7 +13,7 @@ pub fn router() -> Router<Context> {
 
 /// Liveness plus a database round trip, for load balancers and `make dev`.
 async fn health(State(ctx): State<Context>) -> ApiResult<Json<Value>> {
-    lasso_shared::db::ping(&ctx.db).await.map_err(|e| {
+    lasso_services::db::ping(&ctx.db).await.map_err(|e| {
         tracing::error!(error = %e, "health check: database unreachable");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

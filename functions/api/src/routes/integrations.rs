@@ -3,11 +3,11 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use lasso_shared::environments::Environment;
-use lasso_shared::integrations::{
+use lasso_services::environments::Environment;
+use lasso_services::integrations::{
     self, AppCredentials, Integration, IntegrationPatch, NewIntegration,
 };
-use lasso_shared::{Context, Error};
+use lasso_services::{Context, Error};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};

@@ -15,7 +15,7 @@ mod webhooks;
 
 use axum::Router;
 use axum::http::{StatusCode, Uri};
-use lasso_shared::Context;
+use lasso_services::Context;
 
 use crate::error::ApiError;
 

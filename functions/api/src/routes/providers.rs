@@ -5,8 +5,8 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use lasso_shared::Context;
-use lasso_shared::providers::Provider;
+use lasso_services::Context;
+use lasso_services::providers::Provider;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Env;

@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
 use futures::StreamExt;
-use lasso_shared::logs::{self, Level, MessageKind, OperationKind, OperationLog, OperationState};
-use lasso_shared::proxy::{self, MAX_REQUEST_BODY, ProxyRequest};
-use lasso_shared::{Context, Error, connections};
+use lasso_services::logs::{self, Level, MessageKind, OperationKind, OperationLog, OperationState};
+use lasso_services::proxy::{self, MAX_REQUEST_BODY, ProxyRequest};
+use lasso_services::{Context, Error, connections};
 
 use crate::auth::Env;
 use crate::connection_headers::{ConnectionHeaders, text};

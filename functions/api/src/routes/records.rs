@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::routing::{get, patch};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use lasso_shared::records::{self, Action, Cursor, ListQuery, Scope};
-use lasso_shared::{Context, connections};
+use lasso_services::records::{self, Action, Cursor, ListQuery, Scope};
+use lasso_services::{Context, connections};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

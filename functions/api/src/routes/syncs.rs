@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use lasso_shared::Context;
-use lasso_shared::syncs::{self, Selection, SyncIdentifier, SyncMode};
+use lasso_services::Context;
+use lasso_services::syncs::{self, Selection, SyncIdentifier, SyncMode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -1,13 +1,13 @@
 //! Webhooks from providers: `POST /webhook/:environmentUuid/:providerConfigKey`. No secret key:
 //! the URL names the environment; routing is the integration's (see
-//! `lasso_shared::incoming_webhooks`).
+//! `lasso_services::incoming_webhooks`).
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use lasso_shared::Context;
-use lasso_shared::incoming_webhooks::{self, MAX_BODY_BYTES};
+use lasso_services::Context;
+use lasso_services::incoming_webhooks::{self, MAX_BODY_BYTES};
 
 use crate::error::ApiResult;
 use crate::extract::RawBody;

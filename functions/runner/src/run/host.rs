@@ -9,27 +9,18 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::connections::{self, Connection};
-use crate::context::Context;
-use crate::logs::Level;
-use crate::proxy::{self, ProxyRequest};
-use crate::records::{self, Scope};
-use crate::sandbox::{self, BatchOp, Host, HostError};
-use crate::scripts::store::DeployedFunction;
-use crate::{checkpoints, environments};
-
-/// What a sync run changed in one model.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ModelResult {
-    pub added: u64,
-    pub updated: u64,
-    pub deleted: u64,
-}
+use lasso_sandbox::{self as sandbox, BatchOp, Host, HostError};
+use lasso_services::Context;
+use lasso_services::connections::{self, Connection};
+use lasso_services::logs::Level;
+use lasso_services::proxy::{self, ProxyRequest};
+use lasso_services::queue::ModelResult;
+use lasso_services::records::{self, Scope};
+use lasso_services::scripts::store::DeployedFunction;
+use lasso_services::{checkpoints, environments};
 
 /// One line the script logged, or one HTTP call it made.
 #[derive(Debug, Clone)]
@@ -295,7 +286,7 @@ impl Host for TaskHost {
                     &c.connection_id,
                 )
                 .await?;
-                let fresh = connections::refresh::fresh(&task.ctx, fresh, false).await?;
+                let fresh = lasso_services::refresh::fresh(&task.ctx, fresh, false).await?;
                 Ok(connections::public_json(&fresh, &fresh.credentials))
             }
             "getMetadata" => {

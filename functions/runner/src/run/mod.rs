@@ -4,23 +4,21 @@
 mod host;
 mod oplog;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use host::{ModelResult, TaskHost};
+pub use host::TaskHost;
 
-use crate::connections;
-use crate::context::Context;
-use crate::queue::{Task, TaskKind, TaskMessage, tasks};
-use crate::records::{self, Scope};
-use crate::sandbox::{self, Limits, RunInfo, ScriptError};
-use crate::scripts::{self, Bundle, FunctionType, SyncType};
-use crate::{Error, Result};
+use lasso_sandbox::{self as sandbox, Limits, RunInfo, ScriptError};
+use lasso_services::Context;
+use lasso_services::connections;
+use lasso_services::queue::{FunctionPayload, Payload, Task, TaskKind, TaskMessage, tasks};
+use lasso_services::records::{self, Scope};
+use lasso_services::scripts::{self, Bundle, FunctionType, SyncType};
+use lasso_services::{Error, Result};
 
 /// What happened to one delivered message. `Err` from [`process_message`] means the message
 /// could not be processed and should be delivered again.
@@ -37,66 +35,6 @@ pub enum Outcome {
 
 /// Largest action output returned to a caller.
 pub const MAX_ACTION_OUTPUT: usize = 2 * 1024 * 1024;
-
-/// The payload of each task kind.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Payload {
-    /// A deployed function of an integration, run for one connection.
-    Function(FunctionPayload),
-    /// A bare module from the script store (the walking skeleton, smoke runs).
-    Script {
-        script_key: String,
-        #[serde(default)]
-        input: Value,
-    },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FunctionPayload {
-    /// The integration's unique key.
-    pub integration: String,
-    pub connection_id: String,
-    pub function: String,
-    /// Action input, or a webhook's payload.
-    #[serde(default)]
-    pub input: Option<Value>,
-    /// Syncs: run as a full sync (with deletion detection when the sync tracks deletes).
-    #[serde(default)]
-    pub full: bool,
-    #[serde(default)]
-    pub last_sync_date: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// Bundles by content hash: a runner that runs the same function again does not fetch it again.
-#[derive(Default)]
-pub struct BundleCache(Mutex<HashMap<String, Arc<Bundle>>>);
-
-const BUNDLE_CACHE_ENTRIES: usize = 256;
-
-impl BundleCache {
-    async fn get(
-        &self,
-        ctx: &Context,
-        function: &scripts::store::DeployedFunction,
-    ) -> Result<Arc<Bundle>> {
-        if let Some(bundle) = self
-            .0
-            .lock()
-            .expect("bundle cache")
-            .get(&function.bundle_sha256)
-        {
-            return Ok(bundle.clone());
-        }
-        let bundle = Arc::new(scripts::store::load_bundle(ctx.scripts.as_ref(), function).await?);
-        let mut cache = self.0.lock().expect("bundle cache");
-        if cache.len() >= BUNDLE_CACHE_ENTRIES {
-            cache.clear();
-        }
-        cache.insert(function.bundle_sha256.clone(), bundle.clone());
-        Ok(bundle)
-    }
-}
 
 pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     let message: TaskMessage = serde_json::from_str(body)
@@ -132,7 +70,7 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
     let result = match ran.result {
         // A script that throws with a credential in its message must not hand it to the caller.
         Err(TaskError::Failed(mut error)) => {
-            crate::logs::redact_value(&mut error, &secrets);
+            lasso_services::logs::redact_value(&mut error, &secrets);
             Err(TaskError::Failed(error))
         }
         // A sync reports log entries its run could not store.
@@ -147,8 +85,12 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
             // A run cancelled or expired meanwhile is not a result to announce.
             if let Some(payload) = tasks::succeed(&ctx.db, task.id, &output).await? {
                 match task.kind {
-                    TaskKind::Action => crate::actions::succeeded(ctx, &task, &payload).await,
-                    TaskKind::Sync => crate::syncs::run_succeeded(ctx, &task, &output).await,
+                    TaskKind::Action => {
+                        lasso_services::actions::succeeded(ctx, &task, &payload).await
+                    }
+                    TaskKind::Sync => {
+                        lasso_services::syncs::run_succeeded(ctx, &task, &output).await
+                    }
                     _ => {}
                 }
             }
@@ -157,9 +99,9 @@ pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
         Err(TaskError::Failed(error)) => {
             // Actions retry at once within their budget (someone may be waiting on them).
             if task.kind == TaskKind::Action {
-                crate::actions::fail(ctx, &task, &error).await?;
+                lasso_services::actions::fail(ctx, &task, &error).await?;
             } else if tasks::fail(&ctx.db, task.id, &error).await? && task.kind == TaskKind::Sync {
-                crate::syncs::run_failed(ctx, &task, &error).await;
+                lasso_services::syncs::run_failed(ctx, &task, &error).await;
             }
             Ok(Outcome::Failed(task.id))
         }
@@ -353,7 +295,11 @@ async fn load(
     );
     let connection = connection.map_err(setup_error)?;
     let function = function.map_err(setup_error)?;
-    let bundle = ctx.bundles.get(ctx, &function).await.map_err(setup_error)?;
+    let bundle = ctx
+        .bundles
+        .get(ctx.scripts.as_ref(), &function)
+        .await
+        .map_err(setup_error)?;
     Ok(Loaded {
         connection,
         function,

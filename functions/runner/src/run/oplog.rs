@@ -4,10 +4,11 @@
 
 use serde_json::{Value, json};
 
-use super::{FunctionPayload, Payload, Ran, TaskError};
-use crate::context::Context;
-use crate::logs::{self, Level, MessageKind, OperationKind, OperationLog, OperationState};
-use crate::queue::{Task, TaskKind};
+use super::{Ran, TaskError};
+use lasso_services::Context;
+use lasso_services::logs::{self, Level, MessageKind, OperationKind, OperationLog, OperationState};
+use lasso_services::queue::{FunctionPayload, Payload};
+use lasso_services::queue::{Task, TaskKind};
 
 fn kind(task: TaskKind) -> OperationKind {
     match task {

@@ -2,7 +2,6 @@
 //! rest (AES-256-GCM, bound to the row). Table owner: this module.
 
 pub mod credentials;
-pub mod refresh;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,9 @@
 //! nothing.
 
 pub mod completions;
+mod payload;
 pub mod schedules;
 pub mod tasks;
 
+pub use payload::{FunctionPayload, ModelResult, Payload};
 pub use tasks::{NewTask, Task, TaskKind, TaskMessage, TaskState};

@@ -4,25 +4,22 @@
 //! the script store under its content hash, and recorded in the control plane
 //! (`function_versions`, owned by [`store`]).
 //!
-//! - [`compile`] turns a project directory into a [`CompiledProject`] (or every problem found,
-//!   each naming file, line and column): used by `lasso deploy` / `lasso compile` and tests.
+//! - `lasso_compile::compile` turns a project directory into a [`CompiledProject`] (or every
+//!   problem found, each naming file, line and column): used by `lasso deploy` / `lasso
+//!   compile` and tests. The types it produces live here, with the stores that keep them.
 //! - [`deploy`] validates a [`DeployRequest`] against an environment, uploads the bundles and
 //!   switches the active versions in one transaction.
 //! - [`store`] reads what is deployed: the runner loads the active function of (integration,
 //!   type, name) with [`store::get_active`] and its bundle with [`store::load_bundle`].
 
 mod bundle;
-mod compile;
 pub mod deploy;
 mod frequency;
-mod object_form;
 pub mod store;
-mod yaml;
 
 use serde::{Deserialize, Serialize};
 
-pub use bundle::{BUNDLE_FORMAT, Bundle, sha256_hex, store_key};
-pub use compile::compile;
+pub use bundle::{BUNDLE_FORMAT, Bundle, SDK_MODULE, sha256_hex, store_key};
 pub use deploy::{DeployOutcome, DeployRequest, DeployedRef, deploy};
 pub use frequency::{MIN_FREQUENCY_SECS, parse_frequency};
 
@@ -294,6 +291,3 @@ pub fn check_config(config: &FunctionConfig) -> Vec<(&'static str, String)> {
     }
     problems
 }
-
-#[cfg(test)]
-mod tests;

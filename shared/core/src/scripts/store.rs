@@ -2,6 +2,9 @@
 //! which bundle and configuration each function of an integration runs, with the versions it
 //! ran before.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, PgPool, Postgres, Transaction};
@@ -268,4 +271,35 @@ pub(super) async fn insert_version(
     .bind(new.config)
     .fetch_one(&mut **tx)
     .await?)
+}
+
+/// Bundles by content hash: a runner that runs the same function again does not fetch it again.
+#[derive(Default)]
+pub struct BundleCache(Mutex<HashMap<String, Arc<Bundle>>>);
+
+const BUNDLE_CACHE_ENTRIES: usize = 256;
+
+impl BundleCache {
+    /// The bundle of `function`, fetched from `scripts` unless it is cached.
+    pub async fn get(
+        &self,
+        scripts: &dyn ScriptStore,
+        function: &DeployedFunction,
+    ) -> Result<Arc<Bundle>> {
+        if let Some(bundle) = self
+            .0
+            .lock()
+            .expect("bundle cache")
+            .get(&function.bundle_sha256)
+        {
+            return Ok(bundle.clone());
+        }
+        let bundle = Arc::new(load_bundle(scripts, function).await?);
+        let mut cache = self.0.lock().expect("bundle cache");
+        if cache.len() >= BUNDLE_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(function.bundle_sha256.clone(), bundle.clone());
+        Ok(bundle)
+    }
 }

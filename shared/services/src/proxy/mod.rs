@@ -26,9 +26,10 @@ use reqwest::header::{HeaderMap, HeaderName};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value};
 
-use crate::connections::{Connection, Credentials, refresh};
+use crate::connections::{Connection, Credentials};
 use crate::context::Context;
 use crate::providers::Provider;
+use crate::refresh;
 use crate::{Error, Result, integrations};
 
 pub use target::ALLOWED_OVERRIDES_KEY;
@@ -41,7 +42,6 @@ pub const MAX_RETRIES: u32 = 10;
 pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 /// How much of an error body is read to find a retry time in it (`proxy.retry.in_body`).
 const MAX_RETRY_BODY: usize = 64 * 1024;
-const MAX_REDIRECTS: usize = 10;
 
 /// What a call to a provider is built from besides the catalog: a connection's config and
 /// credentials. A stored [`Connection`] gives them, and so do new credentials checked before
@@ -108,30 +108,6 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "transfer-encoding"
             | "upgrade"
     )
-}
-
-/// The HTTP client for proxied calls (kept in [`Context::proxy_http`]): no overall timeout, so
-/// large responses can stream; redirects followed only while they stay on the same origin, so
-/// credentials never follow a redirect elsewhere.
-pub fn client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("lasso/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            let same_origin = attempt
-                .previous()
-                .first()
-                .is_some_and(|first| first.origin() == attempt.url().origin());
-            if !same_origin {
-                attempt.stop()
-            } else if attempt.previous().len() > MAX_REDIRECTS {
-                attempt.error("too many redirects")
-            } else {
-                attempt.follow()
-            }
-        }))
-        .build()
-        .map_err(|e| Error::Internal(format!("building the proxy HTTP client: {e}")))
 }
 
 /// Sends `request` to the provider of `connection` and returns the provider's response, unread.

@@ -7,8 +7,11 @@ use serde_json::{Map, Value};
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
+pub mod webhook_routing;
+
 use crate::crypto::Cipher;
 use crate::{Error, Result};
+use webhook_routing::Routing;
 
 #[derive(Clone, FromRow)]
 pub struct Integration {
@@ -27,6 +30,16 @@ pub struct Integration {
     pub custom: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Integration {
+    /// Its `custom.webhook_routing` (none when `custom` has none).
+    pub fn webhook_routing(&self) -> Result<Routing> {
+        match &self.custom {
+            Value::Object(custom) => Routing::from_custom(custom),
+            _ => Ok(Routing::default()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Integration {
@@ -171,7 +184,7 @@ pub async fn create(
     new: NewIntegration,
 ) -> Result<Integration> {
     check_unique_key(&new.unique_key, "unique_key")?;
-    crate::incoming_webhooks::Routing::from_custom(&new.custom)?;
+    Routing::from_custom(&new.custom)?;
     let uuid = Uuid::new_v4();
     let c = &new.credentials;
     sqlx::query_as(concat!(
@@ -255,7 +268,7 @@ pub async fn update(
         check_unique_key(k, "unique_key")?;
     }
     if let Some(custom) = &patch.custom {
-        crate::incoming_webhooks::Routing::from_custom(custom)?;
+        Routing::from_custom(custom)?;
     }
     let current = get(db, environment_id, unique_key).await?;
     let uuid = current.uuid;
