@@ -16,7 +16,11 @@ pub const STOP_BEFORE: Duration = Duration::from_secs(10);
 
 /// One tick.
 pub async fn handle(ctx: &Context) -> lasso_services::Result<TickReport> {
-    let report = scheduler::tick(ctx).await?;
+    // Boxed: a tick reaches down to sqlx opening a connection (pool acquire, connect, TLS
+    // handshake), and inlined into the invocation's future under lambda_runtime's layers that
+    // nesting passed rustc's query depth limit when computing the future's layout in optimized
+    // builds. The box ends the nesting here, at one allocation per tick.
+    let report = Box::pin(scheduler::tick(ctx)).await?;
     // Idle ticks come every few seconds: only ticks that did something are worth a line.
     if report == TickReport::default() {
         tracing::debug!("scheduler tick: nothing to do");
