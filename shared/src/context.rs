@@ -25,7 +25,8 @@ pub struct Context {
     pub logs: Arc<dyn LogSink>,
     /// The provider catalog: the builtin one, plus `LASSO_PROVIDERS_FILE` when set.
     pub providers: Arc<Catalog>,
-    /// Outgoing HTTP (token endpoints, the proxy, webhooks): one connection pool per process.
+    /// Outgoing HTTP (token endpoints, credential checks, webhooks): one connection pool per
+    /// process; follows no redirects.
     pub http: reqwest::Client,
     /// Script bundles already fetched, by content hash.
     pub bundles: Arc<crate::runner::BundleCache>,
@@ -97,8 +98,11 @@ impl Context {
                 sdk.as_ref(),
             )?),
         };
+        // No redirects: token requests and credential checks carry secrets, which a redirect
+        // would take to another host.
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("lasso/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| crate::Error::Internal(format!("building the HTTP client: {e}")))?;

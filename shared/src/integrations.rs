@@ -29,6 +29,15 @@ pub struct Integration {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Integration {
+    /// The hosts this integration lets connection values name (`custom.allowed_hosts`).
+    pub fn allowed_hosts(&self) -> Result<Vec<String>> {
+        crate::providers::hosts::allowed_hosts(
+            self.custom.get(crate::providers::hosts::ALLOWED_HOSTS_KEY),
+        )
+    }
+}
+
 impl std::fmt::Debug for Integration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Integration")
@@ -172,6 +181,9 @@ pub async fn create(
 ) -> Result<Integration> {
     check_unique_key(&new.unique_key, "unique_key")?;
     crate::incoming_webhooks::Routing::from_custom(&new.custom)?;
+    crate::providers::hosts::allowed_hosts(
+        new.custom.get(crate::providers::hosts::ALLOWED_HOSTS_KEY),
+    )?;
     let uuid = Uuid::new_v4();
     let c = &new.credentials;
     sqlx::query_as(concat!(
@@ -256,6 +268,9 @@ pub async fn update(
     }
     if let Some(custom) = &patch.custom {
         crate::incoming_webhooks::Routing::from_custom(custom)?;
+        crate::providers::hosts::allowed_hosts(
+            custom.get(crate::providers::hosts::ALLOWED_HOSTS_KEY),
+        )?;
     }
     let current = get(db, environment_id, unique_key).await?;
     let uuid = current.uuid;

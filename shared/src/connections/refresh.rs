@@ -152,7 +152,10 @@ async fn request(
             code: "refresh_failed",
             message: format!("provider `{}` has no token URL", connection.provider),
         })?;
-    let token_url = providers::interpolate(
+    let token_url = providers::hosts::render_checked(
+        &connection.provider,
+        provider,
+        &integration.allowed_hosts()?,
         template,
         &connection.connection_config,
         &connection.credentials.as_template_values(),
