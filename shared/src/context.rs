@@ -12,6 +12,7 @@ use crate::adapters::transport::RunnerQueues;
 use crate::adapters::{LogSink, ScriptStore, TaskTransport};
 use crate::config::{Config, LogSinkConfig, OpenSearchAuth, ScriptStoreConfig, TransportConfig};
 use crate::crypto::Cipher;
+use crate::outbound;
 use crate::providers::Catalog;
 
 #[derive(Clone)]
@@ -25,13 +26,16 @@ pub struct Context {
     pub logs: Arc<dyn LogSink>,
     /// The provider catalog: the builtin one, plus `LASSO_PROVIDERS_FILE` when set.
     pub providers: Arc<Catalog>,
+    /// Where requests made for tenants may go (`LASSO_OUTBOUND_ALLOW`); every client below, and
+    /// any other that sends a tenant's request, is built on it ([`outbound::Client::new`]).
+    pub outbound: Arc<outbound::Policy>,
     /// Outgoing HTTP (token endpoints, credential checks, webhooks): one connection pool per
     /// process; follows no redirects.
-    pub http: reqwest::Client,
+    pub http: outbound::Client,
     /// Script bundles already fetched, by content hash.
     pub bundles: Arc<crate::runner::BundleCache>,
     /// Calls made through the proxy: no overall timeout, same-origin redirects only.
-    pub proxy_http: reqwest::Client,
+    pub proxy_http: outbound::Client,
     /// Wakes synchronous action calls when their task finishes (`LASSO_ACTION_WAIT`).
     pub completions: Arc<crate::queue::completions::Completions>,
 }
@@ -98,14 +102,25 @@ impl Context {
                 sdk.as_ref(),
             )?),
         };
+        let policy = Arc::new(outbound::Policy::new(config.outbound_allow.clone()));
+        if !policy.exceptions().is_empty() {
+            let listed: Vec<String> = policy.exceptions().iter().map(|n| n.to_string()).collect();
+            tracing::info!(
+                allow = %listed.join(","),
+                "outbound policy: requests for tenants may reach these addresses (LASSO_OUTBOUND_ALLOW)"
+            );
+        }
         // No redirects: token requests and credential checks carry secrets, which a redirect
         // would take to another host.
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("lasso/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| crate::Error::Internal(format!("building the HTTP client: {e}")))?;
+        let http = outbound::Client::new(
+            policy.clone(),
+            outbound::Options {
+                redirects: outbound::Redirects::None,
+                connect_timeout: std::time::Duration::from_secs(10),
+                user_agent: concat!("lasso/", env!("CARGO_PKG_VERSION")).into(),
+            },
+        )
+        .map_err(|e| crate::Error::Internal(e.to_string()))?;
         Ok(Self {
             completions: Arc::new(crate::queue::completions::Completions::new(
                 config.action_wait,
@@ -113,7 +128,8 @@ impl Context {
             )),
             bundles: Arc::default(),
             http,
-            proxy_http: crate::proxy::client()?,
+            proxy_http: crate::proxy::client(policy.clone())?,
+            outbound: policy,
             cipher: Cipher::new(&config.encryption_key),
             config: Arc::new(config),
             db,

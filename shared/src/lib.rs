@@ -18,6 +18,7 @@ pub mod incoming_webhooks;
 pub mod integrations;
 pub mod logs;
 pub mod oauth;
+pub mod outbound;
 pub mod providers;
 pub mod proxy;
 pub mod queue;

@@ -70,7 +70,7 @@ fn param_text(v: &Value) -> String {
 /// Requests a token from `token_url` for `grant`. `http` must follow no redirects (the
 /// context's client does not): a redirect would carry the client secret to another host.
 pub async fn request_token(
-    http: &reqwest::Client,
+    http: &crate::outbound::Client,
     provider: &Provider,
     token_url: &str,
     client: &Client<'_>,
@@ -117,6 +117,7 @@ pub async fn request_token(
 
     let mut request = http
         .post(token_url)
+        .map_err(|r| Error::outbound_refused(&r))?
         .timeout(TOKEN_REQUEST_TIMEOUT)
         .header(reqwest::header::ACCEPT, "application/json");
     if basic {
@@ -140,14 +141,20 @@ pub async fn request_token(
         _ => request.form(&fields),
     };
 
-    let response = request.send().await.map_err(|e| Error::Provider {
-        code: "provider_unreachable",
-        message: format!(
-            "could not reach the token endpoint of {}: {}",
-            provider.display_name,
-            e.without_url()
-        ),
-    })?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| match crate::outbound::refusal(&e) {
+            Some(refused) => Error::outbound_refused(refused),
+            None => Error::Provider {
+                code: "provider_unreachable",
+                message: format!(
+                    "could not reach the token endpoint of {}: {}",
+                    provider.display_name,
+                    e.without_url()
+                ),
+            },
+        })?;
     let status = response.status();
     let text = read_bounded(provider, response).await?;
     let raw = parse_body(&text);

@@ -108,7 +108,12 @@ fn host_rule(alternative: &str) -> HostRule<'_> {
         if port.contains('}') { authority } else { h }
     });
     if !host.contains("${") {
-        return HostRule::Literal(host.to_ascii_lowercase());
+        // As the URL parser writes it (`[::ffff:127.0.0.1]` is `[::ffff:7f00:1]`).
+        let normalized = Url::parse(&format!("http://{host}/"))
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| host.to_ascii_lowercase());
+        return HostRule::Literal(normalized);
     }
     match host.rsplit('}').next().unwrap_or_default() {
         "" => HostRule::Whole(first_config_key(host)),

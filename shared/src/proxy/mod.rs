@@ -18,6 +18,7 @@ pub(crate) mod auth;
 mod retry;
 pub(crate) mod target;
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -28,6 +29,7 @@ use serde_json::{Map, Value};
 
 use crate::connections::{Connection, Credentials, refresh};
 use crate::context::Context;
+use crate::outbound;
 use crate::providers::Provider;
 use crate::{Error, Result, integrations};
 
@@ -113,25 +115,16 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// The HTTP client for proxied calls (kept in [`Context::proxy_http`]): no overall timeout, so
 /// large responses can stream; redirects followed only while they stay on the same origin, so
 /// credentials never follow a redirect elsewhere.
-pub fn client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("lasso/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            let same_origin = attempt
-                .previous()
-                .first()
-                .is_some_and(|first| first.origin() == attempt.url().origin());
-            if !same_origin {
-                attempt.stop()
-            } else if attempt.previous().len() > MAX_REDIRECTS {
-                attempt.error("too many redirects")
-            } else {
-                attempt.follow()
-            }
-        }))
-        .build()
-        .map_err(|e| Error::Internal(format!("building the proxy HTTP client: {e}")))
+pub fn client(policy: Arc<outbound::Policy>) -> Result<outbound::Client> {
+    outbound::Client::new(
+        policy,
+        outbound::Options {
+            redirects: outbound::Redirects::SameOrigin(MAX_REDIRECTS),
+            connect_timeout: Duration::from_secs(10),
+            user_agent: concat!("lasso/", env!("CARGO_PKG_VERSION")).into(),
+        },
+    )
+    .map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// Sends `request` to the provider of `connection` and returns the provider's response, unread.
@@ -188,12 +181,16 @@ pub async fn send(
         let mut outgoing = ctx
             .proxy_http
             .request(request.method.clone(), url)
+            .map_err(|r| Error::outbound_refused(&r))?
             .headers(headers);
         if !request.body.is_empty() {
             outgoing = outgoing.body(request.body.clone());
         }
         let response = match outgoing.send().await {
             Ok(response) => response,
+            Err(ref e) if let Some(refused) = outbound::refusal(e) => {
+                return Err(Error::outbound_refused(refused));
+            }
             Err(e) if attempt < retries && (e.is_connect() || e.is_timeout()) => {
                 let wait = retry::backoff(attempt);
                 tracing::warn!(provider = %provider_name, path, attempt, wait_ms = wait.as_millis() as u64,
