@@ -116,6 +116,8 @@ async fn round_trips(admin: &str, wait_mode: &str) -> anyhow::Result<Vec<Duratio
             dir.join("providers.yaml").display().to_string(),
         ),
         ("LASSO_ACTION_WAIT", wait_mode.to_string()),
+        // The bench's fake provider listens on loopback.
+        ("LASSO_OUTBOUND_ALLOW", "127.0.0.0/8,::1/128".to_string()),
     ];
     let config = Config::from_lookup(|name| {
         settings

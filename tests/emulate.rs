@@ -106,6 +106,7 @@ async fn start_watch(settings: &[(&str, String)]) -> Watch {
         .current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target_dir())
         .env("LASSO_LOG_FORMAT", "json")
+        .env("LASSO_OUTBOUND_ALLOW", lasso_tests::LOOPBACK)
         .envs(settings.iter().map(|(k, v)| (*k, v)))
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())

@@ -14,8 +14,13 @@ use crate::workers::Workers;
 
 pub const DEFAULT_ENVIRONMENT: &str = "dev";
 
+/// Outbound-policy exceptions `lasso dev` starts with when `LASSO_OUTBOUND_ALLOW` is not set:
+/// loopback, so scripts and the proxy can reach providers faked on this machine. Deployed
+/// functions have none unless the operator lists some.
+pub const DEV_OUTBOUND_ALLOW: &str = "127.0.0.0/8,::1/128";
+
 /// Local defaults for settings the user did not give: a script directory and an encryption
-/// key kept in `state_dir`, text logs.
+/// key kept in `state_dir`, text logs, loopback allowed by the outbound policy.
 pub fn dev_config(state_dir: &Path) -> anyhow::Result<Config> {
     let mut defaults: HashMap<&str, String> = HashMap::new();
     defaults.insert(
@@ -23,6 +28,7 @@ pub fn dev_config(state_dir: &Path) -> anyhow::Result<Config> {
         state_dir.join("scripts").display().to_string(),
     );
     defaults.insert("LASSO_LOG_FORMAT", "text".into());
+    defaults.insert("LASSO_OUTBOUND_ALLOW", DEV_OUTBOUND_ALLOW.into());
     if std::env::var("LASSO_ENCRYPTION_KEY").is_err() {
         defaults.insert(
             "LASSO_ENCRYPTION_KEY",
@@ -117,6 +123,18 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {addr}"))?;
     println!("Lasso is running at {public_url}");
     println!("Secret key of environment `{DEFAULT_ENVIRONMENT}`: {key}");
+    let allowed: Vec<String> = ctx
+        .outbound
+        .exceptions()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if !allowed.is_empty() {
+        println!(
+            "Requests made for tenants may reach {} (LASSO_OUTBOUND_ALLOW; deployed functions allow none by default).",
+            allowed.join(", ")
+        );
+    }
     println!("Press Ctrl-C to stop.");
 
     let workers = Workers::start(ctx.clone());

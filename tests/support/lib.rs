@@ -82,6 +82,9 @@ pub async fn runner_database(db: &TestDb, group: &str) -> TestDb {
     }
 }
 
+/// Loopback as outbound-policy exceptions (`LASSO_OUTBOUND_ALLOW`).
+pub const LOOPBACK: &str = "127.0.0.0/8,::1/128";
+
 pub const TEST_ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 /// A configuration for `db` with the given extra settings (`LASSO_*` names).
@@ -96,6 +99,9 @@ pub fn config(db: &TestDb, settings: &[(&str, String)]) -> Config {
             "LASSO_ENCRYPTION_KEY" => Some(TEST_ENCRYPTION_KEY.into()),
             "LASSO_SCRIPT_STORE" => Some(script_dir.display().to_string()),
             "LASSO_SCRIPT_TIMEOUT_SECS" => Some("10".into()),
+            // The tests' fake providers and receivers listen on loopback, which the production
+            // outbound policy refuses; a test of that policy sets this to nothing.
+            "LASSO_OUTBOUND_ALLOW" => Some(LOOPBACK.into()),
             _ => None,
         }
     })

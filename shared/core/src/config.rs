@@ -131,6 +131,11 @@ pub const SETTINGS: &[Setting] = &[
         description: "Path to an extra provider catalog in Nango's `providers.yaml` format, loaded over the builtin one (its entries win). A bad file stops start-up.",
     },
     Setting {
+        name: "LASSO_OUTBOUND_ALLOW",
+        default: None,
+        description: "Comma-separated CIDRs that requests made for tenants (proxy, token and refresh calls, credential checks, webhooks, `uncontrolledFetch`) may reach although the outbound policy refuses them: loopback, private, link-local (instance metadata), unique-local, CGNAT, IPv4-mapped IPv6 and other special-purpose addresses, e.g. `10.20.0.0/16`. Unset: none (deployed functions). `lasso dev` defaults to `127.0.0.0/8,::1/128` and says so at start-up.",
+    },
+    Setting {
         name: "LASSO_LOG_FORMAT",
         default: Some("json"),
         description: "Process log format: `json` (CloudWatch) or `text`.",
@@ -259,6 +264,9 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// An extra provider catalog loaded over the builtin one.
     pub providers_file: Option<PathBuf>,
+    /// Addresses the outbound policy lets tenants' requests reach although it refuses their
+    /// kind (`LASSO_OUTBOUND_ALLOW`).
+    pub outbound_allow: Vec<ipnet::IpNet>,
     pub log_format: LogFormat,
 }
 
@@ -415,6 +423,7 @@ impl Config {
         )?;
 
         let providers_file = get("LASSO_PROVIDERS_FILE").map(PathBuf::from);
+        let outbound_allow = parse_cidrs("LASSO_OUTBOUND_ALLOW", get("LASSO_OUTBOUND_ALLOW"))?;
 
         let log_format = match get("LASSO_LOG_FORMAT").as_deref().unwrap_or("json") {
             "json" => LogFormat::Json,
@@ -445,9 +454,32 @@ impl Config {
             action_wait_timeout: Duration::from_secs(action_wait_secs),
             heartbeat_interval: Duration::from_secs(heartbeat_secs),
             providers_file,
+            outbound_allow,
             log_format,
         })
     }
+}
+
+/// A comma-separated list of CIDRs (`10.0.0.0/8`) or single addresses (`::1`).
+fn parse_cidrs(var: &'static str, value: Option<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::new(
+                        var,
+                        format!("expected CIDRs such as `10.20.0.0/16,::1/128`, got `{item}`"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Loads the configuration or ends the process with one line naming the bad setting. For the
@@ -681,6 +713,24 @@ mod tests {
         assert_eq!(c.action_wait_timeout, Duration::from_secs(25));
         assert_eq!(c.environment_concurrency, 20);
         assert_eq!(c.redispatch_after, Duration::from_secs(60));
+        assert!(
+            c.outbound_allow.is_empty(),
+            "no outbound exceptions by default"
+        );
+    }
+
+    #[test]
+    fn outbound_exceptions_are_cidrs_or_addresses() {
+        let mut m = base();
+        m.insert("LASSO_OUTBOUND_ALLOW", "10.20.0.0/16, ::1".to_string());
+        let c = load(&m).unwrap();
+        assert_eq!(
+            c.outbound_allow,
+            vec![
+                "10.20.0.0/16".parse::<ipnet::IpNet>().unwrap(),
+                "::1/128".parse().unwrap()
+            ]
+        );
     }
 
     #[test]
@@ -715,6 +765,7 @@ mod tests {
             ("LASSO_ACTION_WAIT_SECS", "0"),
             ("LASSO_ENVIRONMENT_CONCURRENCY", "0"),
             ("LASSO_REDISPATCH_AFTER_SECS", "soon"),
+            ("LASSO_OUTBOUND_ALLOW", "10.0.0.0/33"),
         ];
         for (var, value) in cases {
             let mut m = base();

@@ -59,6 +59,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// A destination the outbound policy refuses: the caller's (or the catalog's) choice, so a
+    /// 400 that says how an operator can allow it.
+    pub fn outbound_refused(refused: &crate::outbound::Refused) -> Self {
+        Error::BadRequest {
+            code: "outbound_refused",
+            message: refused.to_string(),
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),

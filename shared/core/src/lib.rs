@@ -18,6 +18,7 @@ pub mod error;
 pub mod http;
 pub mod integrations;
 pub mod logs;
+pub mod outbound;
 pub mod providers;
 pub mod queue;
 pub mod records;

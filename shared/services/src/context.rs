@@ -12,6 +12,7 @@ use crate::adapters::transport::RunnerQueues;
 use crate::adapters::{LogSink, ScriptStore, TaskTransport};
 use crate::config::{Config, LogSinkConfig, OpenSearchAuth, ScriptStoreConfig, TransportConfig};
 use crate::crypto::Cipher;
+use crate::outbound;
 use crate::providers::Catalog;
 
 #[derive(Clone)]
@@ -25,12 +26,16 @@ pub struct Context {
     pub logs: Arc<dyn LogSink>,
     /// The provider catalog: the builtin one, plus `LASSO_PROVIDERS_FILE` when set.
     pub providers: Arc<Catalog>,
-    /// Outgoing HTTP (token endpoints, the proxy, webhooks): one connection pool per process.
-    pub http: reqwest::Client,
+    /// Where requests made for tenants may go (`LASSO_OUTBOUND_ALLOW`); every client below, and
+    /// any other that sends a tenant's request, is built on it ([`outbound::Client::new`]).
+    pub outbound: Arc<outbound::Policy>,
+    /// Outgoing HTTP (token endpoints, credential checks, webhooks): one connection pool per
+    /// process; follows no redirects.
+    pub http: outbound::Client,
     /// Script bundles already fetched, by content hash.
     pub bundles: Arc<crate::scripts::store::BundleCache>,
     /// Calls made through the proxy: no overall timeout, same-origin redirects only.
-    pub proxy_http: reqwest::Client,
+    pub proxy_http: outbound::Client,
     /// Wakes synchronous action calls when their task finishes (`LASSO_ACTION_WAIT`).
     pub completions: Arc<crate::queue::completions::Completions>,
 }
@@ -97,14 +102,24 @@ impl Context {
                 sdk.as_ref(),
             )?),
         };
+        let policy = Arc::new(outbound::Policy::new(config.outbound_allow.clone()));
+        if !policy.exceptions().is_empty() {
+            let listed: Vec<String> = policy.exceptions().iter().map(|n| n.to_string()).collect();
+            tracing::info!(
+                allow = %listed.join(","),
+                "outbound policy: requests for tenants may reach these addresses (LASSO_OUTBOUND_ALLOW)"
+            );
+        }
+        let http = crate::http::client(policy.clone())?;
         Ok(Self {
             completions: Arc::new(crate::queue::completions::Completions::new(
                 config.action_wait,
                 config.database_url.clone(),
             )),
             bundles: Arc::default(),
-            http: crate::http::client()?,
-            proxy_http: crate::http::proxy_client()?,
+            http,
+            proxy_http: crate::http::proxy_client(policy.clone())?,
+            outbound: policy,
             cipher: Cipher::new(&config.encryption_key),
             config: Arc::new(config),
             db,

@@ -53,6 +53,10 @@ impl std::fmt::Debug for Token {
 
 const TOKEN_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Largest token response read: real ones are a few KiB; a provider (or whoever a bad URL
+/// reached) must not make Lasso buffer without end.
+pub const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
+
 /// Longest piece of a provider's error text we repeat to the user.
 const MAX_ERROR_TEXT: usize = 300;
 
@@ -63,9 +67,10 @@ fn param_text(v: &Value) -> String {
     }
 }
 
-/// Requests a token from `token_url` for `grant`.
+/// Requests a token from `token_url` for `grant`. `http` must follow no redirects (the
+/// context's client does not): a redirect would carry the client secret to another host.
 pub async fn request_token(
-    http: &reqwest::Client,
+    http: &crate::outbound::Client,
     provider: &Provider,
     token_url: &str,
     client: &Client<'_>,
@@ -112,6 +117,7 @@ pub async fn request_token(
 
     let mut request = http
         .post(token_url)
+        .map_err(|r| Error::outbound_refused(&r))?
         .timeout(TOKEN_REQUEST_TIMEOUT)
         .header(reqwest::header::ACCEPT, "application/json");
     if basic {
@@ -135,16 +141,22 @@ pub async fn request_token(
         _ => request.form(&fields),
     };
 
-    let response = request.send().await.map_err(|e| Error::Provider {
-        code: "provider_unreachable",
-        message: format!(
-            "could not reach the token endpoint of {}: {}",
-            provider.display_name,
-            e.without_url()
-        ),
-    })?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| match crate::outbound::refusal(&e) {
+            Some(refused) => Error::outbound_refused(refused),
+            None => Error::Provider {
+                code: "provider_unreachable",
+                message: format!(
+                    "could not reach the token endpoint of {}: {}",
+                    provider.display_name,
+                    e.without_url()
+                ),
+            },
+        })?;
     let status = response.status();
-    let text = response.text().await.unwrap_or_default();
+    let text = read_bounded(provider, response).await?;
     let raw = parse_body(&text);
     if !status.is_success() || raw.get("error").is_some_and(|e| !e.is_null()) {
         return Err(Error::Provider {
@@ -158,6 +170,47 @@ pub async fn request_token(
         });
     }
     parse_token(provider, raw)
+}
+
+/// The response body, refused beyond [`MAX_TOKEN_RESPONSE`] bytes.
+async fn read_bounded(provider: &Provider, mut response: reqwest::Response) -> Result<String> {
+    let too_large = || Error::Provider {
+        code: "provider_token_error",
+        message: format!(
+            "the token response of {} is too large (over {} KiB)",
+            provider.display_name,
+            MAX_TOKEN_RESPONSE / 1024
+        ),
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_TOKEN_RESPONSE as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(Error::Provider {
+                    code: "provider_unreachable",
+                    message: format!(
+                        "reading the token response of {}: {}",
+                        provider.display_name,
+                        e.without_url()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Token endpoints answer JSON, or form-encoded text (GitHub without an Accept header).

@@ -1,7 +1,9 @@
 //! Token refresh. A token that expires within [`REFRESH_WINDOW`] is refreshed before it is
 //! returned or used. Refreshes are single-flight per connection across processes: the refresher
 //! holds the connection's refresh lock and re-reads the credentials under it, so whoever waited
-//! finds them fresh and does not call the provider again. A failure marks the connection (its
+//! finds them fresh and does not call the provider again. Waiters poll for the lock and give
+//! their pooled connection back between looks, so many callers of one expiring token cannot
+//! starve other work of the pool. A failure marks the connection (its
 //! `errors` show an auth error) and later attempts back off exponentially; after
 //! [`MAX_REFRESH_FAILURES`] in a row only a forced refresh or a new authorization tries again.
 
@@ -15,6 +17,12 @@ use crate::{Error, Result, environments, integrations, providers};
 
 pub const REFRESH_WINDOW: Duration = Duration::minutes(15);
 pub const MAX_REFRESH_FAILURES: i32 = 5;
+
+/// How often a caller waiting for another refresh looks again: from 25 ms, doubling, up to
+/// 500 ms; after [`LOCK_WAIT_MAX`] it gives up (a token request times out after 30 s).
+const LOCK_POLL_FIRST: std::time::Duration = std::time::Duration::from_millis(25);
+const LOCK_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(500);
+const LOCK_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(45);
 
 /// Wait before trying again after `failures` consecutive failed refreshes: 30 s, 1 min, 2 min,
 /// ... capped at an hour.
@@ -55,8 +63,35 @@ pub async fn fresh(ctx: &Context, connection: Connection, force: bool) -> Result
     // not wait for a second pool connection while the waiters hold the others.
     let integration = integrations::get_by_id(&ctx.db, connection.integration_id).await?;
     let asked_at = Utc::now();
-    let mut tx = ctx.db.begin().await?;
-    connections::lock_for_refresh(&mut tx, connection.uuid).await?;
+    let mut wait = LOCK_POLL_FIRST;
+    let waited_since = tokio::time::Instant::now();
+    let mut tx = loop {
+        let mut tx = ctx.db.begin().await?;
+        if connections::try_lock_for_refresh(&mut tx, connection.uuid).await? {
+            break tx;
+        }
+        // Someone else is refreshing: give the connection back to the pool while waiting,
+        // then look (without the lock) whether they are done.
+        tx.rollback().await?;
+        if waited_since.elapsed() > LOCK_WAIT_MAX {
+            return Err(Error::Provider {
+                code: "refresh_failed",
+                message: format!(
+                    "another refresh of connection `{}` has not finished within {} s",
+                    connection.connection_id,
+                    LOCK_WAIT_MAX.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(LOCK_POLL_MAX);
+        let mut conn = ctx.db.acquire().await?;
+        let seen = connections::get_by_uuid(&mut conn, &ctx.cipher, connection.uuid).await?;
+        let refreshed = seen.last_refresh_at.is_some_and(|at| at >= asked_at);
+        if refreshed || !(force || expires_soon(&seen.credentials, Utc::now())) {
+            return Ok(seen);
+        }
+    };
     let current = connections::get_by_uuid(&mut tx, &ctx.cipher, connection.uuid).await?;
     let refreshed_meanwhile = current.last_refresh_at.is_some_and(|at| at >= asked_at);
     if refreshed_meanwhile || !(force || expires_soon(&current.credentials, Utc::now())) {
@@ -153,7 +188,10 @@ async fn request(
             code: "refresh_failed",
             message: format!("provider `{}` has no token URL", connection.provider),
         })?;
-    let token_url = providers::interpolate(
+    let token_url = providers::hosts::render_checked(
+        &connection.provider,
+        provider,
+        &integration.allowed_hosts()?,
         template,
         &connection.connection_config,
         &connection.credentials.as_template_values(),

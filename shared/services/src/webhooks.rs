@@ -303,35 +303,58 @@ pub async fn deliver_due(ctx: &Context, limit: i64) -> Result<DeliveryReport> {
     Ok(report)
 }
 
+/// Refuses a webhook URL (`field`: `webhook_url`, `webhook_url_override`) that the outbound
+/// policy would refuse when a delivery is sent, so a bad URL is an error when it is set rather
+/// than failed deliveries later. Its format is the store's to check.
+pub async fn check_destination(ctx: &Context, field: &str, url: Option<&str>) -> Result<()> {
+    let Some(parsed) = url
+        .filter(|u| !u.is_empty())
+        .and_then(|u| url::Url::parse(u).ok())
+    else {
+        return Ok(());
+    };
+    ctx.outbound
+        .check_stored_url(&parsed)
+        .await
+        .map_err(|refused| crate::Error::invalid(field, refused.to_string()))
+}
+
 /// Sends one delivery and records the outcome. True when the receiver accepted it.
 async fn attempt(ctx: &Context, delivery: &Delivery) -> Result<bool> {
     let config =
         environments::webhook_config(&ctx.db, &ctx.cipher, delivery.environment_id).await?;
-    let mut request = ctx
-        .http
-        .post(&delivery.url)
-        .timeout(ATTEMPT_TIMEOUT)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(delivery.body.clone());
-    if let Some(config) = &config {
-        request = request.header(
-            SIGNATURE_HEADER,
-            sign(
-                config.signing_secret.expose_secret(),
-                delivery.body.as_bytes(),
-            ),
-        );
-    }
-    let outcome = match request.send().await {
+    let sent = match ctx.http.post(&delivery.url) {
+        Ok(request) => {
+            let mut request = request
+                .timeout(ATTEMPT_TIMEOUT)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(delivery.body.clone());
+            if let Some(config) = &config {
+                request = request.header(
+                    SIGNATURE_HEADER,
+                    sign(
+                        config.signing_secret.expose_secret(),
+                        delivery.body.as_bytes(),
+                    ),
+                );
+            }
+            request
+                .send()
+                .await
+                .map_err(|e| match crate::outbound::refusal(&e) {
+                    Some(refused) => refused.to_string(),
+                    None => format!("could not reach the receiver: {}", e.without_url()),
+                })
+        }
+        Err(refused) => Err(refused.to_string()),
+    };
+    let outcome = match sent {
         Ok(r) if r.status().is_success() => Ok(r.status().as_u16()),
         Ok(r) => Err((
             Some(r.status().as_u16()),
             format!("receiver answered {}", r.status()),
         )),
-        Err(e) => Err((
-            None,
-            format!("could not reach the receiver: {}", e.without_url()),
-        )),
+        Err(error) => Err((None, error)),
     };
     match outcome {
         Ok(status) => {

@@ -93,6 +93,12 @@ async fn create(
     Env(env): Env,
     Body(body): Body<SessionBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    lasso_services::webhooks::check_destination(
+        &ctx,
+        "webhook_url_override",
+        body.webhook_url_override.as_deref(),
+    )
+    .await?;
     let (token, session) = connect_sessions::create(
         &ctx.db,
         env.id,
@@ -130,6 +136,12 @@ async fn reconnect(
     Env(env): Env,
     Body(body): Body<ReconnectBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    lasso_services::webhooks::check_destination(
+        &ctx,
+        "webhook_url_override",
+        body.webhook_url_override.as_deref(),
+    )
+    .await?;
     let (token, session) = connect_sessions::create_reconnect(
         &ctx.db,
         env.id,

@@ -97,6 +97,12 @@ async fn import(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let credentials = Credentials::from_input(&body.credentials)?;
     let tags = connections::normalize_tags(body.tags.unwrap_or_default(), "tags")?;
+    lasso_services::webhooks::check_destination(
+        &ctx,
+        "webhook_url_override",
+        body.webhook_url_override.as_deref(),
+    )
+    .await?;
     let integration = integrations::get(&ctx.db, env.id, &body.provider_config_key).await?;
     let connection_id = body
         .connection_id
@@ -188,6 +194,12 @@ async fn patch_one(
         .tags
         .map(|tags| connections::normalize_tags(tags, "tags"))
         .transpose()?;
+    lasso_services::webhooks::check_destination(
+        &ctx,
+        "webhook_url_override",
+        body.webhook_url_override.as_deref(),
+    )
+    .await?;
     connections::patch(
         &ctx.db,
         env.id,

@@ -49,6 +49,8 @@ async fn update(
     Env(env): Env,
     Body(body): Body<UpdateBody>,
 ) -> ApiResult<Json<Value>> {
+    lasso_services::webhooks::check_destination(&ctx, "webhook_url", body.webhook_url.as_deref())
+        .await?;
     let webhook =
         environments::set_webhook_url(&ctx.db, &ctx.cipher, env.id, body.webhook_url.as_deref())
             .await?;

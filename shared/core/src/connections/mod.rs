@@ -440,15 +440,22 @@ pub async fn get_by_uuid(
         .decrypt(cipher)
 }
 
-/// Serializes refreshes of one connection across processes until `tx` ends. An advisory lock
-/// rather than `FOR UPDATE`: it assigns no transaction id, so a refresh waiting on a slow
-/// provider does not hold back the records readers' xmin horizon.
-pub async fn lock_for_refresh(tx: &mut sqlx::PgConnection, connection_uuid: Uuid) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('lasso:refresh:' || $1::text, 0))")
-        .bind(connection_uuid)
-        .execute(tx)
-        .await?;
-    Ok(())
+/// Serializes refreshes of one connection across processes: takes the connection's refresh
+/// lock until the transaction `tx` ends, if no one holds it; false when
+/// another refresh (in any process) holds it. Waiters poll rather than block, so a waiting
+/// caller does not keep a pooled connection busy. An advisory lock rather than `FOR UPDATE`:
+/// it assigns no transaction id, so a refresh waiting on a slow provider does not hold back
+/// the records readers' xmin horizon.
+pub async fn try_lock_for_refresh(
+    tx: &mut sqlx::PgConnection,
+    connection_uuid: Uuid,
+) -> Result<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended('lasso:refresh:' || $1::text, 0))",
+    )
+    .bind(connection_uuid)
+    .fetch_one(tx)
+    .await?)
 }
 
 /// Tells an unknown integration apart from an unknown connection.

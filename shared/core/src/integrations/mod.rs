@@ -40,6 +40,13 @@ impl Integration {
             _ => Ok(Routing::default()),
         }
     }
+
+    /// The hosts this integration lets connection values name (`custom.allowed_hosts`).
+    pub fn allowed_hosts(&self) -> Result<Vec<String>> {
+        crate::providers::hosts::allowed_hosts(
+            self.custom.get(crate::providers::hosts::ALLOWED_HOSTS_KEY),
+        )
+    }
 }
 
 impl std::fmt::Debug for Integration {
@@ -185,6 +192,9 @@ pub async fn create(
 ) -> Result<Integration> {
     check_unique_key(&new.unique_key, "unique_key")?;
     Routing::from_custom(&new.custom)?;
+        crate::providers::hosts::allowed_hosts(
+        new.custom.get(crate::providers::hosts::ALLOWED_HOSTS_KEY),
+    )?;
     let uuid = Uuid::new_v4();
     let c = &new.credentials;
     sqlx::query_as(concat!(
@@ -269,6 +279,9 @@ pub async fn update(
     }
     if let Some(custom) = &patch.custom {
         Routing::from_custom(custom)?;
+                crate::providers::hosts::allowed_hosts(
+            custom.get(crate::providers::hosts::ALLOWED_HOSTS_KEY),
+        )?;
     }
     let current = get(db, environment_id, unique_key).await?;
     let uuid = current.uuid;

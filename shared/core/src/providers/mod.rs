@@ -11,6 +11,7 @@
 //! stay templates here; [`interpolate`] fills them in when a connection is used.
 
 mod catalog;
+pub mod hosts;
 mod interpolate;
 #[cfg(test)]
 mod tests;
@@ -97,6 +98,10 @@ pub struct Provider {
 
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<Proxy>,
+
+    /// Lasso's own fields (`lasso:`), which Nango's format has no place for.
+    #[serde(default, skip_serializing_if = "hosts::Extension::is_empty")]
+    pub lasso: hosts::Extension,
 
     /// Every other key of the entry, unchanged.
     #[serde(flatten)]

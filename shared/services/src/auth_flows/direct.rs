@@ -8,7 +8,7 @@ use super::{Caller, Outcome, Request};
 use crate::connections::Credentials;
 use crate::context::Context;
 use crate::oauth::{self, Client, Grant};
-use crate::providers::{AuthMode, interpolate};
+use crate::providers::{AuthMode, hosts};
 use crate::{Error, Result};
 
 /// Longest credential value accepted (Nango's limit).
@@ -36,6 +36,7 @@ async fn store_checked(
 ) -> Result<Outcome> {
     let mut target = super::resolve(ctx, caller, request, mode).await?;
     super::check_connection_config(target.provider, &mut target.connection_config)?;
+    super::check_hosts(&target)?;
     super::verify::check(
         ctx,
         &target.integration.provider,
@@ -104,6 +105,7 @@ pub async fn client_credentials(
 ) -> Result<Outcome> {
     let mut target = super::resolve(ctx, caller, request, AuthMode::OAuth2Cc).await?;
     super::check_connection_config(target.provider, &mut target.connection_config)?;
+    super::check_hosts(&target)?;
     let client_id = match client.client_id.filter(|id| !id.is_empty()) {
         Some(id) => id,
         None => target
@@ -140,7 +142,14 @@ pub async fn client_credentials(
                 target.integration.provider
             ),
         })?;
-    let token_url = interpolate(template, &target.connection_config, &serde_json::Map::new())?;
+    let token_url = hosts::render_checked(
+        &target.integration.provider,
+        target.provider,
+        &target.integration.allowed_hosts()?,
+        template,
+        &target.connection_config,
+        &serde_json::Map::new(),
+    )?;
     let token = oauth::request_token(
         &ctx.http,
         target.provider,
@@ -154,12 +163,9 @@ pub async fn client_credentials(
         },
     )
     .await?;
-    target
-        .connection_config
-        .extend(super::oauth2::response_metadata(
-            &token.raw,
-            &target.provider.token_response_metadata,
-        ));
+    let values =
+        super::oauth2::response_metadata(&token.raw, &target.provider.token_response_metadata);
+    super::accept_provider_values(&mut target, values)?;
     let credentials = Credentials::OAuth2ClientCredentials {
         token: token.access_token,
         expires_at: token.expires_at,

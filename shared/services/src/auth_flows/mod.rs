@@ -16,7 +16,7 @@ use crate::connections::{self, Credentials, EndUser, NewConnection};
 use crate::context::Context;
 use crate::environments::Environment;
 use crate::integrations::{self, Integration};
-use crate::providers::{AuthMode, Provider};
+use crate::providers::{AuthMode, FieldSchema, Provider, hosts};
 use crate::webhooks::{self, AuthEvent, AuthOperation};
 use crate::{Error, Result};
 
@@ -175,8 +175,9 @@ async fn resolve<'c>(
 }
 
 /// Checks `config` against the provider's `connection_config` fields: required ones present,
-/// enumerations and patterns respected; missing ones with a default get it. Automated fields
-/// are the provider's to fill (from the token response or the callback), so none is required.
+/// enumerations, patterns and formats respected; missing ones with a default get it. Automated
+/// fields are the provider's to fill (from the token response or the callback), so none is
+/// required. The hosts these values put in URLs are checked by [`check_hosts`].
 fn check_connection_config(provider: &Provider, config: &mut Map<String, Value>) -> Result<()> {
     for (name, field) in &provider.connection_config {
         if field.automated {
@@ -207,19 +208,72 @@ fn check_connection_config(provider: &Provider, config: &mut Map<String, Value>)
                 format!("must be one of {}", field.allowed.join(", ")),
             ));
         }
-        // Catalog patterns are JavaScript regular expressions; the few regex-lite cannot
-        // compile (look-arounds) are left to the provider to enforce.
-        if let Some(pattern) = &field.pattern
-            && let Ok(re) = regex_lite::Regex::new(pattern)
-            && !re.is_match(&value)
-        {
-            return Err(Error::invalid(
-                param(),
-                format!("does not match the expected format `{pattern}`"),
-            ));
-        }
+        check_value(field, &value).map_err(|m| Error::invalid(param(), m))?;
     }
     Ok(())
+}
+
+/// Every catalog URL the target's connection values fill in stays on the provider's hosts
+/// ([`hosts::check_config`]); a refusal names the `params[...]` value.
+fn check_hosts(target: &Target<'_>) -> Result<()> {
+    hosts::check_config(
+        &target.integration.provider,
+        target.provider,
+        &target.integration.allowed_hosts()?,
+        &target.connection_config,
+        &|k| format!("params[{k}]"),
+    )
+}
+
+/// Accepts values a provider returned (token response, callback) into the connection config:
+/// each must respect its field's pattern and format, and none may move a catalog URL to
+/// another host.
+fn accept_provider_values(target: &mut Target<'_>, values: Map<String, Value>) -> Result<()> {
+    let field = |k: &str| format!("the provider's `{k}`");
+    for (name, value) in &values {
+        if let (Some(schema), Value::String(text)) =
+            (target.provider.connection_config.get(name), value)
+        {
+            check_value(schema, text).map_err(|m| Error::invalid(field(name), m))?;
+        }
+    }
+    target.connection_config.extend(values);
+    hosts::check_config(
+        &target.integration.provider,
+        target.provider,
+        &target.integration.allowed_hosts()?,
+        &target.connection_config,
+        &field,
+    )
+}
+
+/// A field's `pattern` and `format`. (`prefix` and `suffix` only adorn the Connect UI's input.)
+fn check_value(field: &FieldSchema, value: &str) -> std::result::Result<(), String> {
+    // Catalog patterns are JavaScript regular expressions; the few regex-lite cannot compile
+    // (look-arounds) are left to the provider, and the host rules still hold for them.
+    if let Some(pattern) = &field.pattern
+        && let Ok(re) = regex_lite::Regex::new(pattern)
+        && !re.is_match(value)
+    {
+        return Err(format!("does not match the expected format `{pattern}`"));
+    }
+    let ok = match field.format.as_deref() {
+        Some("hostname") => hosts::is_hostname(value),
+        Some("uri") => url::Url::parse(value).is_ok_and(|u| u.has_host()),
+        Some("uuid") => uuid::Uuid::parse_str(value).is_ok(),
+        Some("email") => value
+            .split_once('@')
+            .is_some_and(|(user, domain)| !user.is_empty() && hosts::is_hostname(domain)),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be a {} (the catalog's `format`)",
+            field.format.as_deref().unwrap_or_default()
+        ))
+    }
 }
 
 /// The scopes to ask for, joined with the provider's separator: `override_scopes`
@@ -341,5 +395,33 @@ mod tests {
         config.insert("region".into(), json!("apac"));
         let e = check_connection_config(&p, &mut config).unwrap_err();
         assert!(matches!(e, Error::Invalid { ref field, .. } if field == "params[region]"));
+    }
+
+    fn field(yaml: &str) -> FieldSchema {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn values_respect_the_catalogs_pattern_and_format() {
+        let sub = field("type: string\npattern: ^[a-z]+$\nprefix: https://\n");
+        let e = check_value(&sub, "Bad!").unwrap_err();
+        assert!(e.contains("expected format"), "{e}");
+        // `prefix` is an adornment the Connect UI shows, not a check.
+        assert!(check_value(&sub, "acme").is_ok());
+
+        let host = field("type: string\nformat: hostname\n");
+        assert!(check_value(&host, "acme.us.auth0.com").is_ok());
+        for bad in ["evil.com/x#", "127.0.0.1:8080", "a b", "user@host"] {
+            assert!(check_value(&host, bad).is_err(), "{bad}");
+        }
+        let uri = field("type: string\nformat: uri\n");
+        assert!(check_value(&uri, "https://acme.my.salesforce.com").is_ok());
+        assert!(check_value(&uri, "not a uri").is_err());
+        let id = field("type: string\nformat: uuid\n");
+        assert!(check_value(&id, "6f1c2b1e-8d7a-4a55-9d40-1b9a1e0c3a11").is_ok());
+        assert!(check_value(&id, "x").is_err());
+        let mail = field("type: string\nformat: email\n");
+        assert!(check_value(&mail, "a@b.example").is_ok());
+        assert!(check_value(&mail, "a@").is_err());
     }
 }

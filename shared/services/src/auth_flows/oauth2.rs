@@ -20,7 +20,7 @@ use crate::context::Context;
 use crate::crypto::{random_token, token_digest};
 use crate::environments::Environment;
 use crate::oauth::{self, Client, Grant};
-use crate::providers::{AuthMode, Provider, interpolate};
+use crate::providers::{AuthMode, Provider, hosts, interpolate};
 use crate::webhooks::{self, AuthEvent, AuthFailure, AuthOperation};
 use crate::{Error, Result, integrations};
 
@@ -184,6 +184,7 @@ fn authorization_url(
 pub async fn authorize(ctx: &Context, caller: &Caller, input: Authorize) -> Result<String> {
     let mut target = super::resolve(ctx, caller, &input.request, AuthMode::OAuth2).await?;
     super::check_connection_config(target.provider, &mut target.connection_config)?;
+    super::check_hosts(&target)?;
     let key = target.integration.unique_key.clone();
     let client_id = target
         .integration
@@ -368,7 +369,7 @@ pub async fn callback(ctx: &Context, query: &BTreeMap<String, String>) -> Result
         Some(id) => Some(connect_sessions::get_by_id(&ctx.db, id).await?),
         None => None,
     };
-    let mut connection_config = match session.connection_config {
+    let connection_config = match session.connection_config {
         Value::Object(m) => m,
         _ => Map::new(),
     };
@@ -462,7 +463,14 @@ pub async fn callback(ctx: &Context, query: &BTreeMap<String, String>) -> Result
         let template = provider
             .resolved_token_url()
             .ok_or_else(|| invalid_provider(&integration.provider, "token_url"))?;
-        let token_url = interpolate(template, &connection_config, &Map::new())?;
+        let token_url = hosts::render_checked(
+            &integration.provider,
+            provider,
+            &integration.allowed_hosts()?,
+            template,
+            &connection_config,
+            &Map::new(),
+        )?;
         let client_id = integration.client_id.clone().unwrap_or_default();
         let client_secret = integration
             .client_secret(&ctx.cipher)?
@@ -489,28 +497,30 @@ pub async fn callback(ctx: &Context, query: &BTreeMap<String, String>) -> Result
         Err(e) => return failed("token_exchange_failed", e).await,
     };
     // What the provider says about the connection wins over what the user typed: these values
-    // (instance URL, API domain, ...) decide where the proxy sends the credentials.
+    // (instance URL, API domain, ...) decide where the proxy sends the credentials, so they
+    // are held to the same host rules.
     let callback_values = Value::Object(
         query
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect(),
     );
-    connection_config.extend(response_metadata(
-        &callback_values,
-        &provider.redirect_uri_metadata,
-    ));
-    connection_config.extend(response_metadata(
+    let mut values = response_metadata(&callback_values, &provider.redirect_uri_metadata);
+    values.extend(response_metadata(
         &token.raw,
         &provider.token_response_metadata,
     ));
+    let mut stored = target(connection_config);
+    if let Err(e) = super::accept_provider_values(&mut stored, values) {
+        return failed("invalid_token_response", e).await;
+    }
     let credentials = Credentials::OAuth2(OAuth2Token {
         access_token: token.access_token,
         refresh_token: token.refresh_token,
         expires_at: token.expires_at,
         raw: token.raw,
     });
-    super::store(ctx, &environment, target(connection_config), credentials).await
+    super::store(ctx, &environment, stored, credentials).await
 }
 
 /// Deletes sessions that expired more than `grace` ago.

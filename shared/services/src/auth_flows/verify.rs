@@ -85,6 +85,7 @@ pub(super) async fn check(
         let mut request = ctx
             .http
             .request(method.clone(), url)
+            .map_err(|r| Error::outbound_refused(&r))?
             .timeout(VERIFICATION_TIMEOUT)
             .headers(headers.clone());
         if let Some(data) = &verification.data {
@@ -94,6 +95,9 @@ pub(super) async fn check(
             Ok(r) if r.status().is_success() => return Ok(()),
             // The endpoint as the catalog writes it: filled in, it could carry the key.
             Ok(r) => last = format!("{method} {endpoint} answered {}", r.status().as_u16()),
+            Err(ref e) if let Some(refused) = crate::outbound::refusal(e) => {
+                return Err(Error::outbound_refused(refused));
+            }
             Err(e) => last = format!("{method} {endpoint} failed: {}", e.without_url()),
         }
     }

@@ -28,6 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::connections::{Connection, Credentials};
 use crate::context::Context;
+use crate::outbound;
 use crate::providers::Provider;
 use crate::refresh;
 use crate::{Error, Result, integrations};
@@ -164,12 +165,16 @@ pub async fn send(
         let mut outgoing = ctx
             .proxy_http
             .request(request.method.clone(), url)
+            .map_err(|r| Error::outbound_refused(&r))?
             .headers(headers);
         if !request.body.is_empty() {
             outgoing = outgoing.body(request.body.clone());
         }
         let response = match outgoing.send().await {
             Ok(response) => response,
+            Err(ref e) if let Some(refused) = outbound::refusal(e) => {
+                return Err(Error::outbound_refused(refused));
+            }
             Err(e) if attempt < retries && (e.is_connect() || e.is_timeout()) => {
                 let wait = retry::backoff(attempt);
                 tracing::warn!(provider = %provider_name, path, attempt, wait_ms = wait.as_millis() as u64,

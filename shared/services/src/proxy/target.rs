@@ -163,6 +163,12 @@ fn literal_host_suffix(alternative: &str) -> Option<String> {
         .strip_prefix("https://")
         .or_else(|| alternative.strip_prefix("http://"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if !authority.contains("${") {
+        // A literal host, as the URL parser writes it (`[::FFFF:127.0.0.1]:80` has colons).
+        return url::Url::parse(&format!("http://{authority}/"))
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    }
     let host = authority.split(':').next().unwrap_or_default();
     let suffix = host.rsplit('}').next().unwrap_or_default();
     (!suffix.is_empty()).then(|| suffix.to_ascii_lowercase())
