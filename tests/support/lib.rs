@@ -49,20 +49,97 @@ pub struct TestDb {
     pub url: String,
 }
 
-/// A new database with the migrations applied, so tests never see each other's rows.
+/// A new database with the migrations applied, so tests never see each other's rows: a copy of
+/// the migrated template ([`template_database`]), which costs one `CREATE DATABASE` instead of
+/// every migration.
 pub async fn fresh_database() -> TestDb {
-    let admin = postgres_url();
     let name = unique("lasso_test").replace('-', "_");
-    let mut url = url::Url::parse(&admin).expect("LASSO_TEST_DATABASE_URL is a URL");
-    url.set_path(&name);
-    let url = url.to_string();
-    let secret = SecretString::from(url.clone());
-    db::create_database_if_missing(&secret)
-        .await
-        .expect("create test database");
-    let pool = db::pool_for(&secret, 10).expect("pool");
-    db::migrate(&pool).await.expect("migrate test database");
+    let template = template_database().await;
+    let mut admin = admin_connection().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE DATABASE {name} TEMPLATE {template}"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("create the test database from the template");
+    let url = database_url(&name);
+    let pool = db::pool_for(&SecretString::from(url.clone()), 10).expect("pool");
     TestDb { pool, url }
+}
+
+fn database_url(name: &str) -> String {
+    let mut url = url::Url::parse(&postgres_url()).expect("LASSO_TEST_DATABASE_URL is a URL");
+    url.set_path(name);
+    url.to_string()
+}
+
+async fn admin_connection() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(&postgres_url())
+        .await
+        .expect("connect to the test Postgres")
+}
+
+/// The migrated database every test database is copied from, made once per set of migrations
+/// (its name carries their checksums) by whichever test process gets there first.
+async fn template_database() -> &'static str {
+    static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            let mut hash = <sha2::Sha256 as sha2::Digest>::new();
+            for m in db::MIGRATOR.iter() {
+                sha2::Digest::update(&mut hash, m.version.to_le_bytes());
+                sha2::Digest::update(&mut hash, &*m.checksum);
+            }
+            let name = format!(
+                "lasso_template_{}",
+                &hex::encode(sha2::Digest::finalize(hash))[..16]
+            );
+            let mut admin = admin_connection().await;
+            // Concurrent test processes build it once: the lock serializes them, and the
+            // finished template appears under its name in one rename.
+            sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+                .bind(&name)
+                .execute(&mut admin)
+                .await
+                .expect("lock the template");
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut admin)
+                    .await
+                    .expect("look for the template");
+            if !exists {
+                let building = format!("{name}_building");
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {building}"
+                )))
+                .execute(&mut admin)
+                .await
+                .expect("drop a half-built template");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create the template");
+                let pool =
+                    db::pool_for(&SecretString::from(database_url(&building)), 1).expect("pool");
+                db::migrate(&pool).await.expect("migrate the template");
+                pool.close().await;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ALTER DATABASE {building} RENAME TO {name}"
+                )))
+                .execute(&mut admin)
+                .await
+                .expect("name the template");
+            }
+            sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+                .bind(&name)
+                .execute(&mut admin)
+                .await
+                .expect("unlock the template");
+            name
+        })
+        .await
 }
 
 /// `db` as the database user of runner `group` (created, or given a new password): what that
@@ -89,7 +166,7 @@ pub const TEST_ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZ
 
 /// A configuration for `db` with the given extra settings (`LASSO_*` names).
 pub fn config(db: &TestDb, settings: &[(&str, String)]) -> Config {
-    let script_dir = std::env::temp_dir().join(unique("lasso-scripts"));
+    let script_dir = test_root().join(unique("lasso-scripts"));
     Config::from_lookup(|name| {
         if let Some((_, v)) = settings.iter().find(|(k, _)| *k == name) {
             return Some(v.clone());
@@ -204,10 +281,58 @@ pub async fn serve_api(ctx: Context) -> String {
     format!("http://{addr}")
 }
 
+/// A new directory under this process's [`test_root`].
 pub fn temp_dir(prefix: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(unique(prefix));
+    let dir = test_root().join(unique(prefix));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// Where this test process keeps its files: `$TMPDIR/lasso-tests-<pid>`. Contexts and servers
+/// outlive the test functions that made them (they are cloned into tasks), so files are not
+/// removed one by one; instead each process removes the roots of test processes that have
+/// ended, and `make test` runs the tests with a `TMPDIR` of their own that it removes.
+pub fn test_root() -> &'static std::path::Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("lasso-tests-")) else {
+                    continue;
+                };
+                if !std::path::Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let root = tmp.join(format!("lasso-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("test root");
+        root
+    })
+}
+
+/// Runs the `#[ignore]`d test `name` (its full path, `module::test`) in a process of its own
+/// and fails unless it passes: for tests that measure the whole process, such as its memory,
+/// which other tests running at the same time would disturb.
+pub fn run_alone(name: &str) {
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} failed on its own:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `$LASSO_CACHE_DIR/node/node_modules` (default `~/.cache/lasso`), where `scripts/bootstrap

@@ -2,7 +2,7 @@
 //! least a minute, it ticks for about 50 seconds).
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use lasso_services::{Context, config, telemetry};
 
 #[tokio::main]
@@ -13,11 +13,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let ctx = &ctx;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-            let reports = lasso_scheduler::handle_invocation(ctx, event.context.deadline()).await?;
+            let reports = lasso_scheduler::handle_invocation(ctx, event.context.deadline())
+                .await
+                .map_err(diagnostic)?;
             let sum = |f: fn(&lasso_services::scheduler::TickReport) -> usize| {
                 reports.iter().map(f).sum::<usize>()
             };
-            Ok::<_, lambda_runtime::Error>(serde_json::json!({
+            Ok::<_, Diagnostic>(serde_json::json!({
                 "ticks": reports.len(),
                 "scheduled": sum(|r| r.scheduled.created),
                 "expired": sum(|r| r.expired),
@@ -27,4 +29,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
     ))
     .await
+}
+
+/// A failed invocation names its class (`Lasso.Database`, `Lasso.Transport`, ...) as its
+/// `errorType`, so CloudWatch metrics and alarms can tell the kinds apart.
+fn diagnostic(e: lasso_services::Error) -> Diagnostic {
+    Diagnostic {
+        error_type: e.class().to_string(),
+        error_message: e.to_string(),
+    }
 }

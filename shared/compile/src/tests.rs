@@ -1,23 +1,27 @@
-use std::path::PathBuf;
-
 use lasso_core::Error;
 use lasso_core::scripts::*;
 
-use crate::compile;
-
-/// Writes `files` (path, content) under a fresh temporary directory.
-fn project(files: &[(&str, &str)]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lasso-compile-{}", uuid::Uuid::new_v4()));
+/// Writes `files` (path, content) under a fresh temporary directory, removed when dropped.
+fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("lasso-compile-")
+        .tempdir()
+        .unwrap();
     for (path, content) in files {
-        let full = dir.join(path);
+        let full = dir.path().join(path);
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
         std::fs::write(full, content).unwrap();
     }
     dir
 }
 
+/// Compiles a project written by [`project`]; the directory goes with it.
+fn compile(dir: tempfile::TempDir) -> lasso_core::Result<CompiledProject> {
+    crate::compile(dir.path())
+}
+
 fn problems(files: &[(&str, &str)]) -> Vec<Diagnostic> {
-    match compile(&project(files)) {
+    match compile(project(files)) {
         Err(Error::Compile(d)) => d,
         other => panic!("expected compile errors, got {other:?}"),
     }
@@ -126,7 +130,7 @@ fn github_project() -> Vec<(&'static str, &'static str)> {
 
 #[test]
 fn nango_yaml_v2_project_compiles() {
-    let compiled = compile(&project(&github_project())).unwrap();
+    let compiled = compile(project(&github_project())).unwrap();
     let names: Vec<_> = compiled
         .functions
         .iter()
@@ -205,13 +209,13 @@ fn nango_yaml_v2_project_compiles() {
     );
 
     // Same sources, same bytes.
-    let again = compile(&project(&github_project())).unwrap();
+    let again = compile(project(&github_project())).unwrap();
     assert_eq!(again, compiled);
 }
 
 #[test]
 fn source_maps_point_into_the_typescript() {
-    let compiled = compile(&project(&github_project())).unwrap();
+    let compiled = compile(project(&github_project())).unwrap();
     let (bundle, _) = bundle_of(&compiled, "issues");
     let js = &bundle.modules["github/syncs/issues.js"];
     let (js_line, js_col) = js
@@ -239,7 +243,7 @@ fn source_maps_point_into_the_typescript() {
 
 #[test]
 fn object_form_scripts_carry_their_config() {
-    let compiled = compile(&project(&[
+    let compiled = compile(project(&[
         (
             "slack/syncs/messages.ts",
             r#"import { createSync } from 'nango';
@@ -308,7 +312,7 @@ export default sync;
 
 #[test]
 fn nango_yaml_v1_layout_compiles() {
-    let compiled = compile(&project(&[
+    let compiled = compile(project(&[
         (
             "nango.yaml",
             "integrations:\n  hubspot:\n    contacts:\n      runs: every day\n      returns: Contact\n    create-contact:\n      type: action\n      returns: Contact\nmodels:\n  Contact:\n    id: string\n",
@@ -459,7 +463,7 @@ fn config_errors_name_the_problem() {
 
 #[test]
 fn typescript_only_syntax_is_stripped_and_newer_syntax_explained() {
-    let compiled = compile(&project(&[(
+    let compiled = compile(project(&[(
         "x/actions/a.ts",
         "import { createAction } from 'nango';\nenum Color { Red, Green }\nnamespace NS { export const a = 1; }\nclass Box { #v = 1; get v(): number { return this.#v; } }\nexport default createAction({ exec: async () => [Color.Green, NS.a, new Box().v] });\n",
     )]))

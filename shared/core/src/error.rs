@@ -43,12 +43,26 @@ pub enum Error {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
-    #[error("script store: {0}")]
-    ScriptStore(String),
-    #[error("task transport: {0}")]
-    Transport(String),
-    #[error("log sink: {0}")]
-    LogSink(String),
+    /// An adapter failed; `source` is what it got from below (S3, SQS, the filesystem,
+    /// OpenSearch), when there is one.
+    #[error("script store: {message}")]
+    ScriptStore {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    #[error("task transport: {message}")]
+    Transport {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    #[error("log sink: {message}")]
+    LogSink {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     #[error("could not decrypt a stored secret (wrong LASSO_ENCRYPTION_KEY?)")]
     Decrypt,
     /// A script project did not compile; every problem, each naming file, line and column.
@@ -59,6 +73,53 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error's class, for places that report errors by kind rather than by message (the
+    /// `errorType` of a Lambda function's failed invocation).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "Lasso.NotFound",
+            Self::Invalid { .. } => "Lasso.Invalid",
+            Self::Conflict(_) => "Lasso.Conflict",
+            Self::Unauthorized(_) => "Lasso.Unauthorized",
+            Self::Forbidden(_) => "Lasso.Forbidden",
+            Self::BadRequest { .. } => "Lasso.BadRequest",
+            Self::Provider { .. } => "Lasso.Provider",
+            Self::Unreachable { .. } => "Lasso.Unreachable",
+            Self::PayloadTooLarge(_) => "Lasso.PayloadTooLarge",
+            Self::ActionError { .. } => "Lasso.ActionError",
+            Self::ScriptFailed { .. } => "Lasso.ScriptFailed",
+            Self::Database(_) => "Lasso.Database",
+            Self::Migration(_) => "Lasso.Migration",
+            Self::ScriptStore { .. } => "Lasso.ScriptStore",
+            Self::Transport { .. } => "Lasso.Transport",
+            Self::LogSink { .. } => "Lasso.LogSink",
+            Self::Decrypt => "Lasso.Decrypt",
+            Self::Compile(_) => "Lasso.Compile",
+            Self::Internal(_) => "Lasso.Internal",
+        }
+    }
+
+    pub fn script_store(message: impl Into<String>) -> Self {
+        Self::ScriptStore {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn transport(message: impl Into<String>) -> Self {
+        Self::Transport {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn log_sink(message: impl Into<String>) -> Self {
+        Self::LogSink {
+            message: message.into(),
+            source: None,
+        }
+    }
+
     /// A destination the outbound policy refuses: the caller's (or the catalog's) choice, so a
     /// 400 that says how an operator can allow it.
     pub fn outbound_refused(refused: &crate::outbound::Refused) -> Self {
@@ -99,3 +160,6 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The cause an adapter error keeps.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

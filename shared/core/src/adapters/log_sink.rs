@@ -73,7 +73,7 @@ struct OperationRow {
 impl TryFrom<OperationRow> for Operation {
     type Error = Error;
     fn try_from(r: OperationRow) -> Result<Self> {
-        let corrupt = |what: &str| Error::LogSink(format!("stored operation has a bad {what}"));
+        let corrupt = |what: &str| Error::log_sink(format!("stored operation has a bad {what}"));
         Ok(Operation {
             id: r.id,
             environment_id: r.environment_id,
@@ -105,7 +105,7 @@ struct MessageRow {
 impl TryFrom<MessageRow> for Message {
     type Error = Error;
     fn try_from(r: MessageRow) -> Result<Self> {
-        let corrupt = |what: &str| Error::LogSink(format!("stored message has a bad {what}"));
+        let corrupt = |what: &str| Error::log_sink(format!("stored message has a bad {what}"));
         Ok(Message {
             id: r.id,
             operation_id: r.operation_id,
@@ -250,8 +250,11 @@ pub struct OpenSearchLogSink {
     templates_ready: AtomicBool,
 }
 
-fn os_error(action: &str, e: impl std::fmt::Display) -> Error {
-    Error::LogSink(format!("{action}: {e}"))
+fn os_error(action: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::LogSink {
+        message: format!("{action}: {e}"),
+        source: Some(Box::new(e)),
+    }
 }
 
 impl OpenSearchLogSink {
@@ -265,7 +268,7 @@ impl OpenSearchLogSink {
         let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url))
             .timeout(std::time::Duration::from_secs(10));
         if auth == OpenSearchAuth::SigV4 {
-            let sdk = sdk.ok_or_else(|| os_error("sigv4", "no AWS configuration loaded"))?;
+            let sdk = sdk.ok_or_else(|| Error::log_sink("sigv4: no AWS configuration loaded"))?;
             builder = builder
                 .auth(sdk.try_into().map_err(|e| os_error("sigv4", e))?)
                 .service_name("es");
@@ -308,7 +311,7 @@ impl OpenSearchLogSink {
                 .pointer("/error/reason")
                 .and_then(Value::as_str)
                 .unwrap_or("request failed");
-            return Err(os_error(path, format!("{status}: {reason}")));
+            return Err(Error::log_sink(format!("{path}: {status}: {reason}")));
         }
         Ok(value)
     }
@@ -434,7 +437,7 @@ impl LogSink for OpenSearchLogSink {
                         .find_map(|i| i.pointer("/index/error/reason").and_then(Value::as_str))
                 })
                 .unwrap_or("request failed");
-            return Err(os_error("_bulk", format!("{status}: {reason}")));
+            return Err(Error::log_sink(format!("_bulk: {status}: {reason}")));
         }
         Ok(())
     }

@@ -64,9 +64,13 @@ impl S3ScriptStore {
     }
 }
 
-fn s3_error(action: &str, key: &str, e: impl std::error::Error) -> Error {
-    let detail = aws_sdk_s3::error::DisplayErrorContext(e).to_string();
-    Error::ScriptStore(format!("{action} `{key}`: {detail}"))
+fn s3_error(action: &str, key: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    // The SDK's Display shows only the outermost layer; its context names the cause.
+    let detail = aws_sdk_s3::error::DisplayErrorContext(&e).to_string();
+    Error::ScriptStore {
+        message: format!("{action} `{key}`: {detail}"),
+        source: Some(Box::new(e)),
+    }
 }
 
 #[async_trait]
@@ -145,7 +149,10 @@ impl DirScriptStore {
 }
 
 fn io_error(action: &str, key: &str, e: std::io::Error) -> Error {
-    Error::ScriptStore(format!("{action} `{key}`: {e}"))
+    Error::ScriptStore {
+        message: format!("{action} `{key}`: {e}"),
+        source: Some(Box::new(e)),
+    }
 }
 
 #[async_trait]

@@ -62,11 +62,12 @@ impl SqsTransport {
     }
 }
 
-fn sqs_error(action: &str, e: impl std::error::Error) -> Error {
-    Error::Transport(format!(
-        "{action}: {}",
-        aws_sdk_sqs::error::DisplayErrorContext(e)
-    ))
+fn sqs_error(action: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    // The SDK's Display shows only the outermost layer; its context names the cause.
+    Error::Transport {
+        message: format!("{action}: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)),
+        source: Some(Box::new(e)),
+    }
 }
 
 fn secs(d: Duration) -> i32 {
@@ -165,7 +166,7 @@ impl TaskTransport for SqsTransport {
                 .await
                 .map_err(|e| sqs_error("delete", e))?;
             if let Some(f) = out.failed().first() {
-                return Err(Error::Transport(format!(
+                return Err(Error::transport(format!(
                     "delete: {} of {} messages failed ({})",
                     out.failed().len(),
                     chunk.len(),
@@ -300,8 +301,8 @@ impl TaskTransport for LocalTransport {
                 m.visible_at = Instant::now() + visibility;
                 Ok(())
             }
-            None => Err(Error::Transport(
-                "change visibility: unknown receipt handle".into(),
+            None => Err(Error::transport(
+                "change visibility: unknown receipt handle",
             )),
         }
     }
@@ -339,7 +340,7 @@ impl RunnerQueues {
         let queue: Arc<dyn TaskTransport> = match &self.sqs {
             Some((client, urls)) => {
                 let url = urls.get(group).ok_or_else(|| {
-                    Error::Transport(format!(
+                    Error::transport(format!(
                         "runner group `{group}` has no queue in LASSO_RUNNER_QUEUES"
                     ))
                 })?;

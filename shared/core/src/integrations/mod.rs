@@ -192,7 +192,7 @@ pub async fn create(
 ) -> Result<Integration> {
     check_unique_key(&new.unique_key, "unique_key")?;
     Routing::from_custom(&new.custom)?;
-        crate::providers::hosts::allowed_hosts(
+    crate::providers::hosts::allowed_hosts(
         new.custom.get(crate::providers::hosts::ALLOWED_HOSTS_KEY),
     )?;
     let uuid = Uuid::new_v4();
@@ -279,7 +279,7 @@ pub async fn update(
     }
     if let Some(custom) = &patch.custom {
         Routing::from_custom(custom)?;
-                crate::providers::hosts::allowed_hosts(
+        crate::providers::hosts::allowed_hosts(
             custom.get(crate::providers::hosts::ALLOWED_HOSTS_KEY),
         )?;
     }

@@ -388,9 +388,8 @@ fn search_matches_name_or_display_name_ignoring_case() {
 
 #[test]
 fn a_deployment_file_goes_over_the_builtin_catalog() {
-    let dir = std::env::temp_dir().join(format!("lasso-providers-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("extra.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("extra.yaml");
     std::fs::write(
         &file,
         r#"
@@ -426,10 +425,9 @@ gmail-again:
     );
     assert_eq!(catalog.get("hubspot"), builtin.get("hubspot"));
 
-    let missing = dir.join("missing.yaml");
+    let missing = dir.path().join("missing.yaml");
     let err = Catalog::load_extra(&missing).unwrap_err().to_string();
     assert!(err.contains(&missing.display().to_string()), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Every `${connectionConfig.x}` a builtin entry uses is a field it declares, so a connection

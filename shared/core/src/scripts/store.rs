@@ -171,14 +171,14 @@ pub async fn history(
 pub async fn load_bundle(scripts: &dyn ScriptStore, function: &DeployedFunction) -> Result<Bundle> {
     let bytes = scripts.get(&function.bundle_key).await?;
     if sha256_hex(&bytes) != function.bundle_sha256 {
-        return Err(Error::ScriptStore(format!(
+        return Err(Error::script_store(format!(
             "`{}` does not hold the deployed bundle (hash mismatch)",
             function.bundle_key
         )));
     }
     let text = std::str::from_utf8(&bytes)
-        .map_err(|_| Error::ScriptStore(format!("`{}` is not UTF-8", function.bundle_key)))?;
-    Bundle::parse(text).map_err(|e| Error::ScriptStore(format!("`{}`: {e}", function.bundle_key)))
+        .map_err(|_| Error::script_store(format!("`{}` is not UTF-8", function.bundle_key)))?;
+    Bundle::parse(text).map_err(|e| Error::script_store(format!("`{}`: {e}", function.bundle_key)))
 }
 
 // --- Deploy transaction steps (called by `deploy`).

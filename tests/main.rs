@@ -1,0 +1,31 @@
+//! Lasso's integration tests, one binary: each module is one area, run against the real
+//! services `scripts/services` starts (Postgres, moto, Elasticsearch). Run one area with
+//! `cargo test -p lasso-tests --test integration proxy::`.
+
+mod actions;
+mod adapters;
+mod api_basics;
+mod auth_credentials;
+mod auth_oauth2;
+mod connect_sessions;
+mod control_plane;
+mod credential_hosts;
+mod deploy;
+mod dispatch;
+mod emulate;
+mod incoming_webhooks;
+mod infra;
+mod logs;
+mod nango_client;
+mod outbound_policy;
+mod providers;
+mod proxy;
+mod records;
+mod refresh;
+mod refresh_pool;
+mod runner_groups;
+mod runner_sqs;
+mod schedules;
+mod skeleton;
+mod sync_scripts;
+mod webhooks;
