@@ -9,6 +9,8 @@
 mod bytecode;
 pub mod convert;
 mod memory;
+pub mod node;
+pub mod packages;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -157,15 +159,24 @@ impl Resolver for BundleModules {
         name: &str,
         _attributes: Option<rquickjs::loader::ImportAttributes<'js>>,
     ) -> rquickjs::Result<String> {
+        let refused =
+            |message: &str| Err(rquickjs::Error::new_resolving_message(base, name, message));
         if name == SDK_MODULE_NAME || self.0.contains_key(name) {
-            Ok(name.to_string())
-        } else {
-            Err(rquickjs::Error::new_resolving_message(
-                base,
-                name,
-                "only the bundle's own modules and `nango` can be imported",
-            ))
+            return Ok(name.to_string());
         }
+        if let Some(module) = node::resolve(name) {
+            return Ok(module);
+        }
+        if base.starts_with(packages::PREFIX) && name.starts_with('.') {
+            return packages::resolve_relative(base, name)
+                .map_or_else(|| refused("no such file in the package"), Ok);
+        }
+        if packages::is_provided(name) {
+            return packages::resolve_bare(name).or_else(|message| refused(&message));
+        }
+        refused(
+            "only the bundle's own modules, `nango`, the packages and the Node modules Lasso provides can be imported",
+        )
     }
 }
 
@@ -179,11 +190,16 @@ impl Loader for BundleModules {
         if name == SDK_MODULE_NAME {
             return bytecode::declare(ctx, name, SDK_MODULE, bytecode::Debug::Strip);
         }
-        let source = self
-            .0
-            .get(name)
-            .ok_or_else(|| rquickjs::Error::new_loading(name))?;
-        bytecode::declare(ctx, name, source, bytecode::Debug::Keep)
+        if let Some(source) = self.0.get(name) {
+            return bytecode::declare(ctx, name, source, bytecode::Debug::Keep);
+        }
+        let provided = packages::source(name)
+            .map(|(_, source)| source)
+            .or_else(|| node::source(name));
+        match provided {
+            Some(source) => bytecode::declare_static(ctx, name, source),
+            None => Err(rquickjs::Error::new_loading(name)),
+        }
     }
 }
 
@@ -450,6 +466,7 @@ fn install_host<'js>(ctx: &Ctx<'js>, host: Arc<dyn Host>) -> rquickjs::Result<()
             }),
         )?,
     )?;
+    node::install(ctx, &lasso)?;
     ctx.globals().set("__lasso", lasso)
 }
 
@@ -488,6 +505,10 @@ async fn execute<'js>(
     host: Arc<dyn Host>,
 ) -> Result<Json, RunError<'js>> {
     install_host(ctx, host).catch(ctx)?;
+    let (_, globals) = bytecode::declare_static(ctx, node::GLOBALS_NAME, node::GLOBALS)
+        .and_then(|m| m.eval())
+        .catch(ctx)?;
+    globals.into_future::<()>().await.catch(ctx)?;
     let (_, prelude) = bytecode::declare(ctx, PRELUDE_NAME, SDK_PRELUDE, bytecode::Debug::Strip)
         .and_then(|m| m.eval())
         .catch(ctx)?;
@@ -609,5 +630,7 @@ pub fn single_module(source: &str) -> Bundle {
     }
 }
 
+#[cfg(test)]
+mod compat_tests;
 #[cfg(test)]
 mod tests;
