@@ -8,9 +8,12 @@
 
 mod bytecode;
 pub mod convert;
+mod describe;
 mod memory;
 pub mod node;
 pub mod packages;
+
+pub use describe::describe;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -302,11 +305,20 @@ impl Sandbox {
     ) -> Result<Json, ScriptError> {
         let entry = self.bundle.entry.clone();
         let info = serde_json::to_value(&info).expect("run info serializes");
-        let execution = self.context.async_with(async move |ctx| {
+        self.guard(self.context.async_with(async move |ctx| {
             execute(&ctx, &entry, input, &info, host)
                 .await
                 .map_err(|e| to_script_error(e))
-        });
+        }))
+        .await
+    }
+
+    /// Runs `execution` (something done in this sandbox's context) under the deadline and the
+    /// cancellation, and names why it stopped when it was stopped.
+    async fn guard<T>(
+        &self,
+        execution: impl std::future::Future<Output = Result<T, ScriptError>>,
+    ) -> Result<T, ScriptError> {
         let result = tokio::select! {
             result = tokio::time::timeout(self.limits.timeout, execution) => match result {
                 Ok(result) => result,
@@ -497,13 +509,8 @@ async fn import<'js>(ctx: &Ctx<'js>, name: &str) -> Result<Object<'js>, RunError
     Ok(promise.into_future::<Object>().await.catch(ctx)?)
 }
 
-async fn execute<'js>(
-    ctx: &Ctx<'js>,
-    entry: &str,
-    input: Option<Json>,
-    info: &Json,
-    host: Arc<dyn Host>,
-) -> Result<Json, RunError<'js>> {
+/// Sets a fresh context up for user code: the host functions, the Node globals, the SDK.
+async fn prepare<'js>(ctx: &Ctx<'js>, host: Arc<dyn Host>) -> Result<(), RunError<'js>> {
     install_host(ctx, host).catch(ctx)?;
     let (_, globals) = bytecode::declare_static(ctx, node::GLOBALS_NAME, node::GLOBALS)
         .and_then(|m| m.eval())
@@ -513,6 +520,17 @@ async fn execute<'js>(
         .and_then(|m| m.eval())
         .catch(ctx)?;
     prelude.into_future::<()>().await.catch(ctx)?;
+    Ok(())
+}
+
+async fn execute<'js>(
+    ctx: &Ctx<'js>,
+    entry: &str,
+    input: Option<Json>,
+    info: &Json,
+    host: Arc<dyn Host>,
+) -> Result<Json, RunError<'js>> {
+    prepare(ctx, host).await?;
     let namespace = import(ctx, entry).await?;
     let sdk = import(ctx, SDK_MODULE_NAME).await?;
     let exported: Value = namespace.get("default").catch(ctx)?;

@@ -19,6 +19,9 @@ const MODULES: [(&str, &str); 4] = [
     ("querystring", "lasso:node/querystring"),
 ];
 
+/// The names of the Node modules Lasso provides, for messages.
+pub const PROVIDED: [&str; 4] = ["crypto", "url", "buffer", "querystring"];
+
 /// Each module re-exports what `node.js` put in `globalThis.__lassoNode`.
 const SOURCES: [(&str, &str); 4] = [
     (
