@@ -131,7 +131,8 @@ impl From<crate::Error> for HostError {
 #[async_trait]
 pub trait Host: Send + Sync {
     /// `op` is one of `proxy`, `getConnection`, `getMetadata`, `setMetadata`,
-    /// `updateMetadata`, `getCheckpoint`, `saveCheckpoint`, `getEnvironmentVariables`.
+    /// `updateMetadata`, `getCheckpoint`, `saveCheckpoint`, `clearCheckpoint`,
+    /// `trackDeletesStart` / `trackDeletesEnd` (`{model}`), `getEnvironmentVariables`.
     async fn call(&self, op: &str, args: Json) -> Result<Json, HostError>;
     async fn batch(&self, op: BatchOp, model: &str, records: Vec<Json>) -> Result<(), HostError>;
     fn log(&self, level: Level, message: &str);
