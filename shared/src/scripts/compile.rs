@@ -19,7 +19,8 @@ use oxc::transformer::{TransformOptions, Transformer};
 
 use super::bundle::{BUNDLE_FORMAT, Bundle, SDK_MODULE};
 use super::{
-    CompiledFunction, CompiledProject, Diagnostic, FunctionConfig, FunctionType, evaluate, yaml,
+    CompiledFunction, CompiledProject, Diagnostic, FunctionConfig, FunctionType, evaluate,
+    index_file, node_modules, yaml,
 };
 use crate::{Error, Result, sandbox};
 
@@ -158,7 +159,15 @@ impl Compiler {
                 },
             }
         }
-        for (integration, kind, name, file) in self.discover_scripts() {
+        let found = match index_file::functions(&self.root) {
+            Some(Ok(found)) => found,
+            Some(Err(d)) => {
+                self.diagnostics.push(d);
+                return entries;
+            }
+            None => self.discover_scripts(),
+        };
+        for (integration, kind, name, file) in found {
             if claimed.contains(&file) {
                 continue;
             }
@@ -359,6 +368,15 @@ impl Compiler {
             }
         };
         let allocator = Allocator::default();
+        if path.ends_with(".cjs") {
+            self.error(
+                path,
+                0,
+                0,
+                "a CommonJS file cannot be bundled; Lasso bundles ES modules only",
+            );
+            return None;
+        }
         let source_type = if path.ends_with(".ts") {
             SourceType::ts().with_module(true)
         } else {
@@ -563,7 +581,7 @@ fn resolve(
         ));
     }
     if !specifier.starts_with("./") && !specifier.starts_with("../") {
-        return bare(specifier);
+        return bare(root, importer, specifier);
     }
     let base = Path::new(importer).parent().unwrap_or(Path::new(""));
     let mut parts: Vec<String> = Vec::new();
@@ -587,7 +605,7 @@ fn resolve(
     let candidates: Vec<String> = if let Some(stem) = joined.strip_suffix(".js") {
         // TypeScript's ESM convention: `./x.js` names `x.ts`.
         vec![format!("{stem}.ts"), joined.clone()]
-    } else if joined.ends_with(".ts") {
+    } else if joined.ends_with(".ts") || joined.ends_with(".mjs") {
         vec![joined.clone()]
     } else {
         vec![
@@ -621,9 +639,13 @@ fn resolve(
     ))
 }
 
-/// A bare import: a package or Node module Lasso provides (left for the sandbox to load), or
-/// why it cannot be bundled.
-fn bare(specifier: &str) -> std::result::Result<Option<String>, String> {
+/// A bare import: a package or Node module Lasso provides (left for the sandbox to load), a
+/// package from the project's `node_modules` (bundled), or why it cannot be bundled.
+fn bare(
+    root: &Path,
+    importer: &str,
+    specifier: &str,
+) -> std::result::Result<Option<String>, String> {
     if sandbox::packages::is_provided(specifier) {
         return match sandbox::packages::resolve_bare(specifier) {
             Ok(_) => Ok(None),
@@ -634,15 +656,19 @@ fn bare(specifier: &str) -> std::result::Result<Option<String>, String> {
         return Ok(None);
     }
     if sandbox::node::is_builtin(specifier) {
-        return Err(format!(
-            "cannot import `{specifier}`: Lasso does not provide the Node module `{specifier}` (it provides {})",
-            sandbox::node::PROVIDED.join(", ")
-        ));
+        let provided = sandbox::node::PROVIDED.join(", ");
+        return Err(match node_modules::package_of(importer) {
+            Some(package) => format!(
+                "cannot import `{specifier}`: package `{package}` needs the Node module `{specifier}`, which Lasso does not provide (it provides {provided})"
+            ),
+            None => format!(
+                "cannot import `{specifier}`: Lasso does not provide the Node module `{specifier}` (it provides {provided})"
+            ),
+        });
     }
-    Err(format!(
-        "cannot import `{specifier}`: package `{}` is not installed in the project's node_modules (run `npm install` there)",
-        sandbox::packages::package_name(specifier)
-    ))
+    node_modules::resolve(root, specifier)
+        .map(Some)
+        .map_err(|e| format!("cannot import `{specifier}`: {e}"))
 }
 
 /// Byte offsets to 1-based lines and (character) columns.

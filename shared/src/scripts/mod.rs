@@ -16,6 +16,8 @@ mod compile;
 pub mod deploy;
 mod evaluate;
 mod frequency;
+mod index_file;
+mod node_modules;
 pub mod store;
 mod yaml;
 
@@ -315,3 +317,5 @@ pub fn check_config(config: &FunctionConfig) -> Vec<(&'static str, String)> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod zero_yaml_tests;
