@@ -172,5 +172,74 @@ async fn main() -> anyhow::Result<()> {
             "missed"
         },
     );
+    zod_rows(&input, host.clone(), limits, lasso_us).await?;
     Ok(())
 }
+
+/// A sync-like script with a zod model (zod loaded into each fresh context from cached
+/// bytecode) next to the trivial script above and to Node's `vm` evaluating zod fresh in each
+/// context (node/vm_zod_bench.mjs): isolation on both sides.
+async fn zod_rows(
+    input: &Value,
+    host: Arc<CountingHost>,
+    limits: Limits,
+    trivial_us: f64,
+) -> anyhow::Result<()> {
+    const ZOD_ITERATIONS: usize = 500;
+    let bundle = sandbox::single_module(ZOD_SCRIPT);
+    let once = || {
+        sandbox::run(
+            &bundle,
+            Some(input.clone()),
+            RunInfo::default(),
+            host.clone(),
+            limits,
+            CancellationToken::new(),
+        )
+    };
+    for _ in 0..50 {
+        once().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let start = Instant::now();
+    for _ in 0..ZOD_ITERATIONS {
+        once().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let zod_us = start.elapsed().as_secs_f64() * 1e6 / ZOD_ITERATIONS as f64;
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("node")
+        .arg(root.join("node/vm_zod_bench.mjs"))
+        .arg(ZOD_ITERATIONS.to_string())
+        .arg(root.join("../sandbox-js/node_modules/zod"))
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "node: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node: Value = serde_json::from_slice(&out.stdout)?;
+    let node_us = node["per_execution_us"].as_f64().unwrap_or(f64::NAN);
+    println!();
+    println!(
+        "| zod-model sync (zod loaded, 100 objects parsed -> batchSave), {ZOD_ITERATIONS} runs, fresh context each | Lasso (QuickJS) | Node {} `vm`, zod evaluated per context | Lasso / Node |",
+        node["node"].as_str().unwrap_or("?")
+    );
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| time per execution | {zod_us:.0} µs | {node_us:.0} µs | {:.2} |",
+        zod_us / node_us
+    );
+    println!("| the trivial script above, same run | {trivial_us:.0} µs | | |");
+    println!(
+        "| cost of loading zod per run (zod-model − trivial) | {:.0} µs | | |",
+        zod_us - trivial_us
+    );
+    Ok(())
+}
+
+const ZOD_SCRIPT: &str = r#"import { z } from 'zod';
+const Item = z.object({ id: z.string(), title: z.string(), n: z.number().int(), tags: z.array(z.string()) });
+export default async function (nango, input) {
+    await nango.batchSave(input.items.map((i) => Item.parse(i)), 'Item');
+}
+"#;

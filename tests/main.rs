@@ -29,3 +29,4 @@ mod schedules;
 mod skeleton;
 mod sync_scripts;
 mod webhooks;
+mod zero_yaml;

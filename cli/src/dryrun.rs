@@ -197,6 +197,12 @@ impl Host for DryRunHost {
                 self.report.lock().expect("report").checkpoint = Some(args);
                 Ok(Value::Null)
             }
+            "clearCheckpoint" => {
+                self.report.lock().expect("report").checkpoint = None;
+                Ok(Value::Null)
+            }
+            // A dry run saves nothing, so it has nothing to detect deletions in.
+            "trackDeletesStart" | "trackDeletesEnd" => Ok(Value::Null),
             "getEnvironmentVariables" => self.get_json("/environment-variables").await,
             other => Err(HostError::new(format!("`{other}` is not a nango function"))),
         }

@@ -22,8 +22,9 @@ use lasso_core::scripts::{
     FunctionType, SDK_MODULE,
 };
 use lasso_core::{Error, Result};
+use lasso_sandbox as sandbox;
 
-use crate::{object_form, yaml};
+use crate::{evaluate, index_file, node_modules, yaml};
 
 /// The config file of a project, at its root.
 const CONFIG_FILE: &str = "nango.yaml";
@@ -90,12 +91,6 @@ struct Module {
     /// Project-relative paths of the modules it imports.
     deps: Vec<String>,
     has_default_export: bool,
-    /// The object-form configuration (or its problems, reported only when no `nango.yaml`
-    /// entry configures the script), when the module calls `createSync` & co.
-    object_form: Option<(
-        FunctionType,
-        std::result::Result<FunctionConfig, Vec<Diagnostic>>,
-    )>,
 }
 
 struct Compiler {
@@ -166,7 +161,15 @@ impl Compiler {
                 },
             }
         }
-        for (integration, kind, name, file) in self.discover_scripts() {
+        let found = match index_file::functions(&self.root) {
+            Some(Ok(found)) => found,
+            Some(Err(d)) => {
+                self.diagnostics.push(d);
+                return entries;
+            }
+            None => self.discover_scripts(),
+        };
+        for (integration, kind, name, file) in found {
             if claimed.contains(&file) {
                 continue;
             }
@@ -258,62 +261,21 @@ impl Compiler {
     fn build_function(&mut self, entry: Entry) -> Option<CompiledFunction> {
         let file = entry.file.clone();
         let reachable = self.compile_graph(&file)?;
-        let module = self.modules.get(&file)?.as_ref()?;
-        let (has_default_export, object_form) =
-            (module.has_default_export, module.object_form.clone());
-        let create = match entry.kind {
-            FunctionType::Sync => "createSync",
-            FunctionType::Action => "createAction",
-            FunctionType::OnEvent => "createOnEvent",
-        };
+        let has_default_export = self.modules.get(&file)?.as_ref()?.has_default_export;
         if !has_default_export {
             self.error(
                 &file,
                 1,
                 1,
                 format!(
-                    "{} `{}` has no default export (write `export default {create}({{...}})` or `export default async function`)",
-                    entry.kind, entry.name
+                    "{} `{}` has no default export (write `export default {}({{...}})` or `export default async function`)",
+                    entry.kind,
+                    entry.name,
+                    create(entry.kind)
                 ),
             );
             return None;
         }
-        let config = match (entry.yaml, object_form) {
-            (_, Some((kind, _))) if kind != entry.kind => {
-                self.error(
-                    &file,
-                    1,
-                    1,
-                    format!(
-                        "the script defines a {kind}, but it is configured as a {}",
-                        entry.kind
-                    ),
-                );
-                return None;
-            }
-            // nango.yaml wins over the object form.
-            (Some(config), _) => config,
-            (None, Some((_, Ok(config)))) => config,
-            (None, Some((_, Err(problems)))) => {
-                self.diagnostics.extend(problems);
-                return None;
-            }
-            (None, None) => {
-                self.error(
-                    &file,
-                    1,
-                    1,
-                    format!(
-                        "{} `{}` has no configuration: list it under `integrations.{}.{}` in nango.yaml, or export `{create}({{...}})`",
-                        entry.kind,
-                        entry.name,
-                        entry.integration,
-                        entry.kind.folder(),
-                    ),
-                );
-                return None;
-            }
-        };
         let mut bundle = Bundle {
             format: BUNDLE_FORMAT,
             entry: bundle_key(&file),
@@ -327,6 +289,37 @@ impl Compiler {
                 .source_maps
                 .insert(bundle_key(&path), module.source_map.clone());
         }
+        // nango.yaml's configuration wins; otherwise the script's, read by running it.
+        let config = match entry.yaml {
+            Some(config) => config,
+            None => {
+                match evaluate::block_on(evaluate::read(&bundle, &entry.integration, &entry.name)) {
+                    Ok(Some((_, config))) => config,
+                    Ok(None) => {
+                        self.error(
+                        &file,
+                        1,
+                        1,
+                        format!(
+                            "{} `{}` has no configuration: list it under `integrations.{}.{}` in nango.yaml, or export `{}({{...}})`",
+                            entry.kind,
+                            entry.name,
+                            entry.integration,
+                            entry.kind.folder(),
+                            create(entry.kind),
+                        ),
+                    );
+                        return None;
+                    }
+                    Err(problems) => {
+                        for problem in problems {
+                            self.error(&file, 1, 1, problem);
+                        }
+                        return None;
+                    }
+                }
+            }
+        };
         Some(CompiledFunction {
             integration: entry.integration,
             name: entry.name,
@@ -378,6 +371,15 @@ impl Compiler {
             }
         };
         let allocator = Allocator::default();
+        if path.ends_with(".cjs") {
+            self.error(
+                path,
+                0,
+                0,
+                "a CommonJS file cannot be bundled; Lasso bundles ES modules only",
+            );
+            return None;
+        }
         let source_type = if path.ends_with(".ts") {
             SourceType::ts().with_module(true)
         } else {
@@ -395,23 +397,6 @@ impl Compiler {
         }
         let mut program = parsed.program;
 
-        let object_form = object_form::find(&program).map(|(kind, object, call)| {
-            let config = object_form::read(kind, object, call).map_err(|problems| {
-                problems
-                    .into_iter()
-                    .map(|(span, message)| {
-                        let (line, column) = lines.line_col(span.start);
-                        Diagnostic {
-                            file: path.to_string(),
-                            line,
-                            column,
-                            message,
-                        }
-                    })
-                    .collect()
-            });
-            (kind, config)
-        });
         let has_default_export = has_default_export(&program);
 
         let semantic = SemanticBuilder::new()
@@ -473,7 +458,6 @@ impl Compiler {
             source_map,
             deps,
             has_default_export,
-            object_form,
         })
     }
 
@@ -501,6 +485,14 @@ impl Compiler {
         for (file, message) in problems {
             self.error(&file, 1, 1, message);
         }
+    }
+}
+
+fn create(kind: FunctionType) -> &'static str {
+    match kind {
+        FunctionType::Sync => "createSync",
+        FunctionType::Action => "createAction",
+        FunctionType::OnEvent => "createOnEvent",
     }
 }
 
@@ -592,14 +584,7 @@ fn resolve(
         ));
     }
     if !specifier.starts_with("./") && !specifier.starts_with("../") {
-        let hint = if specifier == "zod" {
-            "; model schemas written with zod are not supported, describe models in nango.yaml"
-        } else {
-            ""
-        };
-        return Err(format!(
-            "cannot import `{specifier}`: scripts may import `nango` and the project's own files (`./x`, `../helpers/y`), nothing else{hint}"
-        ));
+        return bare(root, importer, specifier);
     }
     let base = Path::new(importer).parent().unwrap_or(Path::new(""));
     let mut parts: Vec<String> = Vec::new();
@@ -623,7 +608,7 @@ fn resolve(
     let candidates: Vec<String> = if let Some(stem) = joined.strip_suffix(".js") {
         // TypeScript's ESM convention: `./x.js` names `x.ts`.
         vec![format!("{stem}.ts"), joined.clone()]
-    } else if joined.ends_with(".ts") {
+    } else if joined.ends_with(".ts") || joined.ends_with(".mjs") {
         vec![joined.clone()]
     } else {
         vec![
@@ -655,6 +640,38 @@ fn resolve(
         "cannot import `{specifier}`: no such file (looked for {})",
         candidates.join(", ")
     ))
+}
+
+/// A bare import: a package or Node module Lasso provides (left for the sandbox to load), a
+/// package from the project's `node_modules` (bundled), or why it cannot be bundled.
+fn bare(
+    root: &Path,
+    importer: &str,
+    specifier: &str,
+) -> std::result::Result<Option<String>, String> {
+    if sandbox::packages::is_provided(specifier) {
+        return match sandbox::packages::resolve_bare(specifier) {
+            Ok(_) => Ok(None),
+            Err(e) => Err(format!("cannot import `{specifier}`: {e}")),
+        };
+    }
+    if sandbox::node::resolve(specifier).is_some() {
+        return Ok(None);
+    }
+    if sandbox::node::is_builtin(specifier) {
+        let provided = sandbox::node::PROVIDED.join(", ");
+        return Err(match node_modules::package_of(importer) {
+            Some(package) => format!(
+                "cannot import `{specifier}`: package `{package}` needs the Node module `{specifier}`, which Lasso does not provide (it provides {provided})"
+            ),
+            None => format!(
+                "cannot import `{specifier}`: Lasso does not provide the Node module `{specifier}` (it provides {provided})"
+            ),
+        });
+    }
+    node_modules::resolve(root, specifier)
+        .map(Some)
+        .map_err(|e| format!("cannot import `{specifier}`: {e}"))
 }
 
 /// Byte offsets to 1-based lines and (character) columns.

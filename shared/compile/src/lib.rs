@@ -5,10 +5,14 @@
 //! never in a deployed function.
 
 mod compile;
-mod object_form;
+mod evaluate;
+mod index_file;
+mod node_modules;
 mod yaml;
 
 pub use compile::compile;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod zero_yaml_tests;

@@ -247,8 +247,10 @@ fn object_form_scripts_carry_their_config() {
         (
             "slack/syncs/messages.ts",
             r#"import { createSync } from 'nango';
+import { z } from 'zod';
 import { clean } from '../../shared/text';
 
+const UserSchema = z.object({ id: z.string(), name: z.string().optional() });
 const sync = createSync({
     description: 'Messages of the channels',
     version: '2.0.0',
@@ -272,7 +274,7 @@ export default sync;
         ),
         (
             "slack/actions/post.ts",
-            "import { createAction } from 'nango';\nexport default createAction({\n  description: 'Post a message',\n  endpoint: { method: 'POST', path: '/slack/post' },\n  input: PostInput,\n  output: PostOutput,\n  exec: async (nango, input) => ({ ok: true }),\n});\n",
+            "import { createAction } from 'nango';\nimport { z } from 'zod';\nconst PostInput = z.object({ text: z.string() }).meta({ id: 'PostInput' });\nconst PostOutput = z.object({ ok: z.boolean() }).meta({ id: 'PostOutput' });\nexport default createAction({\n  description: 'Post a message',\n  endpoint: { method: 'POST', path: '/slack/post' },\n  input: PostInput,\n  output: PostOutput,\n  exec: async (nango, input) => ({ ok: true }),\n});\n",
         ),
         (
             "slack/on-events/validate.ts",
@@ -296,6 +298,9 @@ export default sync;
         "string"
     );
     assert_eq!(messages.config.models[1].fields, None);
+    let user = messages.config.models[1].json_schema.as_ref().unwrap();
+    assert_eq!(user["properties"]["id"]["type"], "string");
+    assert_eq!(user["required"], serde_json::json!(["id"]));
     assert_eq!(
         messages.config.endpoints[0].group.as_deref(),
         Some("Messages")
@@ -406,17 +411,21 @@ fn bad_frequency_names_the_yaml_line() {
 }
 
 #[test]
-fn bad_frequency_in_object_form_names_the_script_line() {
+fn bad_frequency_in_object_form_is_refused_and_a_computed_one_read() {
     let d = problems(&[(
         "x/syncs/s.ts",
         "import { createSync } from 'nango';\nexport default createSync({\n  frequency: 'every 5s',\n  models: { M: { id: 'string' } },\n  exec: async () => {},\n});\n",
     )]);
-    assert_problem(&d, "x/syncs/s.ts", 3, "too frequent");
-    let d = problems(&[(
+    assert_problem(&d, "x/syncs/s.ts", 1, "too frequent");
+    let compiled = compile(project(&[(
         "x/syncs/s.ts",
-        "import { createSync } from 'nango';\nconst f = 'every hour';\nexport default createSync({\n  frequency: f,\n  models: { M: { id: 'string' } },\n  exec: async () => {},\n});\n",
-    )]);
-    assert_problem(&d, "x/syncs/s.ts", 4, "literal");
+        "import { createSync } from 'nango';\nconst f = 'every ' + 'hour';\nexport default createSync({\n  frequency: f,\n  models: { M: { id: 'string' } },\n  exec: async () => {},\n});\n",
+    )]))
+    .unwrap();
+    assert_eq!(
+        compiled.functions[0].config.sync().unwrap().frequency_secs,
+        3600
+    );
 }
 
 #[test]

@@ -391,6 +391,7 @@ impl Reader<'_> {
         for output in std::mem::take(&mut config.output) {
             if let Some(fields) = self.models.get(&output) {
                 models.push(Model {
+                    json_schema: None,
                     name: output.clone(),
                     fields: Some(fields.clone()),
                 });
@@ -401,6 +402,7 @@ impl Reader<'_> {
             } else {
                 let anon = anonymous("output");
                 models.push(Model {
+                    json_schema: None,
                     name: anon.clone(),
                     fields: Some(Map::from_iter([("output".into(), Value::String(output))])),
                 });
@@ -411,6 +413,7 @@ impl Reader<'_> {
         if let Some(input) = config.input.take() {
             if let Some(fields) = self.models.get(&input) {
                 models.push(Model {
+                    json_schema: None,
                     name: input.clone(),
                     fields: Some(fields.clone()),
                 });
@@ -418,6 +421,7 @@ impl Reader<'_> {
             } else {
                 let anon = anonymous("input");
                 models.push(Model {
+                    json_schema: None,
                     name: anon.clone(),
                     fields: Some(Map::from_iter([("input".into(), Value::String(input))])),
                 });

@@ -67,3 +67,31 @@ pub fn declare<'js>(
     cache.modules.insert(key, Arc::new(bytes));
     Ok(module)
 }
+
+/// Bytecode of the modules built into the binary (provided packages, Node modules), by name:
+/// their source never changes within a process, so hashing it on every load is not needed.
+static STATIC: LazyLock<Mutex<HashMap<String, Arc<Vec<u8>>>>> = LazyLock::new(Mutex::default);
+
+/// A built-in module (`source` is part of the binary), from bytecode after its first load.
+pub fn declare_static<'js>(
+    ctx: &Ctx<'js>,
+    name: &str,
+    source: &'static str,
+) -> rquickjs::Result<Module<'js, Declared>> {
+    let cached = STATIC.lock().expect("bytecode cache").get(name).cloned();
+    if let Some(bytes) = cached {
+        // SAFETY: written by `Module::write` of this same QuickJS build for this module, whose
+        // source is fixed at build time.
+        return unsafe { Module::load(ctx.clone(), &bytes) };
+    }
+    let module = Module::declare(ctx.clone(), name, source)?;
+    let bytes = module.write(WriteOptions {
+        strip_debug: true,
+        ..WriteOptions::default()
+    })?;
+    STATIC
+        .lock()
+        .expect("bytecode cache")
+        .insert(name.to_string(), Arc::new(bytes));
+    Ok(module)
+}

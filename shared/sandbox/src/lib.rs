@@ -8,9 +8,13 @@
 
 mod bytecode;
 pub mod convert;
+mod describe;
 mod memory;
+pub mod node;
+pub mod packages;
 mod stack;
 
+pub use describe::describe;
 pub use stack::remap_stack;
 
 use std::collections::BTreeMap;
@@ -129,7 +133,8 @@ impl From<lasso_core::Error> for HostError {
 #[async_trait]
 pub trait Host: Send + Sync {
     /// `op` is one of `proxy`, `getConnection`, `getMetadata`, `setMetadata`,
-    /// `updateMetadata`, `getCheckpoint`, `saveCheckpoint`, `getEnvironmentVariables`.
+    /// `updateMetadata`, `getCheckpoint`, `saveCheckpoint`, `clearCheckpoint`,
+    /// `trackDeletesStart` / `trackDeletesEnd` (`{model}`), `getEnvironmentVariables`.
     async fn call(&self, op: &str, args: Json) -> Result<Json, HostError>;
     async fn batch(&self, op: BatchOp, model: &str, records: Vec<Json>) -> Result<(), HostError>;
     fn log(&self, level: Level, message: &str);
@@ -160,15 +165,24 @@ impl Resolver for BundleModules {
         name: &str,
         _attributes: Option<rquickjs::loader::ImportAttributes<'js>>,
     ) -> rquickjs::Result<String> {
+        let refused =
+            |message: &str| Err(rquickjs::Error::new_resolving_message(base, name, message));
         if name == SDK_MODULE_NAME || self.0.contains_key(name) {
-            Ok(name.to_string())
-        } else {
-            Err(rquickjs::Error::new_resolving_message(
-                base,
-                name,
-                "only the bundle's own modules and `nango` can be imported",
-            ))
+            return Ok(name.to_string());
         }
+        if let Some(module) = node::resolve(name) {
+            return Ok(module);
+        }
+        if base.starts_with(packages::PREFIX) && name.starts_with('.') {
+            return packages::resolve_relative(base, name)
+                .map_or_else(|| refused("no such file in the package"), Ok);
+        }
+        if packages::is_provided(name) {
+            return packages::resolve_bare(name).or_else(|message| refused(&message));
+        }
+        refused(
+            "only the bundle's own modules, `nango`, the packages and the Node modules Lasso provides can be imported",
+        )
     }
 }
 
@@ -182,11 +196,16 @@ impl Loader for BundleModules {
         if name == SDK_MODULE_NAME {
             return bytecode::declare(ctx, name, SDK_MODULE, bytecode::Debug::Strip);
         }
-        let source = self
-            .0
-            .get(name)
-            .ok_or_else(|| rquickjs::Error::new_loading(name))?;
-        bytecode::declare(ctx, name, source, bytecode::Debug::Keep)
+        if let Some(source) = self.0.get(name) {
+            return bytecode::declare(ctx, name, source, bytecode::Debug::Keep);
+        }
+        let provided = packages::source(name)
+            .map(|(_, source)| source)
+            .or_else(|| node::source(name));
+        match provided {
+            Some(source) => bytecode::declare_static(ctx, name, source),
+            None => Err(rquickjs::Error::new_loading(name)),
+        }
     }
 }
 
@@ -289,11 +308,20 @@ impl Sandbox {
     ) -> Result<Json, ScriptError> {
         let entry = self.bundle.entry.clone();
         let info = serde_json::to_value(&info).expect("run info serializes");
-        let execution = self.context.async_with(async move |ctx| {
+        self.guard(self.context.async_with(async move |ctx| {
             execute(&ctx, &entry, input, &info, host)
                 .await
                 .map_err(|e| to_script_error(e))
-        });
+        }))
+        .await
+    }
+
+    /// Runs `execution` (something done in this sandbox's context) under the deadline and the
+    /// cancellation, and names why it stopped when it was stopped.
+    async fn guard<T>(
+        &self,
+        execution: impl std::future::Future<Output = Result<T, ScriptError>>,
+    ) -> Result<T, ScriptError> {
         let result = tokio::select! {
             result = tokio::time::timeout(self.limits.timeout, execution) => match result {
                 Ok(result) => result,
@@ -453,6 +481,7 @@ fn install_host<'js>(ctx: &Ctx<'js>, host: Arc<dyn Host>) -> rquickjs::Result<()
             }),
         )?,
     )?;
+    node::install(ctx, &lasso)?;
     ctx.globals().set("__lasso", lasso)
 }
 
@@ -483,6 +512,20 @@ async fn import<'js>(ctx: &Ctx<'js>, name: &str) -> Result<Object<'js>, RunError
     Ok(promise.into_future::<Object>().await.catch(ctx)?)
 }
 
+/// Sets a fresh context up for user code: the host functions, the Node globals, the SDK.
+async fn prepare<'js>(ctx: &Ctx<'js>, host: Arc<dyn Host>) -> Result<(), RunError<'js>> {
+    install_host(ctx, host).catch(ctx)?;
+    let (_, globals) = bytecode::declare_static(ctx, node::GLOBALS_NAME, node::GLOBALS)
+        .and_then(|m| m.eval())
+        .catch(ctx)?;
+    globals.into_future::<()>().await.catch(ctx)?;
+    let (_, prelude) = bytecode::declare(ctx, PRELUDE_NAME, SDK_PRELUDE, bytecode::Debug::Strip)
+        .and_then(|m| m.eval())
+        .catch(ctx)?;
+    prelude.into_future::<()>().await.catch(ctx)?;
+    Ok(())
+}
+
 async fn execute<'js>(
     ctx: &Ctx<'js>,
     entry: &str,
@@ -490,11 +533,7 @@ async fn execute<'js>(
     info: &Json,
     host: Arc<dyn Host>,
 ) -> Result<Json, RunError<'js>> {
-    install_host(ctx, host).catch(ctx)?;
-    let (_, prelude) = bytecode::declare(ctx, PRELUDE_NAME, SDK_PRELUDE, bytecode::Debug::Strip)
-        .and_then(|m| m.eval())
-        .catch(ctx)?;
-    prelude.into_future::<()>().await.catch(ctx)?;
+    prepare(ctx, host).await?;
     let namespace = import(ctx, entry).await?;
     let sdk = import(ctx, SDK_MODULE_NAME).await?;
     let exported: Value = namespace.get("default").catch(ctx)?;
@@ -612,5 +651,7 @@ pub fn single_module(source: &str) -> Bundle {
     }
 }
 
+#[cfg(test)]
+mod compat_tests;
 #[cfg(test)]
 mod tests;

@@ -170,7 +170,48 @@
             return true;
         };
 
-        return Object.freeze({
+        // Nango's: parses `input` with the schema; bad input is an ActionError carrying zod's
+        // issues (each also logged), good input comes back as zod's success result.
+        async function zodValidateInput({ zodSchema, input }) {
+            if (!zodSchema || typeof zodSchema.safeParse !== 'function') {
+                throw new TypeError('nango.zodValidateInput: `zodSchema` must be a zod schema');
+            }
+            const parsed = zodSchema.safeParse(input);
+            if (parsed.success) {
+                return parsed;
+            }
+            const issues = parsed.error.issues.map((i) => ({ path: i.path.map(String), code: i.code, message: i.message }));
+            for (const issue of issues) {
+                host.log('error', `Invalid input provided: ${issue.message} at path ${issue.path.join('.') || '(root)'}`);
+            }
+            const summary = issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+            throw new ActionError({ message: `Invalid input provided: ${summary}`, issues });
+        }
+
+        const unsupported = (member) => () => {
+            throw new Error(`nango.${member} is not supported by Lasso yet`);
+        };
+        const members = {};
+        for (const member of [
+            'getRecordsByIds', 'listRecords', 'getToken', 'getIntegration', 'getWebhookURL',
+            'setMergingStrategy', 'uncontrolledFetch', 'tryAcquireLock', 'releaseLock',
+            'triggerAction', 'triggerSync', 'startSync', 'getFieldMapping', 'setFieldMapping',
+            'getObjectsConfig', 'getFlowAttributes', 'batchSend',
+        ]) {
+            members[member] = unsupported(member);
+        }
+        Object.defineProperty(members, 'abortSignal', {
+            get: unsupported('abortSignal'),
+            enumerable: true,
+        });
+        const modelName = (model, member) => {
+            if (typeof model !== 'string' || model === '') {
+                throw new TypeError(`nango.${member}: the model name must be a non-empty string`);
+            }
+            return model;
+        };
+
+        return Object.freeze(Object.assign(members, {
             connectionId: info.connectionId,
             providerConfigKey: info.providerConfigKey,
             provider: info.provider,
@@ -193,6 +234,10 @@
             updateMetadata: (metadata) => call('updateMetadata', metadata).then(() => undefined),
             getCheckpoint: () => call('getCheckpoint'),
             saveCheckpoint: (checkpoint) => call('saveCheckpoint', checkpoint).then(() => undefined),
+            clearCheckpoint: () => call('clearCheckpoint').then(() => undefined),
+            trackDeletesStart: (model) => call('trackDeletesStart', { model: modelName(model, 'trackDeletesStart') }).then(() => undefined),
+            trackDeletesEnd: (model) => call('trackDeletesEnd', { model: modelName(model, 'trackDeletesEnd') }).then(() => undefined),
+            zodValidateInput,
             getEnvironmentVariables: () => call('getEnvironmentVariables'),
             log: (...args) => {
                 const last = args[args.length - 1];
@@ -202,7 +247,7 @@
                         : 'info';
                 host.log(level, args.map(show).join(' '));
             },
-        });
+        }));
     };
 })(globalThis.__lasso);
 delete globalThis.__lasso;

@@ -7,7 +7,15 @@ export class ActionError extends Error {
     }
 }
 
-// The object forms: the definition itself; the runner calls its `exec`.
-export const createSync = (definition) => definition;
-export const createAction = (definition) => definition;
-export const createOnEvent = (definition) => definition;
+// The object forms: the definition itself, marked with its kind (what the compiler reads when it
+// evaluates the script); the runner calls its `exec`.
+const KIND = Symbol.for('lasso.kind');
+const mark = (kind) => (definition) => {
+    if (definition !== null && typeof definition === 'object') {
+        Object.defineProperty(definition, KIND, { value: kind, enumerable: false });
+    }
+    return definition;
+};
+export const createSync = mark('sync');
+export const createAction = mark('action');
+export const createOnEvent = mark('on-event');

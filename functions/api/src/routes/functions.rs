@@ -162,7 +162,7 @@ fn function_json(f: &DeployedFunction) -> Value {
         Trigger::Sync(sync) => {
             out["input"] = json!(c.input);
             out["returns"] = json!(c.output);
-            out["json_schema"] = Value::Null;
+            out["json_schema"] = models_json_schema(c);
             out["runs"] = json!(sync.runs);
             out["auto_start"] = json!(sync.auto_start);
             out["track_deletes"] = json!(sync.track_deletes);
@@ -170,9 +170,24 @@ fn function_json(f: &DeployedFunction) -> Value {
         Trigger::Action => {
             out["input"] = json!(c.input);
             out["returns"] = json!(c.output);
-            out["json_schema"] = Value::Null;
+            out["json_schema"] = models_json_schema(c);
         }
         Trigger::OnEvent { event } => out["event"] = json!(event),
     }
     out
+}
+
+/// Nango's `models_json_schema`: `{"definitions": {Model: schema}}` for the models written with
+/// zod (converted at compile time), `null` when there are none.
+fn models_json_schema(c: &lasso_services::scripts::FunctionConfig) -> Value {
+    let definitions: serde_json::Map<String, Value> = c
+        .models
+        .iter()
+        .filter_map(|m| Some((m.name.clone(), m.json_schema.clone()?)))
+        .collect();
+    if definitions.is_empty() {
+        Value::Null
+    } else {
+        json!({ "definitions": definitions })
+    }
 }

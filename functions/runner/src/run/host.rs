@@ -46,6 +46,8 @@ struct Task {
 pub struct TaskHost {
     task: Option<Task>,
     results: Mutex<BTreeMap<String, ModelResult>>,
+    /// `trackDeletesStart(model)` windows still open: model -> the id its saves are seen under.
+    tracking: Mutex<BTreeMap<String, Uuid>>,
     logs: Mutex<(Vec<LogLine>, usize)>,
 }
 
@@ -64,6 +66,7 @@ impl TaskHost {
                 run,
             }),
             results: Mutex::default(),
+            tracking: Mutex::default(),
             logs: Mutex::default(),
         }
     }
@@ -73,6 +76,7 @@ impl TaskHost {
         Self {
             task: None,
             results: Mutex::default(),
+            tracking: Mutex::default(),
             logs: Mutex::default(),
         }
     }
@@ -90,6 +94,16 @@ impl TaskHost {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The seen sets of `trackDeletesStart` windows the script did not close, to forget.
+    pub fn open_tracking(&self) -> Vec<Uuid> {
+        self.tracking
+            .lock()
+            .expect("tracking lock")
+            .values()
+            .copied()
+            .collect()
     }
 
     pub fn results(&self) -> BTreeMap<String, ModelResult> {
@@ -269,6 +283,52 @@ impl Task {
     }
 }
 
+impl TaskHost {
+    /// Nango's deletion detection within one execution: the records of `model` saved between
+    /// `trackDeletesStart` and `trackDeletesEnd` are the ones that still exist; the others are
+    /// deleted at the end. The saves in between are seen under an id of their own.
+    async fn track_deletes(
+        &self,
+        task: &Task,
+        start: bool,
+        model: &str,
+    ) -> Result<Value, HostError> {
+        if task.run.is_some() {
+            return Err(HostError::new(
+                "trackDeletesStart/End: this sync already detects deletions with `trackDeletes: true`; use one or the other",
+            ));
+        }
+        let scope = Scope::new(task.connection.id, model, None);
+        if start {
+            let previous = self
+                .tracking
+                .lock()
+                .expect("tracking lock")
+                .insert(model.to_string(), Uuid::new_v4());
+            if let Some(previous) = previous {
+                records::forget_run(&task.ctx.db, previous).await?;
+            }
+            return Ok(Value::Null);
+        }
+        let window = self.tracking.lock().expect("tracking lock").remove(model);
+        let Some(window) = window else {
+            return Err(HostError::new(format!(
+                "trackDeletesEnd(`{model}`) without trackDeletesStart(`{model}`) before it"
+            )));
+        };
+        let deleted = records::delete_unseen(&task.ctx.db, &scope, window).await;
+        records::forget_run(&task.ctx.db, window).await?;
+        let deleted = deleted?;
+        self.results
+            .lock()
+            .expect("results lock")
+            .entry(model.to_string())
+            .or_default()
+            .deleted += deleted;
+        Ok(json!({ "deleted": deleted }))
+    }
+}
+
 #[async_trait]
 impl Host for TaskHost {
     async fn call(&self, op: &str, args: Value) -> Result<Value, HostError> {
@@ -322,6 +382,17 @@ impl Host for TaskHost {
                 checkpoints::save(db, c.id, &task.function.name, &args).await?;
                 Ok(Value::Null)
             }
+            "clearCheckpoint" => {
+                checkpoints::clear(db, c.id, &task.function.name).await?;
+                Ok(Value::Null)
+            }
+            "trackDeletesStart" | "trackDeletesEnd" => {
+                let model = str_field(&args, "model")
+                    .ok_or_else(|| HostError::new(format!("{op}: the model name is required")))?;
+                task.check_model(model)?;
+                self.track_deletes(task, op == "trackDeletesStart", model)
+                    .await
+            }
             "getEnvironmentVariables" => {
                 let vars = environments::variables(db, &task.ctx.cipher, c.environment_id).await?;
                 Ok(serde_json::to_value(vars).expect("variables serialize"))
@@ -338,7 +409,13 @@ impl Host for TaskHost {
         let mut results = ModelResult::default();
         match op {
             BatchOp::Save => {
-                let summary = records::save(db, &scope, &records, task.run).await?;
+                let tracked = self
+                    .tracking
+                    .lock()
+                    .expect("tracking lock")
+                    .get(model)
+                    .copied();
+                let summary = records::save(db, &scope, &records, tracked.or(task.run)).await?;
                 results.added = summary.added;
                 results.updated = summary.updated;
             }

@@ -389,10 +389,10 @@ async fn execute(
         Ok(output) => Ok(json!({"results": host.results(), "returned": output})),
         Err(e) => Err(script_failure(e)),
     };
-    if let Some(run) = run
-        && let Err(e) = records::forget_run(&ctx.db, run).await
-    {
-        tracing::warn!(task = %task.id, error = %e, "could not clear the run's seen set");
+    for seen in run.into_iter().chain(host.open_tracking()) {
+        if let Err(e) = records::forget_run(&ctx.db, seen).await {
+            tracing::warn!(task = %task.id, error = %e, "could not clear the run's seen set");
+        }
     }
     outcome
 }

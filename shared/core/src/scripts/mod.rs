@@ -116,10 +116,14 @@ pub struct Endpoint {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Model {
     pub name: String,
-    /// The fields as written in `nango.yaml` (`__extends` merged in), or `None` when only the
-    /// name is known (a model defined with zod in a `createSync` script).
+    /// The fields as written in `nango.yaml` (`__extends` merged in), or `None` for a model
+    /// defined with zod (see `json_schema`).
     #[serde(default)]
     pub fields: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A zod model as JSON Schema, converted by zod at compile time (Nango's
+    /// `models_json_schema` entry of the model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// The schedule and behaviour of a sync.
@@ -280,6 +284,20 @@ pub fn check_config(config: &FunctionConfig) -> Vec<(&'static str, String)> {
                 "output",
                 format!("model `{name}` has no `id` field; records are keyed by it"),
             )),
+            Some(Model {
+                json_schema: Some(schema),
+                ..
+            }) if is_sync
+                && field == "output"
+                && schema
+                    .get("properties")
+                    .is_some_and(|p| p.get("id").is_none()) =>
+            {
+                problems.push((
+                    "output",
+                    format!("model `{name}` has no `id` field; records are keyed by it"),
+                ))
+            }
             Some(_) => {}
         }
     }
