@@ -29,6 +29,7 @@ pub mod scheduler;
 pub mod scripts;
 pub mod syncs;
 pub mod telemetry;
+pub mod web_sessions;
 pub mod webhooks;
 
 pub use config::Config;

@@ -3,6 +3,7 @@
 //! nothing.
 
 pub mod completions;
+pub mod runs;
 pub mod schedules;
 pub mod tasks;
 
