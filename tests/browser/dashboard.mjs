@@ -40,7 +40,8 @@ await run(context, [
         await shot('signin');
         await page.fill('input[name="secret_key"]', key);
         await page.click('form[action="/ui/signin"] button[type="submit"]');
-        await page.waitForURL(/\/ui\/logs/);
+        await page.waitForURL(/\/ui\/$/);
+        await page.locator('#tasks-per-minute svg.chart').waitFor();
         const session = (await context.cookies(`${base}/ui/`)).find((c) => c.name === 'lasso_session');
         check(session, 'no session cookie');
         check(session.httpOnly && session.sameSite === 'Strict' && session.path === '/ui',
@@ -149,6 +150,16 @@ await run(context, [
         await page.goto(`${base}/ui/settings`);
         check(!(await page.content()).includes(newKey), 'the new key is shown again');
         await shot('settings');
+    }],
+    ['the overview charts the tasks that ran', async () => {
+        await page.goto(`${base}/ui/`);
+        const bars = page.locator('#tasks-per-minute svg.chart rect.bar');
+        check((await bars.count()) === 60, `a bar per minute, saw ${await bars.count()}`);
+        const labels = (await bars.locator('title').allTextContents()).join(' ');
+        const succeeded = [...labels.matchAll(/(\d+) succeeded/g)].reduce((n, m) => n + Number(m[1]), 0);
+        check(succeeded >= 2, `the two tickets runs: ${labels}`);
+        await page.locator('#queue-depth', { hasText: 'CREATED' }).waitFor();
+        await shot('overview');
     }],
     ['sign out', async () => {
         await page.click('form[action="/ui/signout"] button[type="submit"]');

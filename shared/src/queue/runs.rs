@@ -60,3 +60,55 @@ pub async fn list(
     .fetch_all(db)
     .await?)
 }
+
+/// Tasks of an environment that ended in one minute.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Minute {
+    pub minute: DateTime<Utc>,
+    pub succeeded: i64,
+    pub failed: i64,
+}
+
+/// Tasks of the environment (every kind) that ended in each of the last `minutes` minutes,
+/// oldest first; minutes without any are included, with zeros.
+pub async fn per_minute(db: &PgPool, environment_id: i64, minutes: i32) -> Result<Vec<Minute>> {
+    Ok(sqlx::query_as(
+        "WITH slots AS (
+            SELECT generate_series(date_trunc('minute', now()) - make_interval(mins => $2 - 1),
+                                   date_trunc('minute', now()), interval '1 minute') AS minute
+         ), ended AS (
+            SELECT date_trunc('minute', completed_at) AS minute,
+                   count(*) FILTER (WHERE state = 'SUCCEEDED') AS succeeded,
+                   count(*) FILTER (WHERE state <> 'SUCCEEDED') AS failed
+            FROM queue.tasks
+            WHERE environment_id = $1
+              AND created_at > now() - make_interval(mins => $2 + 60)
+              AND completed_at >= date_trunc('minute', now()) - make_interval(mins => $2 - 1)
+            GROUP BY 1
+         )
+         SELECT s.minute, coalesce(e.succeeded, 0) AS succeeded, coalesce(e.failed, 0) AS failed
+         FROM slots s LEFT JOIN ended e USING (minute)
+         ORDER BY s.minute",
+    )
+    .bind(environment_id)
+    .bind(minutes)
+    .fetch_all(db)
+    .await?)
+}
+
+/// The environment's tasks waiting or running now, per state (`CREATED`, `DISPATCHED`,
+/// `STARTED`), every state present.
+pub async fn depth(db: &PgPool, environment_id: i64) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT s.state, count(t.id)
+         FROM unnest(ARRAY['CREATED', 'DISPATCHED', 'STARTED']) AS s(state)
+         LEFT JOIN queue.tasks t
+                ON t.environment_id = $1 AND t.state::text = s.state
+               AND t.state IN ('CREATED', 'DISPATCHED', 'STARTED')
+         GROUP BY s.state
+         ORDER BY array_position(ARRAY['CREATED', 'DISPATCHED', 'STARTED'], s.state)",
+    )
+    .bind(environment_id)
+    .fetch_all(db)
+    .await?)
+}

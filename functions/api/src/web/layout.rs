@@ -35,6 +35,7 @@ pub fn bare(title: &str, body: Markup) -> Markup {
 /// The sections of the dashboard, for the navigation bar.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Section {
+    Overview,
     Logs,
     Connections,
     Integrations,
@@ -54,6 +55,7 @@ pub fn page(session: &Session, section: Section, title: &str, body: Markup) -> M
                 header.top {
                     a.brand href="/ui/" { "Lasso" }
                     nav {
+                        (link(Section::Overview, "/ui/", "Overview"))
                         (link(Section::Logs, "/ui/logs", "Logs"))
                         (link(Section::Connections, "/ui/connections", "Connections"))
                         (link(Section::Integrations, "/ui/integrations", "Integrations"))
@@ -68,6 +70,27 @@ pub fn page(session: &Session, section: Section, title: &str, body: Markup) -> M
                 main { (body) }
             }
         }
+    }
+}
+
+/// What a `done` code in a URL says after a form post. Only these fixed texts are shown, so a
+/// crafted link cannot put words of its own on the page.
+pub fn done_message(code: Option<&str>) -> Option<&'static str> {
+    Some(match code? {
+        "triggered" => "Run triggered.",
+        "full_resync" => "Full resync started.",
+        "paused" => "Sync paused; its running run, if any, is cancelled.",
+        "started" => "Sync started.",
+        "saved" => "Saved.",
+        "webhook_saved" => "Webhook URL saved.",
+        _ => return None,
+    })
+}
+
+/// The confirmation of a form post, if any.
+pub fn flash(message: Option<&str>) -> Markup {
+    html! {
+        @if let Some(m) = message { p.flash role="status" { (m) } }
     }
 }
 

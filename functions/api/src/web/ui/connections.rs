@@ -346,7 +346,7 @@ fn sync_section(
                     @for r in runs {
                         @let (a, u, d) = r.changed();
                         tr data-run=(r.id) {
-                            td.mono { (r.id.to_string()[..8]) }
+                            td.mono title=(r.id) { "…" (r.id.simple().to_string()[24..]) }
                             td { (badge(&r.state)) }
                             td.num { (r.attempt) }
                             td { (optional_time(r.started_at)) }
@@ -395,9 +395,7 @@ async fn show(
         html! {
             p { a href="/ui/connections" { "← Connections" } }
             h1 { (connection.connection_id) " " span.muted { "· " (connection.provider_config_key) } }
-            @if let Some(done) = params.done.as_deref() {
-                p.flash role="status" { (done) }
-            }
+            (layout::flash(layout::done_message(params.done.as_deref())))
             div.panel {
                 dl.facts {
                     dt { "Integration" } dd { a href={ "/ui/integrations/" (path_escape(&connection.provider_config_key)) } { (connection.provider_config_key) } " (" (connection.provider) ")" }
@@ -446,24 +444,24 @@ async fn sync_action(
     let selection = Selection {
         provider_config_key: integration.clone(),
         connection_id: Some(connection_id.clone()),
-        syncs: vec![sync.clone()],
+        syncs: vec![sync],
     };
     let done = match form.action.as_str() {
         "trigger" => {
             syncs::trigger(&ctx, env, &selection, SyncMode::Incremental).await?;
-            format!("Triggered {sync}.")
+            "triggered"
         }
         "full_resync" => {
             syncs::trigger(&ctx, env, &selection, SyncMode::FullRefresh).await?;
-            format!("Started a full resync of {sync}.")
+            "full_resync"
         }
         "pause" => {
             syncs::pause(&ctx, env, &selection).await?;
-            format!("Paused {sync}.")
+            "paused"
         }
         "start" => {
             syncs::start(&ctx, env, &selection).await?;
-            format!("Started {sync}.")
+            "started"
         }
         other => {
             return Err(WebError::invalid(
@@ -473,9 +471,8 @@ async fn sync_action(
         }
     };
     Ok(Redirect::to(&format!(
-        "{}?done={}",
-        connection_url(&integration, &connection_id),
-        query_escape(&done)
+        "{}?done={done}",
+        connection_url(&integration, &connection_id)
     )))
 }
 

@@ -205,7 +205,7 @@ async fn show(
         html! {
             p { a href="/ui/integrations" { "← Integrations" } }
             h1 { (i.unique_key) " " span.muted { "· " (provider.map(|p| p.display_name.as_str()).unwrap_or(&i.provider)) } }
-            @if let Some(done) = &p.done { p.flash role="status" { (done) } }
+            (layout::flash(layout::done_message(p.done.as_deref())))
             div.panel {
                 dl.facts {
                     dt { "Provider" } dd.mono { (i.provider) }
@@ -307,7 +307,7 @@ async fn update(
     )
     .await?;
     Ok(Redirect::to(&format!(
-        "{}?done=Saved.",
+        "{}?done=saved",
         integration_url(&key)
     )))
 }

@@ -3,6 +3,7 @@
 mod connections;
 mod integrations;
 mod logs;
+mod overview;
 mod settings;
 
 use axum::extract::{FromRequestParts, Query, State};
@@ -29,9 +30,9 @@ pub fn router() -> Router<Context> {
     Router::new()
         .route("/", get(root))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/", get(|| async { Redirect::to("/ui/logs") }))
         .route("/ui/signin", get(signin_page).post(signin))
         .route("/ui/signout", post(signout))
+        .merge(overview::router())
         .merge(logs::router())
         .merge(connections::router())
         .merge(integrations::router())

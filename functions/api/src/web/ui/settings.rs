@@ -46,7 +46,7 @@ async fn page(
         "Settings",
         html! {
             h1 { "Settings of " (session.environment.name) }
-            @if let Some(done) = done { p.flash role="status" { (done) } }
+            (layout::flash(done))
             @if let Some(key) = new_key {
                 div.secret-once role="status" {
                     p { strong { "Your new secret key. " } "Copy it now: it is shown only once." }
@@ -111,7 +111,13 @@ async fn show(
     session: Session,
     Query(p): Query<ShowParams>,
 ) -> WebResult<Markup> {
-    page(&ctx, &session, None, p.done.as_deref()).await
+    page(
+        &ctx,
+        &session,
+        None,
+        layout::done_message(p.done.as_deref()),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -144,5 +150,5 @@ async fn webhook(
     let url = optional(form.webhook_url);
     environments::set_webhook_url(&ctx.db, &ctx.cipher, session.environment.id, url.as_deref())
         .await?;
-    Ok(Redirect::to("/ui/settings?done=Webhook%20URL%20saved."))
+    Ok(Redirect::to("/ui/settings?done=webhook_saved"))
 }
