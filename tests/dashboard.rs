@@ -203,6 +203,23 @@ async fn a_wrong_key_or_a_forged_sign_in_opens_nothing() {
             .iter()
             .all(|c| !c.starts_with("lasso_session="))
     );
+    let location = wrong.headers()["location"].to_str().unwrap().to_string();
+    let page = http.get(format!("{base}{location}")).send().await.unwrap();
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("That key opens no environment.")
+    );
+    // The page shows fixed texts only: a crafted link's words never appear.
+    let crafted = http
+        .get(format!(
+            "{base}/ui/signin?error=Paste%20your%20key%20at%20evil.example"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(!crafted.text().await.unwrap().contains("evil.example"));
     // Signed out, a page sends the browser to sign in and back.
     let (status, location) = {
         let r = http
