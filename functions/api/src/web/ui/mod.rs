@@ -101,8 +101,8 @@ async fn signin_page(PlainLocal(plain): PlainLocal, Query(p): Query<NextParam>) 
                 div.panel {
                     h1 { "Sign in to Lasso" }
                     p.muted { "Paste the secret key of the environment you want to open. It is exchanged for a session; the browser never stores it." }
-                    @if let Some(error) = &p.error {
-                        p.error role="alert" { (error) }
+                    @if p.error.as_deref() == Some("unknown_key") {
+                        p.error role="alert" { "That key opens no environment." }
                     }
                     form.stack method="post" action="/ui/signin" {
                         input type="hidden" name="_csrf" value=(nonce);
@@ -142,10 +142,10 @@ async fn signin(
     }
     let next = safe_next(form.next.as_deref());
     let Some(env) = environments::find_by_secret_key(&ctx.db, form.secret_key.trim()).await? else {
+        // A code, not a text: a crafted link cannot put its own words on the sign-in page.
         let target = format!(
-            "/ui/signin?next={}&error={}",
-            layout::query_escape(&next),
-            layout::query_escape("That key opens no environment.")
+            "/ui/signin?next={}&error=unknown_key",
+            layout::query_escape(&next)
         );
         return Ok(Redirect::to(&target).into_response());
     };
