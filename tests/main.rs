@@ -10,6 +10,7 @@ mod auth_oauth2;
 mod connect_sessions;
 mod control_plane;
 mod credential_hosts;
+mod dashboard;
 mod deploy;
 mod dispatch;
 mod emulate;

@@ -122,6 +122,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {addr}"))?;
     println!("Lasso is running at {public_url}");
+    println!("Dashboard: {public_url}/ui/ (sign in with the secret key below)");
     println!("Secret key of environment `{DEFAULT_ENVIRONMENT}`: {key}");
     let allowed: Vec<String> = ctx
         .outbound

@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use sqlx::PgPool;
 
 pub mod auth;
+pub mod browser;
 pub mod fakehub;
 pub mod receiver;
 

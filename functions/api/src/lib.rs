@@ -6,6 +6,7 @@ pub mod connection_headers;
 pub mod error;
 pub mod extract;
 mod routes;
+pub mod web;
 
 use axum::Router;
 use axum::extract::Request;
@@ -20,6 +21,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole API as one router, served by Lambda (`main.rs`) or by `lasso dev`.
 pub fn router(ctx: Context) -> Router {
     routes::router()
+        .merge(web::ui::router())
         .fallback(routes::not_found)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))

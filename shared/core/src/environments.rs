@@ -73,12 +73,64 @@ async fn insert_key(tx: &mut sqlx::PgConnection, environment_id: i64) -> Result<
     Ok(key)
 }
 
-/// The environment a live secret key belongs to, if any.
+/// One of an environment's secret keys, as the dashboard lists them (never the key itself).
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct KeyInfo {
+    /// The key's last four characters.
+    pub hint: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it stops (or stopped) working; `None` while it has no end.
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The environment's keys that work now or worked in the last week, newest first.
+pub async fn keys(db: &PgPool, environment_id: i64) -> Result<Vec<KeyInfo>> {
+    Ok(sqlx::query_as(
+        "SELECT hint, created_at, revoked_at FROM environment_keys
+         WHERE environment_id = $1 AND (revoked_at IS NULL OR revoked_at > now() - interval '7 days')
+         ORDER BY created_at DESC",
+    )
+    .bind(environment_id)
+    .fetch_all(db)
+    .await?)
+}
+
+/// Longest grace period of a rotation.
+pub const MAX_ROTATION_GRACE_SECS: i64 = 30 * 24 * 3600;
+
+/// Rotates the environment's secret key: a new key (returned once), and every key that works
+/// now keeps working for `grace_secs` more seconds, then stops (0 stops them at once).
+pub async fn rotate_key(db: &PgPool, environment_id: i64, grace_secs: i64) -> Result<String> {
+    if !(0..=MAX_ROTATION_GRACE_SECS).contains(&grace_secs) {
+        return Err(Error::invalid(
+            "grace_secs",
+            format!("must be between 0 and {MAX_ROTATION_GRACE_SECS} seconds"),
+        ));
+    }
+    let mut tx = db.begin().await?;
+    // A key already due to stop sooner keeps its earlier end.
+    sqlx::query(
+        "UPDATE environment_keys
+         SET revoked_at = now() + make_interval(secs => $2)
+         WHERE environment_id = $1
+           AND (revoked_at IS NULL OR revoked_at > now() + make_interval(secs => $2))",
+    )
+    .bind(environment_id)
+    .bind(grace_secs as f64)
+    .execute(&mut *tx)
+    .await?;
+    let key = insert_key(&mut tx, environment_id).await?;
+    tx.commit().await?;
+    Ok(key)
+}
+
+/// The environment a live secret key belongs to, if any: one not revoked, or still within a
+/// rotation's grace period.
 pub async fn find_by_secret_key(db: &PgPool, key: &str) -> Result<Option<Environment>> {
     Ok(sqlx::query_as(
         "SELECT e.id, e.uuid, e.name
          FROM environment_keys k JOIN environments e ON e.id = k.environment_id
-         WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+         WHERE k.key_hash = $1 AND (k.revoked_at IS NULL OR k.revoked_at > now())",
     )
     .bind(token_digest(key))
     .fetch_optional(db)

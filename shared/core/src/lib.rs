@@ -25,6 +25,7 @@ pub mod records;
 pub mod runner_groups;
 pub mod scripts;
 pub mod telemetry;
+pub mod web_sessions;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -24,6 +24,9 @@ pub trait LogSink: Send + Sync {
     async fn search_operations(&self, query: &OperationQuery) -> Result<Page<Operation>>;
     /// Messages of one operation of the environment, oldest first.
     async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>>;
+    /// One operation of the environment (`None` when it has none by that id).
+    async fn operation(&self, environment_id: i64, operation_id: Uuid)
+    -> Result<Option<Operation>>;
 }
 
 fn page_limit(limit: usize) -> usize {
@@ -229,6 +232,23 @@ impl LogSink for PostgresLogSink {
         .fetch_all(&self.db)
         .await?;
         rows.into_iter().map(Message::try_from).collect()
+    }
+
+    async fn operation(
+        &self,
+        environment_id: i64,
+        operation_id: Uuid,
+    ) -> Result<Option<Operation>> {
+        let row: Option<OperationRow> = sqlx::query_as(
+            "SELECT id, environment_id, kind, state, integration, connection, script,
+                    started_at, ended_at, error, meta
+             FROM logs.operations WHERE environment_id = $1 AND id = $2",
+        )
+        .bind(environment_id)
+        .bind(operation_id)
+        .fetch_optional(&self.db)
+        .await?;
+        row.map(Operation::try_from).transpose()
     }
 }
 
@@ -546,5 +566,35 @@ impl LogSink for OpenSearchLogSink {
             })
             .transpose()
             .map(Option::unwrap_or_default)
+    }
+
+    async fn operation(
+        &self,
+        environment_id: i64,
+        operation_id: Uuid,
+    ) -> Result<Option<Operation>> {
+        let body = json!({
+            "size": 1,
+            "query": {"bool": {"filter": [
+                {"term": {"environment_id": environment_id}},
+                {"term": {"id": operation_id}}
+            ]}}
+        });
+        let res = self
+            .send(
+                opensearch::http::Method::Post,
+                &format!(
+                    "/{}-operations-*/_search?ignore_unavailable=true&allow_no_indices=true",
+                    self.prefix
+                ),
+                Some(body),
+            )
+            .await?;
+        res.pointer("/hits/hits/0/_source")
+            .map(|source| {
+                serde_json::from_value::<Operation>(source.clone())
+                    .map_err(|e| os_error("decode operation", e))
+            })
+            .transpose()
     }
 }

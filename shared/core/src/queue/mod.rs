@@ -4,6 +4,7 @@
 
 pub mod completions;
 mod payload;
+pub mod runs;
 pub mod schedules;
 pub mod tasks;
 
