@@ -324,7 +324,9 @@ async fn a_session_never_reaches_another_environments_data() {
         json!({}),
     );
     let op_b = log.id();
-    lasso_services::logs::write(ctx.logs.as_ref(), log.finish(OperationState::Success, None)).await;
+    ctx.logs
+        .record(log.finish(OperationState::Success, None))
+        .await;
 
     let a = Ui::sign_in(&base, &key_a).await;
     for path in [

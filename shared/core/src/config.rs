@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine;
-use secrecy::{ExposeSecret, SecretBox, SecretString};
+
+use crate::crypto::EncryptionKey;
+use secrecy::SecretString;
 
 /// One documented setting.
 pub struct Setting {
@@ -213,31 +215,6 @@ pub enum ActionWait {
 pub enum LogFormat {
     Json,
     Text,
-}
-
-/// The 32-byte key that encrypts credentials at rest.
-pub struct EncryptionKey(SecretBox<[u8; 32]>);
-
-impl EncryptionKey {
-    pub fn new(bytes: [u8; 32]) -> Self {
-        Self(SecretBox::new(Box::new(bytes)))
-    }
-
-    pub fn expose(&self) -> &[u8; 32] {
-        self.0.expose_secret()
-    }
-}
-
-impl Clone for EncryptionKey {
-    fn clone(&self) -> Self {
-        Self::new(*self.expose())
-    }
-}
-
-impl std::fmt::Debug for EncryptionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EncryptionKey([REDACTED])")
-    }
 }
 
 #[derive(Debug, Clone)]

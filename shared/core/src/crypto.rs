@@ -7,10 +7,35 @@
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
+use secrecy::{ExposeSecret, SecretBox};
 use sha2::{Digest, Sha256};
 
-use crate::config::EncryptionKey;
 use crate::{Error, Result};
+
+/// The 32-byte key that encrypts credentials at rest.
+pub struct EncryptionKey(SecretBox<[u8; 32]>);
+
+impl EncryptionKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(SecretBox::new(Box::new(bytes)))
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl Clone for EncryptionKey {
+    fn clone(&self) -> Self {
+        Self::new(*self.expose())
+    }
+}
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey([REDACTED])")
+    }
+}
 
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;

@@ -1,5 +1,5 @@
 //! The logs model: an operation per sync run, action, webhook, proxy call, auth event or
-//! deploy, and the messages under it. Stored through a [`crate::adapters::LogSink`].
+//! deploy, and the messages under it. Stored through a the log sink adapter (`adapters::LogSink`).
 
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
@@ -267,19 +267,6 @@ pub fn redact_value(value: &mut serde_json::Value, secrets: &[String]) {
             fields.values_mut().for_each(|v| redact_value(v, secrets))
         }
         _ => {}
-    }
-}
-
-/// Writes `batch`; a log store that is down never fails the caller: the loss is counted and
-/// reported in the process log. Returns how many entries were dropped.
-pub async fn write(sink: &dyn crate::adapters::LogSink, batch: LogBatch) -> usize {
-    let entries = batch.operations.len() + batch.messages.len();
-    match sink.write(batch).await {
-        Ok(()) => 0,
-        Err(e) => {
-            tracing::warn!(dropped = entries, error = %e, "log store unavailable; operation log dropped");
-            entries
-        }
     }
 }
 

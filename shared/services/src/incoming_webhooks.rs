@@ -39,7 +39,7 @@ use crate::connections::{self, WebhookMatch};
 use crate::context::Context;
 use crate::integrations::Integration;
 use crate::integrations::webhook_routing::{Encoding, Signature};
-use crate::logs::{self, Level, MessageKind, OperationKind, OperationLog, OperationState};
+use crate::logs::{Level, MessageKind, OperationKind, OperationLog, OperationState};
 use crate::queue::FunctionPayload;
 use crate::queue::{NewTask, TaskKind, tasks};
 use crate::scripts::store;
@@ -185,7 +185,7 @@ pub async fn receive(
         }
         Err(e) => (OperationState::Failed, Some(e.to_string())),
     };
-    logs::write(ctx.logs.as_ref(), log.finish(state, error.as_deref())).await;
+    ctx.logs.record(log.finish(state, error.as_deref())).await;
     routed
 }
 

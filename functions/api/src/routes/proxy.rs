@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
 use futures::StreamExt;
-use lasso_services::logs::{self, Level, MessageKind, OperationKind, OperationLog, OperationState};
+use lasso_services::logs::{Level, MessageKind, OperationKind, OperationLog, OperationState};
 use lasso_services::proxy::{self, MAX_REQUEST_BODY, ProxyRequest};
 use lasso_services::{Context, Error, connections};
 
@@ -110,7 +110,7 @@ async fn call(
         serde_json::json!({"type": "http", "method": request.method.as_str(), "endpoint": request.endpoint,
                            "status": status, "duration_ms": started.elapsed().as_millis() as u64}),
     );
-    logs::write(ctx.logs.as_ref(), log.finish(state, error.as_deref())).await;
+    ctx.logs.record(log.finish(state, error.as_deref())).await;
     Ok(stream(sent?))
 }
 

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{Ran, TaskError};
 use lasso_services::Context;
-use lasso_services::logs::{self, Level, MessageKind, OperationKind, OperationLog, OperationState};
+use lasso_services::logs::{Level, MessageKind, OperationKind, OperationLog, OperationState};
 use lasso_services::queue::{FunctionPayload, Payload};
 use lasso_services::queue::{Task, TaskKind};
 
@@ -91,7 +91,7 @@ pub(super) async fn record(ctx: &Context, task: &Task, ran: &Ran) -> usize {
     if let Some(e) = &error {
         log.message(Level::Error, MessageKind::Log, e, Value::Null);
     }
-    let dropped = logs::write(ctx.logs.as_ref(), log.finish(state, error.as_deref())).await;
+    let dropped = ctx.logs.record(log.finish(state, error.as_deref())).await;
     if dropped > 0 {
         tracing::warn!(task = %task.id, dropped, "operation log dropped");
     }

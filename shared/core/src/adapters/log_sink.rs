@@ -27,6 +27,19 @@ pub trait LogSink: Send + Sync {
     /// One operation of the environment (`None` when it has none by that id).
     async fn operation(&self, environment_id: i64, operation_id: Uuid)
     -> Result<Option<Operation>>;
+
+    /// Writes `batch`; a log store that is down never fails the caller: the loss is counted and
+    /// reported in the process log. Returns how many entries were dropped.
+    async fn record(&self, batch: LogBatch) -> usize {
+        let entries = batch.operations.len() + batch.messages.len();
+        match self.write(batch).await {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::warn!(dropped = entries, error = %e, "log store unavailable; operation log dropped");
+                entries
+            }
+        }
+    }
 }
 
 fn page_limit(limit: usize) -> usize {
