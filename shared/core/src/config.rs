@@ -1,8 +1,9 @@
 //! Typed configuration, read once from the environment at start-up.
 //!
-//! Every setting is listed in [`SETTINGS`] (the README's table is checked against it), and a
-//! missing or malformed value stops start-up with one line naming the variable and what it
-//! expects. Secrets are wrapped so that `Debug` never prints them.
+//! Every setting is declared once in [`SETTINGS`], default included: the parser reads the
+//! default from there and the README's table is checked against it. A missing or malformed
+//! value stops start-up with one line naming the variable and what it expects. Secrets are
+//! wrapped so that `Debug` never prints them.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -154,6 +155,19 @@ pub const SETTINGS: &[Setting] = &[
     },
 ];
 
+/// A setting's declared default, for the code that applies it outside [`Config`] (`RUST_LOG`).
+///
+/// # Panics
+/// When `name` is not declared in [`SETTINGS`] or has no default: a programming error that
+/// the config tests catch.
+pub fn default_of(name: &str) -> &'static str {
+    SETTINGS
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.default)
+        .unwrap_or_else(|| panic!("{name} has no default declared in SETTINGS"))
+}
+
 /// A setting that is missing or malformed. Displays as one line naming the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {var}: {problem}")]
@@ -256,6 +270,8 @@ impl Config {
     /// Reads settings through `lookup`, so tests can pass a map instead of the environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        // The value, else the default declared in SETTINGS (written nowhere else).
+        let or_default = |name: &'static str| get(name).unwrap_or_else(|| default_of(name).into());
         let required = |name: &'static str, what: &str| {
             get(name).ok_or_else(|| ConfigError::new(name, format!("missing; expected {what}")))
         };
@@ -265,8 +281,7 @@ impl Config {
 
         let db_max_connections = parse_number(
             "LASSO_DB_MAX_CONNECTIONS",
-            get("LASSO_DB_MAX_CONNECTIONS"),
-            5,
+            or_default("LASSO_DB_MAX_CONNECTIONS"),
             1..=1000,
         )?;
 
@@ -280,7 +295,7 @@ impl Config {
             "s3://bucket[/prefix] or a directory path",
         )?)?;
 
-        let runner_group = get("LASSO_RUNNER_GROUP").unwrap_or_else(|| "shared".into());
+        let runner_group = or_default("LASSO_RUNNER_GROUP");
         if !crate::runner_groups::valid_name(&runner_group) {
             return Err(ConfigError::new(
                 "LASSO_RUNNER_GROUP",
@@ -290,7 +305,7 @@ impl Config {
                 ),
             ));
         }
-        let transport = match get("LASSO_TASK_TRANSPORT").as_deref().unwrap_or("local") {
+        let transport = match or_default("LASSO_TASK_TRANSPORT").as_str() {
             "local" => TransportConfig::Local,
             "sqs" => parse_runner_queues(
                 &runner_group,
@@ -307,18 +322,16 @@ impl Config {
 
         let environment_concurrency = parse_number(
             "LASSO_ENVIRONMENT_CONCURRENCY",
-            get("LASSO_ENVIRONMENT_CONCURRENCY"),
-            20,
+            or_default("LASSO_ENVIRONMENT_CONCURRENCY"),
             1..=10_000,
         )?;
         let redispatch_after_secs: u64 = parse_number(
             "LASSO_REDISPATCH_AFTER_SECS",
-            get("LASSO_REDISPATCH_AFTER_SECS"),
-            60,
+            or_default("LASSO_REDISPATCH_AFTER_SECS"),
             1..=86_400,
         )?;
 
-        let log_sink = match get("LASSO_LOG_SINK").as_deref().unwrap_or("postgres") {
+        let log_sink = match or_default("LASSO_LOG_SINK").as_str() {
             "postgres" => LogSinkConfig::Postgres,
             "opensearch" => LogSinkConfig::OpenSearch {
                 url: required(
@@ -326,7 +339,7 @@ impl Config {
                     "the OpenSearch base URL (LASSO_LOG_SINK=opensearch)",
                 )
                 .and_then(|u| check_http_url("LASSO_OPENSEARCH_URL", u))?,
-                auth: match get("LASSO_OPENSEARCH_AUTH").as_deref().unwrap_or("none") {
+                auth: match or_default("LASSO_OPENSEARCH_AUTH").as_str() {
                     "none" => OpenSearchAuth::None,
                     "sigv4" => OpenSearchAuth::SigV4,
                     other => {
@@ -336,7 +349,7 @@ impl Config {
                         ));
                     }
                 },
-                index_prefix: parse_index_prefix(get("LASSO_OPENSEARCH_INDEX_PREFIX"))?,
+                index_prefix: parse_index_prefix(or_default("LASSO_OPENSEARCH_INDEX_PREFIX"))?,
             },
             other => {
                 return Err(ConfigError::new(
@@ -346,16 +359,17 @@ impl Config {
             }
         };
 
-        let listen_addr = match get("LASSO_LISTEN_ADDR") {
-            None => SocketAddr::from(([127, 0, 0, 1], 3003)),
-            Some(v) => v.parse().map_err(|_| {
+        let listen_addr = {
+            let v = or_default("LASSO_LISTEN_ADDR");
+            v.parse::<SocketAddr>().map_err(|_| {
                 ConfigError::new(
                     "LASSO_LISTEN_ADDR",
                     format!("expected host:port such as 127.0.0.1:3003, got `{v}`"),
                 )
-            })?,
+            })?
         };
 
+        // Its declared default names the rule, not a value: it follows LASSO_LISTEN_ADDR.
         let public_url = match get("LASSO_PUBLIC_URL") {
             None => format!("http://{listen_addr}"),
             Some(v) => check_http_url("LASSO_PUBLIC_URL", v)?
@@ -365,18 +379,16 @@ impl Config {
 
         let memory_mb: usize = parse_number(
             "LASSO_SCRIPT_MEMORY_MB",
-            get("LASSO_SCRIPT_MEMORY_MB"),
-            64,
+            or_default("LASSO_SCRIPT_MEMORY_MB"),
             4..=4096,
         )?;
         let timeout_secs: u64 = parse_number(
             "LASSO_SCRIPT_TIMEOUT_SECS",
-            get("LASSO_SCRIPT_TIMEOUT_SECS"),
-            300,
+            or_default("LASSO_SCRIPT_TIMEOUT_SECS"),
             1..=86_400,
         )?;
 
-        let action_wait = match get("LASSO_ACTION_WAIT").as_deref().unwrap_or("listen") {
+        let action_wait = match or_default("LASSO_ACTION_WAIT").as_str() {
             "listen" => ActionWait::Listen,
             "poll" => ActionWait::Poll,
             other => {
@@ -388,21 +400,19 @@ impl Config {
         };
         let action_wait_secs: u64 = parse_number(
             "LASSO_ACTION_WAIT_SECS",
-            get("LASSO_ACTION_WAIT_SECS"),
-            25,
+            or_default("LASSO_ACTION_WAIT_SECS"),
             1..=900,
         )?;
         let heartbeat_secs: u64 = parse_number(
             "LASSO_HEARTBEAT_SECS",
-            get("LASSO_HEARTBEAT_SECS"),
-            10,
+            or_default("LASSO_HEARTBEAT_SECS"),
             1..=60,
         )?;
 
         let providers_file = get("LASSO_PROVIDERS_FILE").map(PathBuf::from);
         let outbound_allow = parse_cidrs("LASSO_OUTBOUND_ALLOW", get("LASSO_OUTBOUND_ALLOW"))?;
 
-        let log_format = match get("LASSO_LOG_FORMAT").as_deref().unwrap_or("json") {
+        let log_format = match or_default("LASSO_LOG_FORMAT").as_str() {
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,
             other => {
@@ -500,16 +510,12 @@ fn check_database_url(url: &str) -> Result<(), ConfigError> {
 
 fn parse_number<T>(
     var: &'static str,
-    value: Option<String>,
-    default: T,
+    raw: String,
     range: std::ops::RangeInclusive<T>,
 ) -> Result<T, ConfigError>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
-    let Some(raw) = value else {
-        return Ok(default);
-    };
     match raw.trim().parse::<T>() {
         Ok(n) if range.contains(&n) => Ok(n),
         _ => Err(ConfigError::new(
@@ -567,8 +573,7 @@ fn parse_script_store(raw: &str) -> Result<ScriptStoreConfig, ConfigError> {
     Ok(ScriptStoreConfig::Dir(PathBuf::from(path)))
 }
 
-fn parse_index_prefix(value: Option<String>) -> Result<String, ConfigError> {
-    let prefix = value.unwrap_or_else(|| "lasso".to_string());
+fn parse_index_prefix(prefix: String) -> Result<String, ConfigError> {
     let valid = !prefix.is_empty()
         && prefix
             .chars()
@@ -694,6 +699,34 @@ mod tests {
             c.outbound_allow.is_empty(),
             "no outbound exceptions by default"
         );
+    }
+
+    /// Every path of the parser, so a setting read without a declared default (or a declared
+    /// default the parser refuses) fails here rather than at someone's start-up.
+    #[test]
+    fn every_declared_default_parses() {
+        let mut m = base();
+        m.insert("LASSO_LOG_SINK", "opensearch".into());
+        m.insert("LASSO_OPENSEARCH_URL", "http://127.0.0.1:9200".into());
+        m.insert("LASSO_TASK_TRANSPORT", "sqs".into());
+        m.insert(
+            "LASSO_RUNNER_QUEUE_URL",
+            "http://127.0.0.1:5000/123456789012/runner".into(),
+        );
+        let c = load(&m).unwrap();
+        assert_eq!(
+            c.log_sink,
+            LogSinkConfig::OpenSearch {
+                url: "http://127.0.0.1:9200".into(),
+                auth: OpenSearchAuth::None,
+                index_prefix: default_of("LASSO_OPENSEARCH_INDEX_PREFIX").into(),
+            }
+        );
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(c.script_timeout, Duration::from_secs(300));
+        assert_eq!(c.script_memory_limit_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.runner_group, "shared");
     }
 
     #[test]

@@ -33,7 +33,8 @@ where
 
 /// Installs the global subscriber once; later calls are no-ops (tests, `lasso dev`).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(crate::config::default_of("RUST_LOG")));
     let _ = tracing::subscriber::set_global_default(subscriber(format, filter, std::io::stderr));
 }
 
