@@ -350,10 +350,6 @@ fn is_active(state: TaskState) -> bool {
     )
 }
 
-fn task_state(text: &str) -> Option<TaskState> {
-    serde_json::from_value(Value::String(text.into())).ok()
-}
-
 /// A run's outcome in Nango's words.
 fn execution_status(state: TaskState) -> &'static str {
     match state {
@@ -425,9 +421,7 @@ pub async fn status(
         .map(|s| {
             let function = &target.syncs[&s.function_name];
             let history = history.get(&s.id);
-            let latest = history
-                .and_then(|h| h.latest_state.as_deref())
-                .and_then(task_state);
+            let latest = history.and_then(|h| h.latest_state);
             let record_count = function
                 .config
                 .output

@@ -6,12 +6,12 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::Result;
+use crate::queue::tasks::TaskState;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Run {
     pub id: Uuid,
-    /// The task state, as stored (`SUCCEEDED`, `FAILED`, ...).
-    pub state: String,
+    pub state: TaskState,
     pub attempt: i32,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -47,7 +47,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Run>> {
     Ok(sqlx::query_as(
-        "SELECT id, state::text AS state, attempt, created_at, started_at, completed_at,
+        "SELECT id, state, attempt, created_at, started_at, completed_at,
                 output, error
          FROM queue.tasks
          WHERE environment_id = $1 AND schedule_id = $2

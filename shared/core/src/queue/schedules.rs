@@ -10,26 +10,18 @@ use serde_json::Value;
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::{Error, Result};
+use crate::queue::tasks::TaskState;
+use crate::Result;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(
+    type_name = "queue.schedule_state",
+    rename_all = "SCREAMING_SNAKE_CASE"
+)]
 pub enum ScheduleState {
     Started,
     Paused,
     Deleted,
-}
-
-impl ScheduleState {
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "STARTED" => Ok(Self::Started),
-            "PAUSED" => Ok(Self::Paused),
-            "DELETED" => Ok(Self::Deleted),
-            other => Err(Error::Internal(format!(
-                "unknown schedule state `{other}` in the queue"
-            ))),
-        }
-    }
 }
 
 /// Which schedules a [`reconcile`] looks at; `None` means all.
@@ -239,7 +231,7 @@ pub async fn create_tasks(
 }
 
 /// A schedule with what the sync API shows of it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct Schedule {
     pub id: Uuid,
     pub environment_id: i64,
@@ -255,42 +247,12 @@ pub struct Schedule {
     pub next_execution_at: DateTime<Utc>,
 }
 
-#[derive(FromRow)]
-struct ScheduleRow {
-    id: Uuid,
-    environment_id: i64,
-    connection: i64,
-    connection_id: String,
-    function_name: String,
-    state: String,
-    frequency: String,
-    frequency_secs: i64,
-    next_execution_at: DateTime<Utc>,
-}
-
-impl TryFrom<ScheduleRow> for Schedule {
-    type Error = Error;
-    fn try_from(r: ScheduleRow) -> Result<Self> {
-        Ok(Schedule {
-            id: r.id,
-            environment_id: r.environment_id,
-            connection: r.connection,
-            connection_id: r.connection_id,
-            function_name: r.function_name,
-            state: ScheduleState::parse(&r.state)?,
-            frequency: r.frequency,
-            frequency_secs: r.frequency_secs,
-            next_execution_at: r.next_execution_at,
-        })
-    }
-}
-
 /// The schedules of the environment's integration that are not DELETED, of one connection
 /// (row id) or all, of the named syncs; ordered by connection id and sync name.
 macro_rules! select_schedules {
     () => {
         "SELECT s.id, s.environment_id, s.connection_id AS connection,
-                c.connection_id, s.function_name, s.state::text AS state,
+                c.connection_id, s.function_name, s.state,
                 COALESCE(s.frequency_override, s.frequency) AS frequency,
                 COALESCE(s.frequency_override_secs, s.frequency_secs) AS frequency_secs,
                 s.next_execution_at
@@ -326,14 +288,13 @@ pub async fn find<'e>(
     } else {
         select_schedules!()
     };
-    let rows: Vec<ScheduleRow> = sqlx::query_as(sql)
+    Ok(sqlx::query_as(sql)
         .bind(selected.environment_id)
         .bind(selected.integration_id)
         .bind(selected.connection)
         .bind(&selected.names)
         .fetch_all(db)
-        .await?;
-    rows.into_iter().map(Schedule::try_from).collect()
+        .await?)
 }
 
 /// STARTED → PAUSED; returns the ids paused.
@@ -392,7 +353,7 @@ pub async fn set_frequency_override(
 pub struct RunHistory {
     pub schedule_id: Uuid,
     /// The newest task: its state and payload.
-    pub latest_state: Option<String>,
+    pub latest_state: Option<TaskState>,
     pub latest_payload: Option<Value>,
     /// When the newest finished task finished, whatever its outcome.
     pub finished_at: Option<DateTime<Utc>>,
@@ -405,7 +366,7 @@ pub struct RunHistory {
 /// The run history of each schedule, in one statement.
 pub async fn run_history(db: &PgPool, schedule_ids: &[Uuid]) -> Result<Vec<RunHistory>> {
     Ok(sqlx::query_as(
-        "SELECT s.id AS schedule_id, latest.state::text AS latest_state,
+        "SELECT s.id AS schedule_id, latest.state AS latest_state,
                 latest.payload AS latest_payload, finished.completed_at AS finished_at,
                 ok.output AS last_success_output, cp.checkpoint
          FROM queue.schedules s

@@ -6,10 +6,11 @@ use serde_json::Value;
 use sqlx::{FromRow, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::{Error, Result};
+use crate::Result;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "queue.task_kind", rename_all = "snake_case")]
 pub enum TaskKind {
     Sync,
     Action,
@@ -29,15 +30,11 @@ impl TaskKind {
             Self::Script => "script",
         }
     }
-
-    fn parse(s: &str) -> Result<Self> {
-        serde_json::from_value(Value::String(s.into()))
-            .map_err(|_| Error::Internal(format!("unknown task kind `{s}` in the queue")))
-    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(type_name = "queue.task_state", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskState {
     Created,
     Dispatched,
@@ -49,9 +46,17 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    fn parse(s: &str) -> Result<Self> {
-        serde_json::from_value(Value::String(s.into()))
-            .map_err(|_| Error::Internal(format!("unknown task state `{s}` in the queue")))
+    /// The state as Postgres stores it (`SUCCEEDED`, ...), for display.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "CREATED",
+            Self::Dispatched => "DISPATCHED",
+            Self::Started => "STARTED",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Expired => "EXPIRED",
+            Self::Cancelled => "CANCELLED",
+        }
     }
 
     pub fn is_terminal(self) -> bool {
@@ -100,7 +105,7 @@ impl NewTask {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct Task {
     pub id: Uuid,
     pub environment_id: i64,
@@ -119,59 +124,13 @@ pub struct Task {
     pub error: Option<Value>,
 }
 
-#[derive(FromRow)]
-struct TaskRow {
-    id: Uuid,
-    environment_id: i64,
-    kind: String,
-    group_key: String,
-    name: String,
-    payload: Value,
-    state: String,
-    attempt: i32,
-    max_attempts: i32,
-    schedule_id: Option<Uuid>,
-    created_at: DateTime<Utc>,
-    started_at: Option<DateTime<Utc>>,
-    completed_at: Option<DateTime<Utc>>,
-    output: Option<Value>,
-    error: Option<Value>,
-}
-
-impl TryFrom<TaskRow> for Task {
-    type Error = Error;
-    fn try_from(r: TaskRow) -> Result<Self> {
-        Ok(Task {
-            id: r.id,
-            environment_id: r.environment_id,
-            kind: TaskKind::parse(&r.kind)?,
-            group_key: r.group_key,
-            name: r.name,
-            payload: r.payload,
-            state: TaskState::parse(&r.state)?,
-            attempt: r.attempt,
-            max_attempts: r.max_attempts,
-            schedule_id: r.schedule_id,
-            created_at: r.created_at,
-            started_at: r.started_at,
-            completed_at: r.completed_at,
-            output: r.output,
-            error: r.error,
-        })
-    }
-}
-
 /// The task columns, as a literal so queries stay `&'static str` (sqlx's injection guard).
 macro_rules! columns {
     () => {
-        "t.id, t.environment_id, t.kind::text AS kind, t.group_key, t.name, t.payload,
-    t.state::text AS state, t.attempt, t.max_attempts, t.schedule_id, t.created_at, t.started_at,
+        "t.id, t.environment_id, t.kind, t.group_key, t.name, t.payload,
+    t.state, t.attempt, t.max_attempts, t.schedule_id, t.created_at, t.started_at,
     t.completed_at, t.output, t.error"
     };
-}
-
-fn to_tasks(rows: Vec<TaskRow>) -> Result<Vec<Task>> {
-    rows.into_iter().map(Task::try_from).collect()
 }
 
 /// Inserts tasks in one statement; returns their ids in input order.
@@ -219,7 +178,7 @@ pub async fn insert_dispatched(
     #[derive(FromRow)]
     struct Inserted {
         #[sqlx(flatten)]
-        task: TaskRow,
+        task: Task,
         runner_group: Option<String>,
     }
     let mut tx = db.begin().await?;
@@ -262,11 +221,11 @@ pub async fn insert_dispatched(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok((Task::try_from(row.task)?, row.runner_group))
+    Ok((row.task, row.runner_group))
 }
 
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Task>> {
-    let row: Option<TaskRow> = sqlx::query_as(concat!(
+    let row: Option<Task> = sqlx::query_as(concat!(
         "SELECT ",
         columns!(),
         " FROM queue.tasks t WHERE t.id = $1"
@@ -274,7 +233,7 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Task>> {
     .bind(id)
     .fetch_optional(db)
     .await?;
-    row.map(Task::try_from).transpose()
+    Ok(row)
 }
 
 /// Claims up to `batch` CREATED tasks and marks them DISPATCHED, so that no group ever has more
@@ -322,7 +281,7 @@ pub async fn claim_for_dispatch(db: &PgPool, batch: i64, group_limit: i64) -> Re
         tx.commit().await?;
         return Ok(Vec::new());
     }
-    let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+    let rows: Vec<Task> = sqlx::query_as(concat!(
         "WITH claim AS MATERIALIZED (
             SELECT c.id FROM unnest($1::text[]) AS g(group_key),
             LATERAL (SELECT $2 - count(*) AS room FROM (
@@ -352,7 +311,7 @@ pub async fn claim_for_dispatch(db: &PgPool, batch: i64, group_limit: i64) -> Re
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    to_tasks(rows)
+    Ok(rows)
 }
 
 /// Takes up to `limit` tasks that have been DISPATCHED for longer than `after` without starting
@@ -364,7 +323,7 @@ pub async fn claim_stuck_dispatched(
     after: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<Task>> {
-    let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+    let rows: Vec<Task> = sqlx::query_as(concat!(
         "WITH stuck AS MATERIALIZED (
             SELECT id FROM queue.tasks
             WHERE state = 'DISPATCHED'
@@ -385,7 +344,7 @@ pub async fn claim_stuck_dispatched(
     .bind(limit)
     .fetch_all(db)
     .await?;
-    to_tasks(rows)
+    Ok(rows)
 }
 
 /// Puts tasks whose message could not be sent back to CREATED for the next dispatch.
@@ -418,7 +377,7 @@ pub async fn fail_undeliverable(db: &PgPool, ids: &[Uuid], error: &Value) -> Res
 /// started (or finished) it, which is how duplicate deliveries become no-ops, or when the task's
 /// environment belongs to another group ([`runner_group_of`] tells which).
 pub async fn start(db: &PgPool, id: Uuid, runner_group: &str) -> Result<Option<Task>> {
-    let row: Option<TaskRow> = sqlx::query_as(concat!(
+    let row: Option<Task> = sqlx::query_as(concat!(
         "UPDATE queue.tasks t SET state = 'STARTED', started_at = now(), last_heartbeat_at = now()
          WHERE t.id = $1 AND t.state = 'DISPATCHED'
            AND EXISTS (SELECT 1 FROM environments e
@@ -431,7 +390,7 @@ pub async fn start(db: &PgPool, id: Uuid, runner_group: &str) -> Result<Option<T
     .bind(runner_group)
     .fetch_optional(db)
     .await?;
-    row.map(Task::try_from).transpose()
+    Ok(row)
 }
 
 /// The runner group of the task's environment; `None` when the task does not exist or, for a
@@ -504,7 +463,7 @@ pub async fn fail(db: &PgPool, id: Uuid, error: &Value) -> Result<bool> {
 
 /// Marks in-flight tasks whose timeouts passed as EXPIRED; returns how many.
 pub async fn expire_stale(db: &PgPool) -> Result<Vec<Task>> {
-    let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+    let rows: Vec<Task> = sqlx::query_as(concat!(
         "UPDATE queue.tasks t
          SET state = 'EXPIRED', completed_at = now(),
              error = jsonb_build_object('kind', 'expired', 'message',
@@ -527,7 +486,7 @@ pub async fn expire_stale(db: &PgPool) -> Result<Vec<Task>> {
     ))
     .fetch_all(db)
     .await?;
-    to_tasks(rows)
+    Ok(rows)
 }
 
 /// STARTED → FAILED with the error and, when the task has attempts left, its next attempt
@@ -569,7 +528,7 @@ pub async fn fail_with_retry(
 /// The latest attempt of the retry chain that starts at `id`, in the environment: the task
 /// itself when it was not retried. `None` when the environment has no task `id`.
 pub async fn latest_attempt(db: &PgPool, environment_id: i64, id: Uuid) -> Result<Option<Task>> {
-    let row: Option<TaskRow> = sqlx::query_as(concat!(
+    let row: Option<Task> = sqlx::query_as(concat!(
         "WITH RECURSIVE chain AS (
             SELECT id, 0 AS depth FROM queue.tasks WHERE id = $1 AND environment_id = $2
             UNION ALL
@@ -583,7 +542,7 @@ pub async fn latest_attempt(db: &PgPool, environment_id: i64, id: Uuid) -> Resul
     .bind(environment_id)
     .fetch_optional(db)
     .await?;
-    row.map(Task::try_from).transpose()
+    Ok(row)
 }
 
 /// The first attempt of the retry chain `id` belongs to (the id its caller was given).

@@ -9,6 +9,7 @@ use lasso_services::connections::{
     self, Connection, Credentials, EndUser, ListFilter, NewConnection,
 };
 use lasso_services::queue::runs::{self, Run};
+use lasso_services::queue::tasks::TaskState;
 use lasso_services::records::{self, ListQuery, Scope};
 use lasso_services::syncs::{self, Selection, SyncMode, SyncStatus};
 use lasso_services::{Context, integrations};
@@ -240,9 +241,9 @@ struct ShowParams {
 /// Bars of a sync's runs, oldest first: duration coloured by outcome, and records changed.
 fn run_charts(runs: &[Run]) -> Markup {
     let ordered: Vec<&Run> = runs.iter().rev().collect();
-    let class = |r: &Run| match r.state.as_str() {
-        "SUCCEEDED" => "ok",
-        "FAILED" | "EXPIRED" | "CANCELLED" => "bad",
+    let class = |r: &Run| match r.state {
+        TaskState::Succeeded => "ok",
+        TaskState::Failed | TaskState::Expired | TaskState::Cancelled => "bad",
         _ => "run",
     };
     let durations: Vec<Bar> = ordered
@@ -258,7 +259,7 @@ fn run_charts(runs: &[Run]) -> Markup {
                 label: format!(
                     "{} {} · {:.1} s",
                     r.created_at.format("%Y-%m-%d %H:%M:%S"),
-                    r.state,
+                    r.state.as_str(),
                     secs
                 ),
             }
@@ -347,7 +348,7 @@ fn sync_section(
                         @let (a, u, d) = r.changed();
                         tr data-run=(r.id) {
                             td.mono title=(r.id) { "…" (r.id.simple().to_string()[24..]) }
-                            td { (badge(&r.state)) }
+                            td { (badge(r.state.as_str())) }
                             td.num { (r.attempt) }
                             td { (optional_time(r.started_at)) }
                             td { (optional_time(r.completed_at)) }
