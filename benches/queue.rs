@@ -8,7 +8,7 @@
 //! event-source pump as `lasso dev` (receive up to 10, invoke, delete) whose invoke does the
 //! runner's queue transitions for each message and nothing else, as graphile-worker's jobs are
 //! no-ops. Two forms of the transitions are measured: one `start` and one `succeed` per task
-//! (what the runner function does around each script), and `start_many` / `succeed_many`
+//! (what the runner function did around each script), and `start_many` / `succeed_many`
 //! (one statement each per batch), with batches of 10 (SQS's receive limit and the template's
 //! `BatchSize`) and of 100 (an event source mapping with a batching window gathers more).
 //! One runner loop, as `lasso dev` runs (more loops gained nothing on 2 cores). Every run
@@ -294,7 +294,7 @@ async fn main() -> anyhow::Result<()> {
         rate(gw_batched.seconds),
     );
     row(
-        "Lasso, `start` + `succeed` per task (as the runner function does today), batches of 10",
+        "Lasso, `start` + `succeed` per task (the runner function before `start_many`), batches of 10",
         rate(per_task.as_secs_f64()),
     );
     row(
