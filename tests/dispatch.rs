@@ -592,3 +592,88 @@ async fn stuck_dispatched_tasks_are_sent_again_and_run_once() {
         TaskState::Dispatched
     );
 }
+
+#[tokio::test]
+async fn batched_start_and_succeed_change_only_tasks_in_the_expected_state() {
+    let db = fresh_database().await;
+    let ctx = Context::build(config(&db, &[]), None).unwrap();
+    let (env, _) = environments::create(&ctx.db, "batched").await.unwrap();
+    let new: Vec<NewTask> = (0..6).map(|n| sleeper_task(env.id, n)).collect();
+    let ids = tasks::insert(&ctx.db, &new).await.unwrap();
+    let claimed = tasks::claim_for_dispatch(&ctx.db, 4, 100).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    let dispatched: Vec<Uuid> = claimed.iter().map(|t| t.id).collect();
+    let created: Vec<Uuid> = ids
+        .iter()
+        .copied()
+        .filter(|id| !dispatched.contains(id))
+        .collect();
+
+    // Another group's runner starts nothing.
+    assert!(
+        tasks::start_many(&ctx.db, &dispatched, "other")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A batch with duplicates and CREATED tasks starts each DISPATCHED one once.
+    let mut batch = dispatched.clone();
+    batch.push(dispatched[0]);
+    batch.extend(&created);
+    let started = tasks::start_many(&ctx.db, &batch, "shared").await.unwrap();
+    let mut started_ids: Vec<Uuid> = started.iter().map(|t| t.id).collect();
+    started_ids.sort();
+    let mut expected = dispatched.clone();
+    expected.sort();
+    assert_eq!(started_ids, expected);
+    assert!(started.iter().all(|t| t.state == TaskState::Started));
+    // A second delivery of the same batch starts nothing.
+    assert!(
+        tasks::start_many(&ctx.db, &batch, "shared")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // One started task is cancelled meanwhile: succeeding the batch leaves it cancelled.
+    let cancelled = dispatched[1];
+    sqlx::query("UPDATE queue.tasks SET state = 'CANCELLED' WHERE id = $1")
+        .bind(cancelled)
+        .execute(&ctx.db)
+        .await
+        .unwrap();
+    let mut done: Vec<(Uuid, serde_json::Value)> = dispatched
+        .iter()
+        .map(|id| (*id, json!({"task": id.to_string()})))
+        .collect();
+    done.push((created[0], json!({"never": true})));
+    let finished = tasks::succeed_many(&ctx.db, &done).await.unwrap();
+    let mut finished_ids: Vec<Uuid> = finished.iter().map(|(id, _)| *id).collect();
+    finished_ids.sort();
+    let mut expected: Vec<Uuid> = dispatched
+        .iter()
+        .copied()
+        .filter(|id| *id != cancelled)
+        .collect();
+    expected.sort();
+    assert_eq!(finished_ids, expected);
+    for (id, payload) in &finished {
+        assert_eq!(payload["script_key"], "sleeper.js", "{id}");
+        let task = tasks::get(&ctx.db, *id).await.unwrap().unwrap();
+        assert_eq!(task.state, TaskState::Succeeded);
+        assert_eq!(task.output, Some(json!({"task": id.to_string()})));
+    }
+    let states: Vec<TaskState> = futures::future::join_all([cancelled, created[0]].map(|id| {
+        let db = ctx.db.clone();
+        async move { tasks::get(&db, id).await.unwrap().unwrap().state }
+    }))
+    .await;
+    assert_eq!(states, [TaskState::Cancelled, TaskState::Created]);
+    // Succeeding again changes nothing.
+    assert!(
+        tasks::succeed_many(&ctx.db, &done)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

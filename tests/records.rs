@@ -210,6 +210,29 @@ async fn paging_returns_every_record_exactly_once() {
     assert_eq!(first["last_action"], "ADDED");
 }
 
+/// Pages follow transaction ids as numbers: a writer whose xid has more digits (9 → 10 → 100)
+/// comes after, not before, as it would in text order, where the cursor's numeric comparison
+/// then skips the records of the shorter xid.
+#[tokio::test]
+async fn paging_orders_transaction_ids_as_numbers() {
+    let s = setup().await;
+    let all: Vec<Value> = (0..3).map(|i| issue(i, "x")).collect();
+    records::save(&s.db.pool, &s.scope, &all, None)
+        .await
+        .unwrap();
+    for (i, xid) in [(0, "9"), (1, "10"), (2, "100")] {
+        sqlx::query("UPDATE records.records SET xid = $1::text::xid8 WHERE external_id = $2")
+            .bind(xid)
+            .bind(format!("issue-{i}"))
+            .execute(&s.db.pool)
+            .await
+            .unwrap();
+    }
+    let seen = all_records(&s, "model=Issue&limit=1").await;
+    let ids: Vec<&str> = seen.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["issue-0", "issue-1", "issue-2"]);
+}
+
 #[tokio::test]
 async fn a_late_committing_writer_is_never_skipped() {
     let s = setup().await;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lasso_services::adapters::TaskTransport;
-use lasso_services::adapters::transport::Delivery;
+use lasso_services::adapters::transport::{Delivery, MAX_BATCH};
 use serde_json::json;
 
 #[derive(Clone)]
@@ -69,9 +69,23 @@ where
     F: FnOnce(SqsEvent) -> Fut,
     Fut: Future<Output = anyhow::Result<SqsBatchResponse>>,
 {
-    let deliveries = transport
+    let mut deliveries = transport
         .receive(mapping.batch_size, mapping.wait, mapping.visibility)
         .await?;
+    // A receive hands out at most MAX_BATCH; a larger batch is gathered from more receives
+    // while they come back full, as the event source mapping fills a batch over its window.
+    let mut last = deliveries.len();
+    while last == MAX_BATCH && deliveries.len() < mapping.batch_size {
+        let more = transport
+            .receive(
+                mapping.batch_size - deliveries.len(),
+                Duration::ZERO,
+                mapping.visibility,
+            )
+            .await?;
+        last = more.len();
+        deliveries.extend(more);
+    }
     let received = deliveries.len();
     let (dead, deliveries): (Vec<Delivery>, Vec<Delivery>) =
         deliveries.into_iter().partition(|d| {
@@ -105,4 +119,46 @@ where
         transport.delete(&done).await?;
     }
     Ok(received)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lasso_services::adapters::transport::{LocalTransport, OutgoingMessage};
+
+    async fn batch_sizes(queued: usize, batch_size: usize) -> Vec<usize> {
+        let transport = LocalTransport::new();
+        let messages: Vec<OutgoingMessage> = (0..queued)
+            .map(|i| OutgoingMessage {
+                id: i.to_string(),
+                body: i.to_string(),
+            })
+            .collect();
+        transport.send_batch(&messages).await.unwrap();
+        let mapping = Mapping {
+            batch_size,
+            wait: Duration::ZERO,
+            ..Mapping::default()
+        };
+        let mut sizes = Vec::new();
+        loop {
+            let mut size = 0;
+            let received = pump_once(&transport, &mapping, |event| {
+                size = event.records.len();
+                async { Ok(SqsBatchResponse::default()) }
+            })
+            .await
+            .unwrap();
+            if received == 0 {
+                return sizes;
+            }
+            sizes.push(size);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_one_receive_is_gathered_from_several() {
+        assert_eq!(batch_sizes(250, 100).await, [100, 100, 50]);
+        assert_eq!(batch_sizes(25, 10).await, [10, 10, 5]);
+    }
 }

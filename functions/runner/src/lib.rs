@@ -16,15 +16,49 @@ use run::Outcome;
 const CONCURRENCY: usize = 10;
 
 pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
-    let failures = futures::stream::iter(event.records)
-        .map(|record| async move {
-            let id = record.message_id.unwrap_or_default();
-            let Some(body) = record.body else {
+    // A batch no larger than what runs at once is started in one statement: every task of it
+    // runs right away, so none sits STARTED without heartbeats. A larger one starts each task
+    // as its turn comes.
+    let records: Vec<(String, Option<String>)> = event
+        .records
+        .into_iter()
+        .map(|r| (r.message_id.unwrap_or_default(), r.body))
+        .collect();
+    let mut started = None;
+    if records.len() <= CONCURRENCY {
+        let ids: Vec<uuid::Uuid> = records
+            .iter()
+            .filter_map(|(_, body)| run::parse_message(body.as_deref()?).ok())
+            .collect();
+        match run::start_batch(ctx, &ids).await {
+            Ok(tasks) => started = Some(std::sync::Mutex::new(tasks)),
+            Err(e) => {
+                tracing::warn!(error = %e, "starting the batch failed; redelivering it");
+                return failures_response(records.into_iter().map(|(id, _)| id).collect());
+            }
+        }
+    }
+    let started = &started;
+    let failures = futures::stream::iter(records)
+        .map(|(id, body)| async move {
+            let Some(body) = body else {
                 tracing::warn!(message_id = %id, "message without a body");
                 return Some(id);
             };
             let span = tracing::info_span!("message", message_id = %id);
-            match tracing::Instrument::instrument(run::process_message(ctx, &body), span).await {
+            let processed = async {
+                let Some(started) = started else {
+                    return run::process_message(ctx, &body).await;
+                };
+                let task_id = run::parse_message(&body)?;
+                // Taken out, so a second message for the same task is a duplicate.
+                let task = started.lock().expect("started tasks lock").remove(&task_id);
+                match task {
+                    Some(task) => run::run_started(ctx, task).await,
+                    None => run::not_started(ctx, task_id).await,
+                }
+            };
+            match tracing::Instrument::instrument(processed, span).await {
                 Ok(outcome) => match outcome {
                     Outcome::Succeeded(task) => {
                         tracing::info!(%task, "task succeeded");
@@ -52,6 +86,10 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
         .filter_map(|failed| async move { failed })
         .collect::<Vec<String>>()
         .await;
+    failures_response(failures)
+}
+
+fn failures_response(failures: Vec<String>) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures
         .into_iter()

@@ -4,6 +4,7 @@
 mod host;
 mod oplog;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -37,23 +38,51 @@ pub enum Outcome {
 pub const MAX_ACTION_OUTPUT: usize = 2 * 1024 * 1024;
 
 pub async fn process_message(ctx: &Context, body: &str) -> Result<Outcome> {
+    let task_id = parse_message(body)?;
+    match tasks::start(&ctx.db, task_id, &ctx.config.runner_group).await? {
+        Some(task) => run_started(ctx, task).await,
+        None => not_started(ctx, task_id).await,
+    }
+}
+
+/// The task a message names.
+pub fn parse_message(body: &str) -> Result<Uuid> {
     let message: TaskMessage = serde_json::from_str(body)
         .map_err(|e| Error::invalid("message", format!("not a task message: {e}")))?;
+    Ok(message.task_id)
+}
+
+/// Starts the tasks of a batch of messages in one statement ([`tasks::start_many`]): the
+/// started ones by id. Each is then run with [`run_started`]; a message whose task is not
+/// among them goes to [`not_started`].
+pub async fn start_batch(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, Task>> {
+    Ok(tasks::start_many(&ctx.db, ids, &ctx.config.runner_group)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t))
+        .collect())
+}
+
+/// A message whose task could not be started: a duplicate delivery of a task of this group,
+/// or a task of another group (or none), which is refused.
+pub async fn not_started(ctx: &Context, task_id: Uuid) -> Result<Outcome> {
     let own_group = &ctx.config.runner_group;
-    let Some(task) = tasks::start(&ctx.db, message.task_id, own_group).await? else {
-        return match tasks::runner_group_of(&ctx.db, message.task_id).await? {
-            Some(group) if group == *own_group => Ok(Outcome::Skipped(message.task_id)),
-            group => {
-                tracing::error!(
-                    task_id = %message.task_id,
-                    runner_group = %own_group,
-                    task_runner_group = group.as_deref().unwrap_or("(not visible)"),
-                    "refused a task of another runner group; nothing ran"
-                );
-                Ok(Outcome::Refused(message.task_id))
-            }
-        };
-    };
+    match tasks::runner_group_of(&ctx.db, task_id).await? {
+        Some(group) if group == *own_group => Ok(Outcome::Skipped(task_id)),
+        group => {
+            tracing::error!(
+                %task_id,
+                runner_group = %own_group,
+                task_runner_group = group.as_deref().unwrap_or("(not visible)"),
+                "refused a task of another runner group; nothing ran"
+            );
+            Ok(Outcome::Refused(task_id))
+        }
+    }
+}
+
+/// Runs a task this runner has started and records its outcome.
+pub async fn run_started(ctx: &Context, task: Task) -> Result<Outcome> {
     let span = tracing::info_span!("task", task_id = %task.id, kind = task.kind.as_str(), attempt = task.attempt);
     let cancel = CancellationToken::new();
     // Aborted when this future ends or is dropped: a runner that dies stops heartbeating, so

@@ -393,6 +393,71 @@ pub async fn start(db: &PgPool, id: Uuid, runner_group: &str) -> Result<Option<T
     Ok(row)
 }
 
+/// [`start`] for a batch of deliveries in one statement: each task still DISPATCHED and of an
+/// environment in `runner_group` becomes STARTED; the others (duplicates, finished, another
+/// group's) are left as they are and missing from the result, as [`start`] returns `None` for
+/// them. The rows are locked in id order first, so two overlapping batches cannot deadlock.
+pub async fn start_many(db: &PgPool, ids: &[Uuid], runner_group: &str) -> Result<Vec<Task>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+        "WITH claim AS MATERIALIZED (
+            SELECT c.id FROM queue.tasks c
+            WHERE c.id = ANY($1) AND c.state = 'DISPATCHED'
+              AND EXISTS (SELECT 1 FROM environments e
+                          WHERE e.id = c.environment_id AND e.runner_group = $2)
+            ORDER BY c.id
+            FOR UPDATE
+         )
+         UPDATE queue.tasks t SET state = 'STARTED', started_at = now(), last_heartbeat_at = now()
+         FROM claim WHERE t.id = claim.id AND t.state = 'DISPATCHED'
+         RETURNING ",
+        columns!(),
+        ""
+    ))
+    .bind(ids)
+    .bind(runner_group)
+    .fetch_all(db)
+    .await?;
+    to_tasks(rows)
+}
+
+/// [`succeed`] for a batch in one statement: each `(id, output)` whose task is still STARTED
+/// becomes SUCCEEDED with its output. Returns `(id, payload)` of the tasks it finished; a task
+/// no longer STARTED (cancelled, expired) is left out. Locks in id order, as [`start_many`].
+pub async fn succeed_many(db: &PgPool, done: &[(Uuid, Value)]) -> Result<Vec<(Uuid, Value)>> {
+    if done.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = done.iter().map(|(id, _)| *id).collect();
+    let outputs: Vec<sqlx::types::Json<&Value>> = done
+        .iter()
+        .map(|(_, output)| sqlx::types::Json(output))
+        .collect();
+    Ok(sqlx::query_as(
+        "WITH done AS (
+            SELECT DISTINCT ON (id) id, output
+            FROM UNNEST($1::uuid[], $2::jsonb[]) AS d(id, output)
+            ORDER BY id
+         ), finish AS MATERIALIZED (
+            SELECT c.id FROM queue.tasks c
+            WHERE c.id = ANY($1) AND c.state = 'STARTED'
+            ORDER BY c.id
+            FOR UPDATE
+         )
+         UPDATE queue.tasks t
+         SET state = 'SUCCEEDED', completed_at = now(), output = done.output
+         FROM finish JOIN done ON done.id = finish.id
+         WHERE t.id = finish.id AND t.state = 'STARTED'
+         RETURNING t.id, t.payload",
+    )
+    .bind(&ids)
+    .bind(&outputs)
+    .fetch_all(db)
+    .await?)
+}
+
 /// The runner group of the task's environment; `None` when the task does not exist or, for a
 /// runner's database user, belongs to another group (row-level security hides it).
 pub async fn runner_group_of(db: &PgPool, id: Uuid) -> Result<Option<String>> {

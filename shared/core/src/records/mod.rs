@@ -406,18 +406,23 @@ pub async fn list(db: &PgPool, scope: &Scope, query: &ListQuery) -> Result<Page>
          FROM records.records
          WHERE connection_id = $1 AND model = $2 AND variant = $3
            AND xid < pg_snapshot_xmin(pg_current_snapshot())
-           AND ($4::text IS NULL OR (xid, external_id) > ($4::text::xid8, $5::text))
+           AND (xid, external_id) > ($4::text::xid8, $5::text)
            AND ($6::timestamptz IS NULL OR updated_at > $6)
            AND (cardinality($7::text[]) = 0 OR last_action::text = ANY($7))
            AND (cardinality($8::text[]) = 0 OR external_id = ANY($8))
-         ORDER BY xid, external_id
+         ORDER BY records.xid, records.external_id
          LIMIT $9",
     )
     .bind(scope.connection)
     .bind(&scope.model)
     .bind(&scope.variant)
-    .bind(query.cursor.as_ref().map(|c| c.xid.as_str()))
-    .bind(query.cursor.as_ref().map(|c| c.external_id.as_str()))
+    // Always a cursor: without one, (0, '') is below every row (xid 0 is never assigned). An
+    // `$4 IS NULL OR …` branch instead keeps the row comparison out of the index condition in
+    // the generic plan sqlx's prepared statement gets, so a deep page scans every row before
+    // it. The ORDER BY names the table's columns: a bare `xid` is the output's `xid::text`,
+    // whose text order disagrees with the cursor's numeric comparison.
+    .bind(query.cursor.as_ref().map_or("0", |c| c.xid.as_str()))
+    .bind(query.cursor.as_ref().map_or("", |c| c.external_id.as_str()))
     .bind(query.modified_after)
     .bind(&filter)
     .bind(&query.ids)
