@@ -17,6 +17,7 @@ mod emulate;
 mod incoming_webhooks;
 mod infra;
 mod logs;
+mod nango_cli;
 mod nango_client;
 mod outbound_policy;
 mod providers;

@@ -7,6 +7,7 @@ mod functions;
 mod health;
 mod integrations;
 mod logs;
+mod nango_cli;
 mod providers;
 mod proxy;
 mod records;
@@ -35,6 +36,7 @@ pub fn router() -> Router<Context> {
         .merge(actions::router())
         .merge(webhooks::router())
         .merge(syncs::router())
+        .merge(nango_cli::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
