@@ -14,6 +14,7 @@ mod dashboard;
 mod deploy;
 mod dispatch;
 mod emulate;
+mod frontend_sdk;
 mod incoming_webhooks;
 mod infra;
 mod logs;

@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use lasso_services::Context;
 use lasso_services::auth_flows::{Outcome, Request, direct, oauth2};
+use lasso_services::auth_sockets::MAX_CLIENT_ID_LEN;
 use lasso_services::crypto::random_token;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -27,12 +28,17 @@ pub fn router() -> Router<Context> {
     Router::new()
         .route("/oauth/connect/{provider_config_key}", get(oauth_connect))
         .route("/oauth/callback", get(oauth_callback))
-        .route(
-            "/oauth2/auth/{provider_config_key}",
-            post(client_credentials),
+        .merge(
+            // The SDK calls these with `fetch` from the app's own origin.
+            Router::new()
+                .route(
+                    "/oauth2/auth/{provider_config_key}",
+                    post(client_credentials),
+                )
+                .route("/api-auth/api-key/{provider_config_key}", post(api_key))
+                .route("/api-auth/basic/{provider_config_key}", post(basic))
+                .route_layer(super::cors::session_token_endpoints()),
         )
-        .route("/api-auth/api-key/{provider_config_key}", post(api_key))
-        .route("/api-auth/basic/{provider_config_key}", post(basic))
 }
 
 /// The query string of an auth endpoint, as Nango's frontend SDK writes it.
@@ -40,6 +46,7 @@ struct AuthQuery {
     request: Request,
     user_scope: Option<String>,
     authorization_params: BTreeMap<String, String>,
+    ws_client_id: Option<String>,
 }
 
 fn bracketed<'a>(key: &'a str, name: &str) -> Option<&'a str> {
@@ -50,9 +57,8 @@ fn bracketed<'a>(key: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Reads `connection_id`, `params[...]` and, for OAuth (`oauth`), `user_scope` and
-/// `authorization_params[...]`. The credential parameters were read by [`AuthCaller`];
-/// `ws_client_id` names the SDK's websocket, which Lasso does not use (the callback page
-/// messages the opener window instead).
+/// `authorization_params[...]` and `ws_client_id` (the SDK's socket, told the outcome). The
+/// credential parameters were read by [`AuthCaller`].
 fn auth_query(
     provider_config_key: String,
     pairs: Vec<(String, String)>,
@@ -66,11 +72,21 @@ fn auth_query(
         },
         user_scope: None,
         authorization_params: BTreeMap::new(),
+        ws_client_id: None,
     };
     for (key, value) in pairs {
         match key.as_str() {
             "connection_id" => out.request.connection_id = Some(value),
-            "connect_session_token" | "public_key" | "ws_client_id" => {}
+            "connect_session_token" | "public_key" => {}
+            "ws_client_id" => {
+                if value.is_empty() || value.len() > MAX_CLIENT_ID_LEN {
+                    return Err(ApiError::invalid(
+                        "ws_client_id",
+                        format!("use the id the socket sent (1 to {MAX_CLIENT_ID_LEN} characters)"),
+                    ));
+                }
+                out.ws_client_id = Some(value);
+            }
             "user_scope" if oauth => out.user_scope = Some(value),
             other => {
                 if let Some(name) = bracketed(other, "params") {
@@ -114,10 +130,12 @@ async fn oauth_connect(
     caller: Result<AuthCaller, ApiError>,
     query: Result<Query<Vec<(String, String)>>, ApiError>,
 ) -> Response {
+    let mut socket = None;
     let started = async {
         let AuthCaller(caller) = caller?;
         let Query(pairs) = query?;
         let q = auth_query(provider_config_key, pairs, true)?;
+        socket.clone_from(&q.ws_client_id);
         let url = oauth2::authorize(
             &ctx,
             &caller,
@@ -125,6 +143,7 @@ async fn oauth_connect(
                 request: q.request,
                 user_scope: q.user_scope,
                 authorization_params: q.authorization_params,
+                ws_client_id: q.ws_client_id,
             },
         )
         .await?;
@@ -133,9 +152,23 @@ async fn oauth_connect(
     .await;
     match started {
         Ok(url) => (StatusCode::FOUND, [(LOCATION, url)]).into_response(),
-        // A browser opened this URL in a popup: tell it (and the opener) on a page.
-        Err(e) if wants_html(&headers) => error_page(e).await,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let parts = error_parts(e).await;
+            if let Some(id) = &socket {
+                ctx.auth_sockets.error(id, &parts.code, &parts.message);
+            }
+            // A browser opened this URL in a popup: tell it (and the opener) on a page.
+            if wants_html(&headers) {
+                error_page(parts.status, &parts.code, &parts.message)
+            } else {
+                (
+                    parts.status,
+                    [(CONTENT_TYPE, "application/json")],
+                    parts.body,
+                )
+                    .into_response()
+            }
+        }
     }
 }
 
@@ -143,46 +176,78 @@ async fn oauth_callback(
     State(ctx): State<Context>,
     query: Result<Query<Vec<(String, String)>>, ApiError>,
 ) -> Response {
-    let finished = async {
-        let Query(pairs) = query?;
-        let query: BTreeMap<String, String> = pairs.into_iter().collect();
-        Ok::<_, ApiError>(oauth2::callback(&ctx, &query).await?)
-    }
-    .await;
-    match finished {
-        Ok(outcome) => auth_page(
-            StatusCode::OK,
-            "Connection successful",
-            &format!(
-                "Connection `{}` of integration `{}` is ready. You can close this window.",
-                outcome.connection_id, outcome.provider_config_key
-            ),
-            json!({
-                "type": "nango_oauth_callback_success",
-                "payload": {
-                    "providerConfigKey": outcome.provider_config_key,
-                    "connectionId": outcome.connection_id,
-                },
-            }),
-        ),
-        Err(e) => error_page(e).await,
+    let finished = match query {
+        Ok(Query(pairs)) => {
+            let query: BTreeMap<String, String> = pairs.into_iter().collect();
+            oauth2::finish(&ctx, &query).await
+        }
+        Err(e) => {
+            let parts = error_parts(e).await;
+            return error_page(parts.status, &parts.code, &parts.message);
+        }
+    };
+    match finished.result {
+        Ok(outcome) => {
+            if let Some(id) = &finished.ws_client_id {
+                ctx.auth_sockets
+                    .success(id, &outcome.provider_config_key, &outcome.connection_id);
+            }
+            auth_page(
+                StatusCode::OK,
+                "Connection successful",
+                &format!(
+                    "Connection `{}` of integration `{}` is ready. You can close this window.",
+                    outcome.connection_id, outcome.provider_config_key
+                ),
+                json!({
+                    "type": "nango_oauth_callback_success",
+                    "payload": {
+                        "providerConfigKey": outcome.provider_config_key,
+                        "connectionId": outcome.connection_id,
+                    },
+                }),
+            )
+        }
+        Err(e) => {
+            let parts = error_parts(e.into()).await;
+            if let Some(id) = &finished.ws_client_id {
+                ctx.auth_sockets.error(id, &parts.code, &parts.message);
+            }
+            error_page(parts.status, &parts.code, &parts.message)
+        }
     }
 }
 
-/// The error page for `e`, with the status, code and message the JSON answer would have.
-async fn error_page(e: ApiError) -> Response {
+/// The JSON answer for an error, and its code and message.
+struct ErrorParts {
+    status: StatusCode,
+    code: String,
+    message: String,
+    body: axum::body::Bytes,
+}
+
+async fn error_parts(e: ApiError) -> ErrorParts {
     let response = e.into_response();
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
         .await
         .unwrap_or_default();
-    let body: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let text = |key: &str| body["error"][key].as_str().unwrap_or_default().to_string();
-    let (code, message) = (text("code"), text("message"));
+    let json: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let text = |key: &str| json["error"][key].as_str().unwrap_or_default().to_string();
+    ErrorParts {
+        status,
+        code: text("code"),
+        message: text("message"),
+        body,
+    }
+}
+
+/// The error page: the status, code and message the JSON answer would have.
+fn error_page(status: StatusCode, code: &str, message: &str) -> Response {
     auth_page(
         status,
         "Connection failed",
-        &message,
+        message,
         json!({
             "type": "nango_oauth_callback_error",
             "payload": {"message": message, "errorType": code},

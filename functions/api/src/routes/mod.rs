@@ -1,7 +1,9 @@
 mod actions;
 mod auth_flows;
+pub(crate) mod auth_socket;
 mod connect;
 mod connections;
+mod cors;
 mod environment;
 mod functions;
 mod health;

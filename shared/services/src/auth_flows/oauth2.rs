@@ -48,6 +48,8 @@ pub struct Authorize {
     /// `authorization_params[...]`, over the catalog's; the value `undefined` removes a catalog
     /// parameter (as in Nango).
     pub authorization_params: BTreeMap<String, String>,
+    /// The frontend SDK's socket (`ws_client_id`), told the outcome when the callback ends.
+    pub ws_client_id: Option<String>,
 }
 
 /// The callback URL every provider must have registered for the OAuth app.
@@ -248,8 +250,8 @@ pub async fn authorize(ctx: &Context, caller: &Caller, input: Authorize) -> Resu
     sqlx::query(
         "INSERT INTO oauth_sessions (state_hash, environment_id, integration_id, connection_id,
             code_verifier_encrypted, redirect_uri, connect_session_id, connection_config,
-            expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))",
+            expires_at, ws_client_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10)",
     )
     .bind(&state_hash)
     .bind(caller.environment().id)
@@ -264,6 +266,7 @@ pub async fn authorize(ctx: &Context, caller: &Caller, input: Authorize) -> Resu
     .bind(target.connect_session_id)
     .bind(Value::Object(target.connection_config))
     .bind(SESSION_LIFETIME.num_seconds() as f64)
+    .bind(&input.ws_client_id)
     .execute(&ctx.db)
     .await?;
     Ok(url)
@@ -281,6 +284,7 @@ struct Session {
     redirect_uri: String,
     connect_session_id: Option<i64>,
     connection_config: Value,
+    ws_client_id: Option<String>,
 }
 
 fn invalid_state(message: &str) -> Error {
@@ -299,7 +303,8 @@ async fn consume(db: &PgPool, state: &str) -> Result<Session> {
             UPDATE oauth_sessions SET consumed_at = now()
             WHERE state_hash = $1 AND consumed_at IS NULL AND expires_at > now()
             RETURNING state_hash, environment_id, integration_id, connection_id,
-                code_verifier_encrypted, redirect_uri, connect_session_id, connection_config
+                code_verifier_encrypted, redirect_uri, connect_session_id, connection_config,
+                ws_client_id
          )
          SELECT s.*, e.uuid AS environment_uuid, e.name AS environment_name
          FROM s JOIN environments e ON e.id = s.environment_id",
@@ -350,11 +355,44 @@ fn short(text: &str) -> String {
 /// the code (with the PKCE verifier) and stores the connection. A provider error, a missing code
 /// or a failed exchange stores nothing and sends a failure webhook.
 pub async fn callback(ctx: &Context, query: &BTreeMap<String, String>) -> Result<Outcome> {
-    let state = query
-        .get("state")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| invalid_state("the callback has no `state` parameter"))?;
-    let session = consume(&ctx.db, state).await?;
+    finish(ctx, query).await.result
+}
+
+/// How a callback ended, and the frontend SDK's socket to tell (the `ws_client_id` its
+/// authorization carried), when the callback got as far as finding its session.
+pub struct Finished {
+    pub ws_client_id: Option<String>,
+    pub result: Result<Outcome>,
+}
+
+/// [`callback`], with the socket to tell.
+pub async fn finish(ctx: &Context, query: &BTreeMap<String, String>) -> Finished {
+    let Some(state) = query.get("state").filter(|s| !s.is_empty()) else {
+        return Finished {
+            ws_client_id: None,
+            result: Err(invalid_state("the callback has no `state` parameter")),
+        };
+    };
+    let session = match consume(&ctx.db, state).await {
+        Ok(session) => session,
+        Err(e) => {
+            return Finished {
+                ws_client_id: None,
+                result: Err(e),
+            };
+        }
+    };
+    Finished {
+        ws_client_id: session.ws_client_id.clone(),
+        result: complete(ctx, session, query).await,
+    }
+}
+
+async fn complete(
+    ctx: &Context,
+    session: Session,
+    query: &BTreeMap<String, String>,
+) -> Result<Outcome> {
     let environment = Environment {
         id: session.environment_id,
         uuid: session.environment_uuid,
