@@ -20,6 +20,7 @@ mod infra;
 mod logs;
 mod nango_cli;
 mod nango_client;
+mod oauth_binding;
 mod outbound_policy;
 mod providers;
 mod proxy;
