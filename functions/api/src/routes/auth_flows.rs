@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::http::header::{
-    ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY,
+    ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERER,
+    REFERRER_POLICY, SET_COOKIE,
 };
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -131,12 +132,13 @@ async fn oauth_connect(
     query: Result<Query<Vec<(String, String)>>, ApiError>,
 ) -> Response {
     let mut socket = None;
+    let opener = opener_origin(&headers);
     let started = async {
         let AuthCaller(caller) = caller?;
         let Query(pairs) = query?;
         let q = auth_query(provider_config_key, pairs, true)?;
         socket.clone_from(&q.ws_client_id);
-        let url = oauth2::authorize(
+        let started = oauth2::authorize(
             &ctx,
             &caller,
             oauth2::Authorize {
@@ -144,14 +146,34 @@ async fn oauth_connect(
                 user_scope: q.user_scope,
                 authorization_params: q.authorization_params,
                 ws_client_id: q.ws_client_id,
+                opener_origin: opener.clone(),
             },
         )
         .await?;
-        Ok::<_, ApiError>(url)
+        Ok::<_, ApiError>(started)
     }
     .await;
     match started {
-        Ok(url) => (StatusCode::FOUND, [(LOCATION, url)]).into_response(),
+        Ok(started) => {
+            let secure = if ctx.config.public_url.starts_with("https://") {
+                "; Secure"
+            } else {
+                ""
+            };
+            // Lax: the provider's redirect back is a top-level navigation from another site,
+            // which Lax cookies go with (Strict ones do not).
+            let cookie = format!(
+                "{}={}; Path=/oauth/callback; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+                started.cookie.name,
+                started.cookie.value,
+                oauth2::SESSION_LIFETIME.num_seconds()
+            );
+            (
+                StatusCode::FOUND,
+                [(LOCATION, started.url), (SET_COOKIE, cookie)],
+            )
+                .into_response()
+        }
         Err(e) => {
             let parts = error_parts(e).await;
             if let Some(id) = &socket {
@@ -159,7 +181,7 @@ async fn oauth_connect(
             }
             // A browser opened this URL in a popup: tell it (and the opener) on a page.
             if wants_html(&headers) {
-                error_page(parts.status, &parts.code, &parts.message)
+                error_page(parts.status, &parts.code, &parts.message, opener.as_deref())
             } else {
                 (
                     parts.status,
@@ -174,18 +196,42 @@ async fn oauth_connect(
 
 async fn oauth_callback(
     State(ctx): State<Context>,
+    headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, ApiError>,
 ) -> Response {
-    let finished = match query {
+    let (finished, cookie_name) = match query {
         Ok(Query(pairs)) => {
             let query: BTreeMap<String, String> = pairs.into_iter().collect();
-            oauth2::finish(&ctx, &query).await
+            let cookie_name = query
+                .get("state")
+                .map(|state| oauth2::binding_cookie_name(state));
+            let binding = cookie_name
+                .as_deref()
+                .and_then(|name| crate::web::session::cookie_in(&headers, name));
+            (
+                oauth2::finish(&ctx, &query, binding.as_deref()).await,
+                cookie_name,
+            )
         }
         Err(e) => {
             let parts = error_parts(e).await;
-            return error_page(parts.status, &parts.code, &parts.message);
+            return error_page(parts.status, &parts.code, &parts.message, None);
         }
     };
+    let mut page = page_for(&ctx, finished).await;
+    // The flow is over (or was never this browser's): its cookie has no further use.
+    if let Some(name) = cookie_name
+        && let Ok(value) =
+            format!("{name}=; Path=/oauth/callback; HttpOnly; SameSite=Lax; Max-Age=0").parse()
+    {
+        page.headers_mut().append(SET_COOKIE, value);
+    }
+    page
+}
+
+/// The callback page for how the flow ended; the SDK's socket, if any, is told too.
+async fn page_for(ctx: &Context, finished: oauth2::Finished) -> Response {
+    let opener = finished.opener_origin.as_deref();
     match finished.result {
         Ok(outcome) => {
             if let Some(id) = &finished.ws_client_id {
@@ -206,6 +252,7 @@ async fn oauth_callback(
                         "connectionId": outcome.connection_id,
                     },
                 }),
+                opener,
             )
         }
         Err(e) => {
@@ -213,9 +260,22 @@ async fn oauth_callback(
             if let Some(id) = &finished.ws_client_id {
                 ctx.auth_sockets.error(id, &parts.code, &parts.message);
             }
-            error_page(parts.status, &parts.code, &parts.message)
+            error_page(parts.status, &parts.code, &parts.message, opener)
         }
     }
+}
+
+/// The origin (`scheme://host[:port]`) of the page that sent the browser here, from its
+/// `Referer`: the opener of the popup the flow runs in. Nothing when there is none (a
+/// `no-referrer` policy) or it is not an http(s) URL.
+fn opener_origin(headers: &HeaderMap) -> Option<String> {
+    let referer = headers.get(REFERER)?.to_str().ok()?;
+    let url = reqwest::Url::parse(referer).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let origin = url.origin().ascii_serialization();
+    (origin.len() <= 300 && origin != "null").then_some(origin)
 }
 
 /// The JSON answer for an error, and its code and message.
@@ -243,7 +303,7 @@ async fn error_parts(e: ApiError) -> ErrorParts {
 }
 
 /// The error page: the status, code and message the JSON answer would have.
-fn error_page(status: StatusCode, code: &str, message: &str) -> Response {
+fn error_page(status: StatusCode, code: &str, message: &str, opener: Option<&str>) -> Response {
     auth_page(
         status,
         "Connection failed",
@@ -252,6 +312,7 @@ fn error_page(status: StatusCode, code: &str, message: &str) -> Response {
             "type": "nango_oauth_callback_error",
             "payload": {"message": message, "errorType": code},
         }),
+        opener,
     )
 }
 
@@ -275,10 +336,19 @@ fn script_json(value: &Value) -> String {
 }
 
 /// The page the OAuth popup ends on. Like Nango's, it posts `message` to the window that opened
-/// it (and on the `nango-oauth-callback` broadcast channel), so a frontend learns the outcome
-/// without a websocket, and closes itself after a success.
-fn auth_page(status: StatusCode, title: &str, text: &str, message: Value) -> Response {
+/// it (and on the `nango-oauth-callback` broadcast channel, which only Lasso's own pages hear),
+/// so a frontend learns the outcome without a websocket, and closes itself after a success.
+/// Unlike Nango's, it posts only to `opener`, the origin the flow was started from; with none
+/// known the opener is told nothing (any page could be the opener).
+fn auth_page(
+    status: StatusCode,
+    title: &str,
+    text: &str,
+    message: Value,
+    opener: Option<&str>,
+) -> Response {
     let nonce = random_token("");
+    let opener = script_json(&opener.map_or(Value::Null, |o| Value::String(o.to_string())));
     let html = format!(
         r#"<!doctype html>
 <html>
@@ -292,7 +362,8 @@ fn auth_page(status: StatusCode, title: &str, text: &str, message: Value) -> Res
     <script nonce="{nonce}">
       (function () {{
         var message = {message};
-        try {{ if (window.opener) {{ window.opener.postMessage(message, '*'); }} }} catch (e) {{}}
+        var opener = {opener};
+        try {{ if (window.opener && opener) {{ window.opener.postMessage(message, opener); }} }} catch (e) {{}}
         try {{
           if (typeof BroadcastChannel !== 'undefined') {{
             var channel = new BroadcastChannel('nango-oauth-callback');
