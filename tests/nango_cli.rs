@@ -250,5 +250,53 @@ async fn nangos_cli_deploys_a_zero_yaml_project_and_dry_runs_it() {
     .await;
     assert!(ok, "nango dryrun of the action failed:\n{output}");
     assert!(output.contains("t-new"), "{output}");
+
+    // A plan that drops everything names what would go, with the sync's connections and its
+    // model, and changes nothing.
+    let (status, plan) = api
+        .post(
+            "/sync/deploy/confirmation",
+            json!({"flowConfigs": [], "reconcile": false, "deployMode": "all", "debug": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(
+        plan["deletedSyncs"],
+        json!([{"name": "cli-tickets", "providerConfigKey": "fakehub", "auto_start": true,
+                "connections": 1}])
+    );
+    assert_eq!(
+        plan["deletedActions"],
+        json!([{"name": "cli-create-ticket", "providerConfigKey": "fakehub"}])
+    );
+    assert_eq!(plan["deletedModels"], json!(["CliTicket"]));
+    assert_eq!(plan["newSyncs"], json!([]));
+    let (_, body) = api.get("/integrations/fakehub/functions").await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 2, "{body}");
+
+    // A bad flowConfig is refused naming its field; nothing is deployed.
+    let (status, body) = api
+        .post(
+            "/sync/deploy",
+            json!({"flowConfigs": [{"syncName": "too-often", "providerConfigKey": "fakehub",
+                   "type": "sync", "models": ["CliTicket"], "runs": "every 5 seconds",
+                   "fileBody": {"js": "module.exports = {};", "ts": ""}}],
+                   "reconcile": true, "deployMode": "all"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("flowConfigs[0].runs"), "{body}");
+    let (_, body) = api.get("/integrations/fakehub/functions").await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 2, "{body}");
+
+    // Telemetry is accepted and dropped.
+    let response = api
+        .http
+        .post(format!("{host}/cli/telemetry"))
+        .json(&json!({"deviceId": "d", "event": "cli:deploy", "ephemeral": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
     s.workers.stop().await;
 }
