@@ -161,10 +161,14 @@ pub async fn create_integration(
 }
 
 /// A client that does not follow redirects, so a test can walk an OAuth flow step by step as a
-/// browser would.
+/// browser would. Every one shares one cookie jar, as the tabs of one browser do: an OAuth flow
+/// must end in the browser that started it (each flow's cookie has a name of its own).
 pub fn browser() -> reqwest::Client {
+    static JAR: std::sync::LazyLock<Arc<reqwest::cookie::Jar>> =
+        std::sync::LazyLock::new(Arc::default);
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .cookie_provider(JAR.clone())
         .build()
         .expect("client")
 }

@@ -147,3 +147,99 @@ async fn an_unprovided_node_module_is_refused_by_name() {
         .unwrap_err();
     assert!(e.message.contains("fs"), "{e:?}");
 }
+
+/// A CommonJS bundle as the `nango` CLI deploys it (esbuild's output shape): `require` of zod,
+/// the SDK and a Node module, `module.exports` with `__esModule` and a default export.
+fn commonjs_bundle(source: &str) -> Bundle {
+    Bundle {
+        format: lasso_core::scripts::BUNDLE_FORMAT,
+        entry: "fakehub/actions/cjs.cjs".into(),
+        modules: BTreeMap::from([("fakehub/actions/cjs.cjs".to_string(), source.to_string())]),
+        source_maps: BTreeMap::new(),
+    }
+}
+
+async fn run_commonjs(source: &str, input: Json) -> Result<Json, ScriptError> {
+    run(
+        &commonjs_bundle(source),
+        Some(input),
+        RunInfo::default(),
+        Arc::new(NoHost),
+        Limits {
+            memory_bytes: 64 * 1024 * 1024,
+            timeout: Duration::from_secs(10),
+        },
+        CancellationToken::new(),
+    )
+    .await
+}
+
+const ESBUILD_PRELUDE: &str = r#""use strict";
+var __defProp = Object.defineProperty;
+var __getOwnPropDesc = Object.getOwnPropertyDescriptor;
+var __getOwnPropNames = Object.getOwnPropertyNames;
+var __hasOwnProp = Object.prototype.hasOwnProperty;
+var __getProtoOf = Object.getPrototypeOf;
+var __create = Object.create;
+var __export = (target, all) => { for (var name in all) __defProp(target, name, { get: all[name], enumerable: true }); };
+var __copyProps = (to, from, except, desc) => {
+  if (from && typeof from === "object" || typeof from === "function") {
+    for (let key of __getOwnPropNames(from))
+      if (!__hasOwnProp.call(to, key) && key !== except)
+        __defProp(to, key, { get: () => from[key], enumerable: !(desc = __getOwnPropDesc(from, key)) || desc.enumerable });
+  }
+  return to;
+};
+var __toESM = (mod, isNodeMode, target) => (target = mod != null ? __create(__getProtoOf(mod)) : {}, __copyProps(
+  isNodeMode || !mod || !mod.__esModule ? __defProp(target, "default", { value: mod, enumerable: true }) : target, mod));
+var __toCommonJS = (mod) => __copyProps(__defProp({}, "__esModule", { value: true }), mod);
+"#;
+
+#[tokio::test]
+async fn commonjs_bundles_require_zod_the_sdk_and_node_modules() {
+    let source = format!(
+        r#"{ESBUILD_PRELUDE}
+var cjs_exports = {{}};
+__export(cjs_exports, {{ default: () => cjs_default }});
+module.exports = __toCommonJS(cjs_exports);
+var import_zod = require("zod");
+var import_nango = require("nango");
+var import_crypto = __toESM(require("crypto"), 1);
+var Input = import_zod.z.object({{ subject: import_zod.z.string() }});
+var action = {{
+  type: "action",
+  input: Input,
+  exec: async (nango, input) => {{
+    const parsed = Input.safeParse(input);
+    if (!parsed.success) throw new import_nango.ActionError({{ message: "bad input" }});
+    const hash = import_crypto.default.createHash("sha256").update(parsed.data.subject).digest("hex");
+    let refused;
+    try {{ require("fs"); }} catch (e) {{ refused = e.message; }}
+    return {{ subject: parsed.data.subject, hash, refused, name: __filename }};
+  }}
+}};
+var cjs_default = action;
+"#
+    );
+    let out = run_commonjs(&source, json!({"subject": "hello"}))
+        .await
+        .unwrap();
+    assert_eq!(out["subject"], "hello");
+    assert_eq!(
+        out["hash"],
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    );
+    assert!(
+        out["refused"]
+            .as_str()
+            .unwrap()
+            .contains("require(\"fs\") in fakehub/actions/cjs.cjs"),
+        "{out}"
+    );
+    assert_eq!(out["name"], "fakehub/actions/cjs.cjs");
+
+    let err = run_commonjs(&source, json!({"subject": 1}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ScriptErrorKind::ActionError, "{err:?}");
+}

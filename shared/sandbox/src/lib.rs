@@ -7,6 +7,7 @@
 //! stuck waiting on something that never settles. Cancellation uses both too.
 
 mod bytecode;
+pub mod commonjs;
 pub mod convert;
 mod describe;
 mod memory;
@@ -197,6 +198,10 @@ impl Loader for BundleModules {
             return bytecode::declare(ctx, name, SDK_MODULE, bytecode::Debug::Strip);
         }
         if let Some(source) = self.0.get(name) {
+            if name.ends_with(".cjs") {
+                let wrapped = commonjs::wrap(name, source, provided_kind);
+                return bytecode::declare(ctx, name, &wrapped, bytecode::Debug::Keep);
+            }
             return bytecode::declare(ctx, name, source, bytecode::Debug::Keep);
         }
         let provided = packages::source(name)
@@ -206,6 +211,17 @@ impl Loader for BundleModules {
             Some(source) => bytecode::declare_static(ctx, name, source),
             None => Err(rquickjs::Error::new_loading(name)),
         }
+    }
+}
+
+/// What a CommonJS module's `require` of `specifier` can get (see [`commonjs`]).
+fn provided_kind(specifier: &str) -> Option<commonjs::Kind> {
+    if node::resolve(specifier).is_some() {
+        Some(commonjs::Kind::Node)
+    } else if specifier == SDK_MODULE_NAME || packages::resolve_bare(specifier).is_ok() {
+        Some(commonjs::Kind::Package)
+    } else {
+        None
     }
 }
 

@@ -84,6 +84,43 @@
         return undefined;
     }
 
+    // CommonJS modules (the `nango` CLI's bundles) run through this: their wrapper (see
+    // commonjs.rs) imported every module they name up front; `require` hands those out only.
+    Object.defineProperty(globalThis, '__lassoCommonJs', {
+        value: function (name, table) {
+            const module = { exports: {}, id: name, filename: name, loaded: false };
+            const cache = new Map();
+            const asCommonJs = ([namespace, node]) => {
+                if (node) {
+                    return namespace.default;
+                }
+                const exports = {};
+                for (const key of Object.keys(namespace)) {
+                    Object.defineProperty(exports, key, { get: () => namespace[key], enumerable: true });
+                }
+                Object.defineProperty(exports, '__esModule', { value: true });
+                return exports;
+            };
+            const require = (specifier) => {
+                if (typeof specifier !== 'string' || !Object.prototype.hasOwnProperty.call(table, specifier)) {
+                    throw new Error(
+                        `require(${JSON.stringify(String(specifier))}) in ${name}: only zod, nango and the Node modules Lasso provides can be required, by a literal name`
+                    );
+                }
+                if (!cache.has(specifier)) {
+                    cache.set(specifier, asCommonJs(table[specifier]));
+                }
+                return cache.get(specifier);
+            };
+            const entry = () => {
+                module.loaded = true;
+                const e = module.exports;
+                return e && e.__esModule && 'default' in e ? e.default : e;
+            };
+            return { module, require, entry };
+        },
+    });
+
     globalThis.__lassoMakeNango = function (info, ActionError) {
         const proxy = (config) => call('proxy', config);
         const verb = (method) => (config) => proxy({ ...config, method });

@@ -38,6 +38,8 @@ pub struct Context {
     pub proxy_http: outbound::Client,
     /// Wakes synchronous action calls when their task finishes (`LASSO_ACTION_WAIT`).
     pub completions: Arc<crate::queue::completions::Completions>,
+    /// The frontend SDK's auth sockets open in this process (`nango.auth()`).
+    pub auth_sockets: Arc<crate::auth_sockets::AuthSockets>,
 }
 
 impl Context {
@@ -117,6 +119,7 @@ impl Context {
                 config.database_url.clone(),
             )),
             bundles: Arc::default(),
+            auth_sockets: Arc::default(),
             http,
             proxy_http: crate::http::proxy_client(policy.clone())?,
             outbound: policy,

@@ -13,6 +13,7 @@ pub use lasso_core::{
 
 pub mod actions;
 pub mod auth_flows;
+pub mod auth_sockets;
 pub mod context;
 pub mod dispatcher;
 pub mod incoming_webhooks;

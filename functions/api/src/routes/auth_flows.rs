@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::http::header::{
-    ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY,
+    ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERER,
+    REFERRER_POLICY, SET_COOKIE,
 };
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use lasso_services::Context;
 use lasso_services::auth_flows::{Outcome, Request, direct, oauth2};
+use lasso_services::auth_sockets::MAX_CLIENT_ID_LEN;
 use lasso_services::crypto::random_token;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -27,12 +29,17 @@ pub fn router() -> Router<Context> {
     Router::new()
         .route("/oauth/connect/{provider_config_key}", get(oauth_connect))
         .route("/oauth/callback", get(oauth_callback))
-        .route(
-            "/oauth2/auth/{provider_config_key}",
-            post(client_credentials),
+        .merge(
+            // The SDK calls these with `fetch` from the app's own origin.
+            Router::new()
+                .route(
+                    "/oauth2/auth/{provider_config_key}",
+                    post(client_credentials),
+                )
+                .route("/api-auth/api-key/{provider_config_key}", post(api_key))
+                .route("/api-auth/basic/{provider_config_key}", post(basic))
+                .route_layer(super::cors::session_token_endpoints()),
         )
-        .route("/api-auth/api-key/{provider_config_key}", post(api_key))
-        .route("/api-auth/basic/{provider_config_key}", post(basic))
 }
 
 /// The query string of an auth endpoint, as Nango's frontend SDK writes it.
@@ -40,6 +47,7 @@ struct AuthQuery {
     request: Request,
     user_scope: Option<String>,
     authorization_params: BTreeMap<String, String>,
+    ws_client_id: Option<String>,
 }
 
 fn bracketed<'a>(key: &'a str, name: &str) -> Option<&'a str> {
@@ -50,9 +58,8 @@ fn bracketed<'a>(key: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Reads `connection_id`, `params[...]` and, for OAuth (`oauth`), `user_scope` and
-/// `authorization_params[...]`. The credential parameters were read by [`AuthCaller`];
-/// `ws_client_id` names the SDK's websocket, which Lasso does not use (the callback page
-/// messages the opener window instead).
+/// `authorization_params[...]` and `ws_client_id` (the SDK's socket, told the outcome). The
+/// credential parameters were read by [`AuthCaller`].
 fn auth_query(
     provider_config_key: String,
     pairs: Vec<(String, String)>,
@@ -66,11 +73,21 @@ fn auth_query(
         },
         user_scope: None,
         authorization_params: BTreeMap::new(),
+        ws_client_id: None,
     };
     for (key, value) in pairs {
         match key.as_str() {
             "connection_id" => out.request.connection_id = Some(value),
-            "connect_session_token" | "public_key" | "ws_client_id" => {}
+            "connect_session_token" | "public_key" => {}
+            "ws_client_id" => {
+                if value.is_empty() || value.len() > MAX_CLIENT_ID_LEN {
+                    return Err(ApiError::invalid(
+                        "ws_client_id",
+                        format!("use the id the socket sent (1 to {MAX_CLIENT_ID_LEN} characters)"),
+                    ));
+                }
+                out.ws_client_id = Some(value);
+            }
             "user_scope" if oauth => out.user_scope = Some(value),
             other => {
                 if let Some(name) = bracketed(other, "params") {
@@ -114,79 +131,188 @@ async fn oauth_connect(
     caller: Result<AuthCaller, ApiError>,
     query: Result<Query<Vec<(String, String)>>, ApiError>,
 ) -> Response {
+    let mut socket = None;
+    let opener = opener_origin(&headers);
     let started = async {
         let AuthCaller(caller) = caller?;
         let Query(pairs) = query?;
         let q = auth_query(provider_config_key, pairs, true)?;
-        let url = oauth2::authorize(
+        socket.clone_from(&q.ws_client_id);
+        let started = oauth2::authorize(
             &ctx,
             &caller,
             oauth2::Authorize {
                 request: q.request,
                 user_scope: q.user_scope,
                 authorization_params: q.authorization_params,
+                ws_client_id: q.ws_client_id,
+                opener_origin: opener.clone(),
             },
         )
         .await?;
-        Ok::<_, ApiError>(url)
+        Ok::<_, ApiError>(started)
     }
     .await;
     match started {
-        Ok(url) => (StatusCode::FOUND, [(LOCATION, url)]).into_response(),
-        // A browser opened this URL in a popup: tell it (and the opener) on a page.
-        Err(e) if wants_html(&headers) => error_page(e).await,
-        Err(e) => e.into_response(),
+        Ok(started) => {
+            let secure = if ctx.config.public_url.starts_with("https://") {
+                "; Secure"
+            } else {
+                ""
+            };
+            // Lax: the provider's redirect back is a top-level navigation from another site,
+            // which Lax cookies go with (Strict ones do not).
+            let cookie = format!(
+                "{}={}; Path=/oauth/callback; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+                started.cookie.name,
+                started.cookie.value,
+                oauth2::SESSION_LIFETIME.num_seconds()
+            );
+            (
+                StatusCode::FOUND,
+                [(LOCATION, started.url), (SET_COOKIE, cookie)],
+            )
+                .into_response()
+        }
+        Err(e) => {
+            let parts = error_parts(e).await;
+            if let Some(id) = &socket {
+                ctx.auth_sockets.error(id, &parts.code, &parts.message);
+            }
+            // A browser opened this URL in a popup: tell it (and the opener) on a page.
+            if wants_html(&headers) {
+                error_page(parts.status, &parts.code, &parts.message, opener.as_deref())
+            } else {
+                (
+                    parts.status,
+                    [(CONTENT_TYPE, "application/json")],
+                    parts.body,
+                )
+                    .into_response()
+            }
+        }
     }
 }
 
 async fn oauth_callback(
     State(ctx): State<Context>,
+    headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, ApiError>,
 ) -> Response {
-    let finished = async {
-        let Query(pairs) = query?;
-        let query: BTreeMap<String, String> = pairs.into_iter().collect();
-        Ok::<_, ApiError>(oauth2::callback(&ctx, &query).await?)
+    let (finished, cookie_name) = match query {
+        Ok(Query(pairs)) => {
+            let query: BTreeMap<String, String> = pairs.into_iter().collect();
+            let cookie_name = query
+                .get("state")
+                .map(|state| oauth2::binding_cookie_name(state));
+            let binding = cookie_name
+                .as_deref()
+                .and_then(|name| crate::web::session::cookie_in(&headers, name));
+            (
+                oauth2::finish(&ctx, &query, binding.as_deref()).await,
+                cookie_name,
+            )
+        }
+        Err(e) => {
+            let parts = error_parts(e).await;
+            return error_page(parts.status, &parts.code, &parts.message, None);
+        }
+    };
+    let mut page = page_for(&ctx, finished).await;
+    // The flow is over (or was never this browser's): its cookie has no further use.
+    if let Some(name) = cookie_name
+        && let Ok(value) =
+            format!("{name}=; Path=/oauth/callback; HttpOnly; SameSite=Lax; Max-Age=0").parse()
+    {
+        page.headers_mut().append(SET_COOKIE, value);
     }
-    .await;
-    match finished {
-        Ok(outcome) => auth_page(
-            StatusCode::OK,
-            "Connection successful",
-            &format!(
-                "Connection `{}` of integration `{}` is ready. You can close this window.",
-                outcome.connection_id, outcome.provider_config_key
-            ),
-            json!({
-                "type": "nango_oauth_callback_success",
-                "payload": {
-                    "providerConfigKey": outcome.provider_config_key,
-                    "connectionId": outcome.connection_id,
-                },
-            }),
-        ),
-        Err(e) => error_page(e).await,
+    page
+}
+
+/// The callback page for how the flow ended; the SDK's socket, if any, is told too.
+async fn page_for(ctx: &Context, finished: oauth2::Finished) -> Response {
+    let opener = finished.opener_origin.as_deref();
+    match finished.result {
+        Ok(outcome) => {
+            if let Some(id) = &finished.ws_client_id {
+                ctx.auth_sockets
+                    .success(id, &outcome.provider_config_key, &outcome.connection_id);
+            }
+            auth_page(
+                StatusCode::OK,
+                "Connection successful",
+                &format!(
+                    "Connection `{}` of integration `{}` is ready. You can close this window.",
+                    outcome.connection_id, outcome.provider_config_key
+                ),
+                json!({
+                    "type": "nango_oauth_callback_success",
+                    "payload": {
+                        "providerConfigKey": outcome.provider_config_key,
+                        "connectionId": outcome.connection_id,
+                    },
+                }),
+                opener,
+            )
+        }
+        Err(e) => {
+            let parts = error_parts(e.into()).await;
+            if let Some(id) = &finished.ws_client_id {
+                ctx.auth_sockets.error(id, &parts.code, &parts.message);
+            }
+            error_page(parts.status, &parts.code, &parts.message, opener)
+        }
     }
 }
 
-/// The error page for `e`, with the status, code and message the JSON answer would have.
-async fn error_page(e: ApiError) -> Response {
+/// The origin (`scheme://host[:port]`) of the page that sent the browser here, from its
+/// `Referer`: the opener of the popup the flow runs in. Nothing when there is none (a
+/// `no-referrer` policy) or it is not an http(s) URL.
+fn opener_origin(headers: &HeaderMap) -> Option<String> {
+    let referer = headers.get(REFERER)?.to_str().ok()?;
+    let url = reqwest::Url::parse(referer).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let origin = url.origin().ascii_serialization();
+    (origin.len() <= 300 && origin != "null").then_some(origin)
+}
+
+/// The JSON answer for an error, and its code and message.
+struct ErrorParts {
+    status: StatusCode,
+    code: String,
+    message: String,
+    body: axum::body::Bytes,
+}
+
+async fn error_parts(e: ApiError) -> ErrorParts {
     let response = e.into_response();
     let status = response.status();
     let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
         .await
         .unwrap_or_default();
-    let body: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let text = |key: &str| body["error"][key].as_str().unwrap_or_default().to_string();
-    let (code, message) = (text("code"), text("message"));
+    let json: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let text = |key: &str| json["error"][key].as_str().unwrap_or_default().to_string();
+    ErrorParts {
+        status,
+        code: text("code"),
+        message: text("message"),
+        body,
+    }
+}
+
+/// The error page: the status, code and message the JSON answer would have.
+fn error_page(status: StatusCode, code: &str, message: &str, opener: Option<&str>) -> Response {
     auth_page(
         status,
         "Connection failed",
-        &message,
+        message,
         json!({
             "type": "nango_oauth_callback_error",
             "payload": {"message": message, "errorType": code},
         }),
+        opener,
     )
 }
 
@@ -210,10 +336,19 @@ fn script_json(value: &Value) -> String {
 }
 
 /// The page the OAuth popup ends on. Like Nango's, it posts `message` to the window that opened
-/// it (and on the `nango-oauth-callback` broadcast channel), so a frontend learns the outcome
-/// without a websocket, and closes itself after a success.
-fn auth_page(status: StatusCode, title: &str, text: &str, message: Value) -> Response {
+/// it (and on the `nango-oauth-callback` broadcast channel, which only Lasso's own pages hear),
+/// so a frontend learns the outcome without a websocket, and closes itself after a success.
+/// Unlike Nango's, it posts only to `opener`, the origin the flow was started from; with none
+/// known the opener is told nothing (any page could be the opener).
+fn auth_page(
+    status: StatusCode,
+    title: &str,
+    text: &str,
+    message: Value,
+    opener: Option<&str>,
+) -> Response {
     let nonce = random_token("");
+    let opener = script_json(&opener.map_or(Value::Null, |o| Value::String(o.to_string())));
     let html = format!(
         r#"<!doctype html>
 <html>
@@ -227,7 +362,8 @@ fn auth_page(status: StatusCode, title: &str, text: &str, message: Value) -> Res
     <script nonce="{nonce}">
       (function () {{
         var message = {message};
-        try {{ if (window.opener) {{ window.opener.postMessage(message, '*'); }} }} catch (e) {{}}
+        var opener = {opener};
+        try {{ if (window.opener && opener) {{ window.opener.postMessage(message, opener); }} }} catch (e) {{}}
         try {{
           if (typeof BroadcastChannel !== 'undefined') {{
             var channel = new BroadcastChannel('nango-oauth-callback');

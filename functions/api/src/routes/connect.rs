@@ -24,7 +24,13 @@ pub fn router() -> Router<Context> {
     Router::new()
         .route("/connect/sessions", post(create))
         .route("/connect/sessions/reconnect", post(reconnect))
-        .route("/connect/session", get(get_one).delete(delete_one))
+        .route(
+            "/connect/session",
+            get(get_one)
+                .delete(delete_one)
+                // On the method router, so a preflight (OPTIONS) reaches it too.
+                .layer(super::cors::session_token_endpoints()),
+        )
 }
 
 /// Nango's `EndUserInput`.

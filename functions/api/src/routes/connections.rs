@@ -1,4 +1,5 @@
-//! Connections: list, import, get (with credentials), patch, delete, and metadata.
+//! Connections: list, import, get (with credentials), patch, delete, and metadata, under
+//! `/connections` and Nango's legacy `/connection`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -25,6 +26,17 @@ pub fn router() -> Router<Context> {
         )
         .route(
             "/connections/{connection_id}",
+            get(get_one).patch(patch_one).delete(delete_one),
+        )
+        // Nango's singular legacy routes, which the `nango` CLI (`nango dryrun` reads
+        // `GET /connection/:id`) and older clients still call: the same handlers.
+        .route("/connection", get(list).post(import))
+        .route(
+            "/connection/metadata",
+            post(set_metadata).patch(update_metadata),
+        )
+        .route(
+            "/connection/{connection_id}",
             get(get_one).patch(patch_one).delete(delete_one),
         )
 }

@@ -38,13 +38,13 @@ async fn deploy(
     let request: DeployRequest = parse_json(&body.0)?;
     let integration = request.integration.clone();
     let result = scripts::deploy(&ctx.db, ctx.scripts.as_ref(), env.id, request).await;
-    let log = scripts::deploy::operation_log(env.id, integration.as_deref(), &result);
+    let log = scripts::deploy::operation_log(env.id, integration.as_deref(), result.as_ref());
     ctx.logs.record(log).await;
     Ok(Json(result?))
 }
 
 /// A JSON body whose errors name the offending field path.
-fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -157,6 +157,8 @@ fn function_json(f: &DeployedFunction) -> Value {
         "enabled": true,
         "last_deployed": f.deployed_at,
         "source": "repo",
+        // Lasso's: which CLI deployed this version (`lasso` or `nango`).
+        "deployed_with": f.deployed_with.as_str(),
     });
     match &c.trigger {
         Trigger::Sync(sync) => {

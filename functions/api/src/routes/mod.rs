@@ -1,12 +1,15 @@
 mod actions;
 mod auth_flows;
+pub(crate) mod auth_socket;
 mod connect;
 mod connections;
+mod cors;
 mod environment;
 mod functions;
 mod health;
 mod integrations;
 mod logs;
+mod nango_cli;
 mod providers;
 mod proxy;
 mod records;
@@ -35,6 +38,7 @@ pub fn router() -> Router<Context> {
         .merge(actions::router())
         .merge(webhooks::router())
         .merge(syncs::router())
+        .merge(nango_cli::router())
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {

@@ -77,8 +77,12 @@ pub async fn create(ctx: &Context, environment_id: i64) -> Result<String, WebErr
 
 /// The value of cookie `name` in the request, if any.
 pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
-    parts
-        .headers
+    cookie_in(&parts.headers, name)
+}
+
+/// The value of cookie `name` in `headers`, if any.
+pub fn cookie_in(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

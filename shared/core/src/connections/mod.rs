@@ -541,6 +541,16 @@ pub struct ListFilter {
 
 pub const MAX_LIST_LIMIT: i64 = 1000;
 
+/// How many connections an integration has (what a deploy of its syncs schedules).
+pub async fn count_for_integration(db: &PgPool, integration_id: i64) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM connections WHERE integration_id = $1")
+            .bind(integration_id)
+            .fetch_one(db)
+            .await?,
+    )
+}
+
 pub async fn list(
     db: &PgPool,
     environment_id: i64,

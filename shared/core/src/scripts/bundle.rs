@@ -17,7 +17,8 @@ pub struct Bundle {
     pub format: u32,
     /// The key of the module whose default export is the function.
     pub entry: String,
-    /// Bundle key (`<project-relative path>.js`) -> JavaScript source of an ES module.
+    /// Bundle key (`<project-relative path>.js`) -> JavaScript source of an ES module, or
+    /// (`.cjs`) of a CommonJS module, as the `nango` CLI deploys them.
     pub modules: BTreeMap<String, String>,
     /// Bundle key -> source map (JSON text, version 3) back to the TypeScript file.
     #[serde(default)]
@@ -52,7 +53,9 @@ impl Bundle {
         }
         for key in bundle.modules.keys().chain(bundle.source_maps.keys()) {
             if !is_module_key(key) {
-                return Err(format!("`{key}` is not a relative `.js` module path"));
+                return Err(format!(
+                    "`{key}` is not a relative `.js` or `.cjs` module path"
+                ));
             }
         }
         if let Some(key) = bundle
@@ -67,7 +70,8 @@ impl Bundle {
 }
 
 fn is_module_key(key: &str) -> bool {
-    key.ends_with(".js")
+    // `.cjs`: a CommonJS module, as the `nango` CLI bundles a script.
+    (key.ends_with(".js") || key.ends_with(".cjs"))
         && !key.starts_with('/')
         && key
             .split('/')

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use super::bundle::{sha256_hex, store_key};
-use super::store::{self, NewVersion};
+use super::store::{self, DeployTool, NewVersion};
 use super::{Bundle, CompiledFunction, FunctionType, check_config, check_function_name};
 use crate::adapters::ScriptStore;
 use crate::{Error, Result};
@@ -53,6 +53,30 @@ pub struct DeployOutcome {
     pub deleted: Vec<DeployedRef>,
 }
 
+/// How a deploy is applied, beyond what its request says.
+#[derive(Debug, Clone, Copy)]
+pub struct DeployOptions {
+    /// Recorded on every version the deploy creates.
+    pub tool: DeployTool,
+    /// Deactivate the functions in scope the request does not contain (the reconciliation
+    /// above). `false` deploys some functions and leaves the others alone (`nango deploy
+    /// --sync x`).
+    pub remove_missing: bool,
+    /// Work out what the deploy would change, store nothing (no upload; the transaction is
+    /// rolled back), as `nango deploy` asks before it deploys.
+    pub preview: bool,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        Self {
+            tool: DeployTool::Lasso,
+            remove_missing: true,
+            preview: false,
+        }
+    }
+}
+
 /// Validates the request against the environment's integrations, uploads the bundles and
 /// switches the active versions.
 pub async fn deploy(
@@ -60,6 +84,24 @@ pub async fn deploy(
     scripts: &dyn ScriptStore,
     environment_id: i64,
     request: DeployRequest,
+) -> Result<DeployOutcome> {
+    deploy_with(
+        db,
+        scripts,
+        environment_id,
+        request,
+        DeployOptions::default(),
+    )
+    .await
+}
+
+/// [`deploy`] with [`DeployOptions`].
+pub async fn deploy_with(
+    db: &PgPool,
+    scripts: &dyn ScriptStore,
+    environment_id: i64,
+    request: DeployRequest,
+    options: DeployOptions,
 ) -> Result<DeployOutcome> {
     validate(&request)?;
 
@@ -87,7 +129,9 @@ pub async fn deploy(
     // the content hash, so uploading the same bundle again changes nothing.
     let mut uploads = BTreeMap::new();
     for (f, (key, _)) in request.functions.iter().zip(&hashed) {
-        uploads.insert(key.clone(), f.bundle.clone());
+        if !options.preview {
+            uploads.insert(key.clone(), f.bundle.clone());
+        }
     }
     futures::future::try_join_all(
         uploads
@@ -143,12 +187,17 @@ pub async fn deploy(
                 bundle_key: key,
                 bundle_sha256: sha,
                 config,
+                deployed_with: options.tool,
             },
         )
         .await?;
     }
 
-    let mut removed: Vec<store::ActiveVersion> = current.into_values().collect();
+    let mut removed: Vec<store::ActiveVersion> = if options.remove_missing {
+        current.into_values().collect()
+    } else {
+        Vec::new()
+    };
     removed.sort_by_key(|v| v.id);
     store::deactivate(&mut tx, &removed.iter().map(|v| v.id).collect::<Vec<_>>()).await?;
     // Schedules follow in the same transaction: new syncs get one per connection, removed
@@ -171,7 +220,11 @@ pub async fn deploy(
             bundle_key: v.bundle_key,
         });
     }
-    tx.commit().await?;
+    if options.preview {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
     Ok(outcome)
 }
 
@@ -228,7 +281,7 @@ fn validate(request: &DeployRequest) -> Result<()> {
 pub fn operation_log(
     environment_id: i64,
     integration: Option<&str>,
-    result: &Result<DeployOutcome>,
+    result: std::result::Result<&DeployOutcome, &Error>,
 ) -> crate::logs::LogBatch {
     use crate::logs::{Level, MessageKind, OperationKind, OperationLog, OperationState};
     let mut log = OperationLog::start(

@@ -15,13 +15,15 @@
 mod bundle;
 pub mod deploy;
 mod frequency;
+pub mod nango_deploy;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
 
 pub use bundle::{BUNDLE_FORMAT, Bundle, SDK_MODULE, sha256_hex, store_key};
-pub use deploy::{DeployOutcome, DeployRequest, DeployedRef, deploy};
+pub use deploy::{DeployOptions, DeployOutcome, DeployRequest, DeployedRef, deploy, deploy_with};
 pub use frequency::{MIN_FREQUENCY_SECS, parse_frequency};
+pub use store::DeployTool;
 
 /// One problem found while compiling a project, located in its files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

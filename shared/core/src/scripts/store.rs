@@ -30,6 +30,36 @@ pub struct DeployedFunction {
     pub config: FunctionConfig,
     pub deployed_at: DateTime<Utc>,
     pub active: bool,
+    /// The tool that deployed this version.
+    pub deployed_with: DeployTool,
+}
+
+/// Which CLI deployed a version (column `deployed_with`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployTool {
+    /// `lasso deploy` (`POST /scripts/deploy`).
+    #[default]
+    Lasso,
+    /// Nango's `nango deploy` (`POST /sync/deploy`).
+    Nango,
+}
+
+impl DeployTool {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lasso => "lasso",
+            Self::Nango => "nango",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "lasso" => Some(Self::Lasso),
+            "nango" => Some(Self::Nango),
+            _ => None,
+        }
+    }
 }
 
 #[derive(FromRow)]
@@ -46,6 +76,7 @@ struct Row {
     config: sqlx::types::Json<Value>,
     deployed_at: DateTime<Utc>,
     active: bool,
+    deployed_with: String,
 }
 
 impl TryFrom<Row> for DeployedFunction {
@@ -64,6 +95,12 @@ impl TryFrom<Row> for DeployedFunction {
                 row.id
             ))
         })?;
+        let deployed_with = DeployTool::parse(&row.deployed_with).ok_or_else(|| {
+            Error::Internal(format!(
+                "deploy tool `{}` in the database",
+                row.deployed_with
+            ))
+        })?;
         Ok(Self {
             id: row.id,
             environment_id: row.environment_id,
@@ -76,6 +113,7 @@ impl TryFrom<Row> for DeployedFunction {
             config,
             deployed_at: row.deployed_at,
             active: row.active,
+            deployed_with,
         })
     }
 }
@@ -84,7 +122,8 @@ impl TryFrom<Row> for DeployedFunction {
 macro_rules! select {
     () => {
         "SELECT f.id, f.environment_id, f.integration_id, i.unique_key AS integration, f.name,
-                f.type, f.bundle_key, f.bundle_sha256, f.config, f.deployed_at, f.active
+                f.type, f.bundle_key, f.bundle_sha256, f.config, f.deployed_at, f.active,
+                f.deployed_with
          FROM function_versions f JOIN integrations i ON i.id = f.integration_id "
     };
 }
@@ -250,6 +289,7 @@ pub(super) struct NewVersion<'a> {
     pub bundle_key: &'a str,
     pub bundle_sha256: &'a str,
     pub config: Value,
+    pub deployed_with: DeployTool,
 }
 
 pub(super) async fn insert_version(
@@ -258,8 +298,9 @@ pub(super) async fn insert_version(
 ) -> Result<i64> {
     Ok(sqlx::query_scalar(
         "INSERT INTO function_versions
-            (environment_id, integration_id, name, type, bundle_key, bundle_sha256, config)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+            (environment_id, integration_id, name, type, bundle_key, bundle_sha256, config,
+             deployed_with)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          RETURNING id",
     )
     .bind(new.environment_id)
@@ -269,6 +310,7 @@ pub(super) async fn insert_version(
     .bind(new.bundle_key)
     .bind(new.bundle_sha256)
     .bind(new.config)
+    .bind(new.deployed_with.as_str())
     .fetch_one(&mut **tx)
     .await?)
 }

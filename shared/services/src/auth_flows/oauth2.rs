@@ -48,6 +48,29 @@ pub struct Authorize {
     /// `authorization_params[...]`, over the catalog's; the value `undefined` removes a catalog
     /// parameter (as in Nango).
     pub authorization_params: BTreeMap<String, String>,
+    /// The frontend SDK's socket (`ws_client_id`), told the outcome when the callback ends.
+    pub ws_client_id: Option<String>,
+    /// The origin of the page that opened the flow (`scheme://host[:port]`), the only one the
+    /// callback page tells the outcome.
+    pub opener_origin: Option<String>,
+}
+
+/// A started flow: where to send the browser, and the cookie that binds the flow to it.
+pub struct Started {
+    pub url: String,
+    pub cookie: BindingCookie,
+}
+
+/// The cookie `GET /oauth/connect` sets and the callback must present. Each flow has a cookie
+/// of its own name, so flows started side by side in one browser do not replace each other's.
+pub struct BindingCookie {
+    pub name: String,
+    pub value: String,
+}
+
+/// The binding cookie's name for the flow of `state`.
+pub fn binding_cookie_name(state: &str) -> String {
+    format!("lasso_oauth_{}", &hex::encode(token_digest(state))[..16])
 }
 
 /// The callback URL every provider must have registered for the OAuth app.
@@ -181,7 +204,7 @@ fn authorization_url(
 }
 
 /// Starts the flow: stores the OAuth session and returns the URL to send the browser to.
-pub async fn authorize(ctx: &Context, caller: &Caller, input: Authorize) -> Result<String> {
+pub async fn authorize(ctx: &Context, caller: &Caller, input: Authorize) -> Result<Started> {
     let mut target = super::resolve(ctx, caller, &input.request, AuthMode::OAuth2).await?;
     super::check_connection_config(target.provider, &mut target.connection_config)?;
     super::check_hosts(&target)?;
@@ -229,6 +252,7 @@ pub async fn authorize(ctx: &Context, caller: &Caller, input: Authorize) -> Resu
     let scope = super::scopes(&target, scopes_override.as_deref());
     let state = random_token("");
     let state_hash = token_digest(&state);
+    let binding = random_token("");
     let verifier = (!target.provider.disable_pkce).then(|| random_token(""));
     let redirect_uri = redirect_uri(&ctx.config.public_url);
     let url = authorization_url(
@@ -248,8 +272,9 @@ pub async fn authorize(ctx: &Context, caller: &Caller, input: Authorize) -> Resu
     sqlx::query(
         "INSERT INTO oauth_sessions (state_hash, environment_id, integration_id, connection_id,
             code_verifier_encrypted, redirect_uri, connect_session_id, connection_config,
-            expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))",
+            expires_at, ws_client_id, browser_binding_hash, opener_origin)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), $10, $11,
+                 $12)",
     )
     .bind(&state_hash)
     .bind(caller.environment().id)
@@ -264,9 +289,18 @@ pub async fn authorize(ctx: &Context, caller: &Caller, input: Authorize) -> Resu
     .bind(target.connect_session_id)
     .bind(Value::Object(target.connection_config))
     .bind(SESSION_LIFETIME.num_seconds() as f64)
+    .bind(&input.ws_client_id)
+    .bind(token_digest(&binding))
+    .bind(&input.opener_origin)
     .execute(&ctx.db)
     .await?;
-    Ok(url)
+    Ok(Started {
+        url,
+        cookie: BindingCookie {
+            name: binding_cookie_name(&state),
+            value: binding,
+        },
+    })
 }
 
 #[derive(FromRow)]
@@ -281,6 +315,8 @@ struct Session {
     redirect_uri: String,
     connect_session_id: Option<i64>,
     connection_config: Value,
+    ws_client_id: Option<String>,
+    opener_origin: Option<String>,
 }
 
 fn invalid_state(message: &str) -> Error {
@@ -291,37 +327,48 @@ fn invalid_state(message: &str) -> Error {
 }
 
 /// Takes the session of `state` for this callback, atomically: of two callbacks with the same
-/// state, one gets it and the other an error.
-async fn consume(db: &PgPool, state: &str) -> Result<Session> {
+/// state, one gets it and the other an error. `binding` is the flow's cookie as the browser
+/// presented it: a browser without it gets an error and leaves the session to the one that
+/// started the flow.
+async fn consume(db: &PgPool, state: &str, binding: Option<&str>) -> Result<Session> {
     let state_hash = token_digest(state);
+    let binding_hash = binding.map(token_digest);
     let session: Option<Session> = sqlx::query_as(
         "WITH s AS (
             UPDATE oauth_sessions SET consumed_at = now()
             WHERE state_hash = $1 AND consumed_at IS NULL AND expires_at > now()
+              AND (browser_binding_hash IS NULL OR browser_binding_hash = $2)
             RETURNING state_hash, environment_id, integration_id, connection_id,
-                code_verifier_encrypted, redirect_uri, connect_session_id, connection_config
+                code_verifier_encrypted, redirect_uri, connect_session_id, connection_config,
+                ws_client_id, opener_origin
          )
          SELECT s.*, e.uuid AS environment_uuid, e.name AS environment_name
          FROM s JOIN environments e ON e.id = s.environment_id",
     )
     .bind(&state_hash)
+    .bind(&binding_hash)
     .fetch_optional(db)
     .await?;
     if let Some(session) = session {
         return Ok(session);
     }
-    let why: Option<(bool, bool)> = sqlx::query_as(
-        "SELECT consumed_at IS NOT NULL, expires_at <= now() FROM oauth_sessions
-         WHERE state_hash = $1",
+    let why: Option<(bool, bool, bool)> = sqlx::query_as(
+        "SELECT consumed_at IS NOT NULL, expires_at <= now(),
+                browser_binding_hash IS NOT NULL AND browser_binding_hash IS DISTINCT FROM $2
+         FROM oauth_sessions WHERE state_hash = $1",
     )
     .bind(&state_hash)
+    .bind(&binding_hash)
     .fetch_optional(db)
     .await?;
     Err(match why {
-        Some((true, _)) => invalid_state(
+        Some((true, _, _)) => invalid_state(
             "this authorization was already completed: an OAuth state can be used only once",
         ),
-        Some((false, _)) => invalid_state(&format!(
+        Some((false, false, true)) => invalid_state(
+            "this authorization was started in another browser: finish it in the browser window that started it",
+        ),
+        Some((false, _, _)) => invalid_state(&format!(
             "this authorization expired: it must be completed within {} minutes; start it again",
             SESSION_LIFETIME.num_minutes()
         )),
@@ -349,12 +396,54 @@ fn short(text: &str) -> String {
 /// Completes the flow from the provider's redirect: consumes the session of `state`, exchanges
 /// the code (with the PKCE verifier) and stores the connection. A provider error, a missing code
 /// or a failed exchange stores nothing and sends a failure webhook.
-pub async fn callback(ctx: &Context, query: &BTreeMap<String, String>) -> Result<Outcome> {
-    let state = query
-        .get("state")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| invalid_state("the callback has no `state` parameter"))?;
-    let session = consume(&ctx.db, state).await?;
+pub async fn callback(
+    ctx: &Context,
+    query: &BTreeMap<String, String>,
+    binding: Option<&str>,
+) -> Result<Outcome> {
+    finish(ctx, query, binding).await.result
+}
+
+/// How a callback ended, and the frontend SDK's socket to tell (the `ws_client_id` its
+/// authorization carried), when the callback got as far as finding its session.
+pub struct Finished {
+    pub ws_client_id: Option<String>,
+    /// The origin of the page that opened the flow, when it was known.
+    pub opener_origin: Option<String>,
+    pub result: Result<Outcome>,
+}
+
+/// [`callback`], with whom to tell. `binding` is the value of the flow's cookie
+/// ([`binding_cookie_name`] of the `state`), if the browser sent it.
+pub async fn finish(
+    ctx: &Context,
+    query: &BTreeMap<String, String>,
+    binding: Option<&str>,
+) -> Finished {
+    let refused = |e| Finished {
+        ws_client_id: None,
+        opener_origin: None,
+        result: Err(e),
+    };
+    let Some(state) = query.get("state").filter(|s| !s.is_empty()) else {
+        return refused(invalid_state("the callback has no `state` parameter"));
+    };
+    let session = match consume(&ctx.db, state, binding).await {
+        Ok(session) => session,
+        Err(e) => return refused(e),
+    };
+    Finished {
+        ws_client_id: session.ws_client_id.clone(),
+        opener_origin: session.opener_origin.clone(),
+        result: complete(ctx, session, query).await,
+    }
+}
+
+async fn complete(
+    ctx: &Context,
+    session: Session,
+    query: &BTreeMap<String, String>,
+) -> Result<Outcome> {
     let environment = Environment {
         id: session.environment_id,
         uuid: session.environment_uuid,

@@ -49,8 +49,20 @@ async fn no_store(mut response: Response) -> Response {
     response
 }
 
-/// `GET /`: a browser is sent to the dashboard; anything else gets the API's not-found.
-async fn root(headers: HeaderMap, uri: axum::http::Uri) -> Response {
+/// `GET /`: the frontend SDK's auth socket when it asks for a WebSocket; a browser is sent to
+/// the dashboard; anything else gets the API's not-found.
+async fn root(
+    State(ctx): State<Context>,
+    ws: Result<
+        axum::extract::ws::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    if let Ok(ws) = ws {
+        return crate::routes::auth_socket::upgrade(ctx, ws);
+    }
     let wants_html = headers
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
