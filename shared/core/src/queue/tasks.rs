@@ -401,7 +401,7 @@ pub async fn start_many(db: &PgPool, ids: &[Uuid], runner_group: &str) -> Result
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<TaskRow> = sqlx::query_as(concat!(
+    let rows: Vec<Task> = sqlx::query_as(concat!(
         "WITH claim AS MATERIALIZED (
             SELECT c.id FROM queue.tasks c
             WHERE c.id = ANY($1) AND c.state = 'DISPATCHED'
@@ -420,7 +420,7 @@ pub async fn start_many(db: &PgPool, ids: &[Uuid], runner_group: &str) -> Result
     .bind(runner_group)
     .fetch_all(db)
     .await?;
-    to_tasks(rows)
+    Ok(rows)
 }
 
 /// [`succeed`] for a batch in one statement: each `(id, output)` whose task is still STARTED
