@@ -18,12 +18,44 @@ use crate::{Error, Result};
 
 pub const MAX_PAGE: usize = 500;
 
+/// A page of an operation's messages also ends before their text and meta pass this many bytes
+/// (a script may log thousands of long lines; Lambda returns at most 6 MB). The first message
+/// is always returned; the cursor leads to the rest.
+pub const MAX_MESSAGES_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Which page of an operation's messages to read.
+#[derive(Debug, Clone, Default)]
+pub struct MessageQuery {
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// At most this many (1 to [`MAX_PAGE`]).
+    pub limit: usize,
+}
+
 #[async_trait]
 pub trait LogSink: Send + Sync {
     async fn write(&self, batch: LogBatch) -> Result<()>;
     async fn search_operations(&self, query: &OperationQuery) -> Result<Page<Operation>>;
-    /// Messages of one operation of the environment, oldest first.
-    async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>>;
+    /// One page of the messages of one operation of the environment, oldest first, bounded by
+    /// count and by [`MAX_MESSAGES_PAGE_BYTES`].
+    async fn messages_page(
+        &self,
+        environment_id: i64,
+        operation_id: Uuid,
+        query: &MessageQuery,
+    ) -> Result<Page<Message>>;
+
+    /// The first page of an operation's messages (at most [`MAX_PAGE`]), oldest first.
+    async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>> {
+        let query = MessageQuery {
+            cursor: None,
+            limit: MAX_PAGE,
+        };
+        Ok(self
+            .messages_page(environment_id, operation_id, &query)
+            .await?
+            .items)
+    }
     /// One operation of the environment (`None` when it has none by that id).
     async fn operation(&self, environment_id: i64, operation_id: Uuid)
     -> Result<Option<Operation>>;
@@ -135,6 +167,14 @@ impl TryFrom<MessageRow> for Message {
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct PagedMessageRow {
+    #[sqlx(flatten)]
+    row: MessageRow,
+    /// How many messages the page query read before the byte budget.
+    fetched: i64,
+}
+
 #[async_trait]
 impl LogSink for PostgresLogSink {
     async fn write(&self, batch: LogBatch) -> Result<()> {
@@ -234,17 +274,56 @@ impl LogSink for PostgresLogSink {
         )
     }
 
-    async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>> {
-        let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT id, operation_id, environment_id, created_at, level, kind, message, meta
-             FROM logs.messages WHERE environment_id = $1 AND operation_id = $2
+    async fn messages_page(
+        &self,
+        environment_id: i64,
+        operation_id: Uuid,
+        query: &MessageQuery,
+    ) -> Result<Page<Message>> {
+        let limit = page_limit(query.limit);
+        let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
+        // The byte budget is applied in the database (a running total), so messages past it
+        // are never sent; `fetched` tells whether the count or the budget left some out.
+        let rows: Vec<PagedMessageRow> = sqlx::query_as(
+            "WITH page AS (
+                SELECT id, operation_id, environment_id, created_at, level, kind, message, meta,
+                       octet_length(message) + coalesce(octet_length(meta::text), 0) AS size
+                FROM logs.messages WHERE environment_id = $1 AND operation_id = $2
+                  AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))
+                ORDER BY created_at, id
+                LIMIT $5
+             ), sized AS (
+                SELECT *, sum(size) OVER (ORDER BY created_at, id
+                                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                          AS total,
+                       count(*) OVER () AS fetched
+                FROM page
+             )
+             SELECT id, operation_id, environment_id, created_at, level, kind, message, meta,
+                    fetched
+             FROM sized WHERE total <= $6 OR total = size
              ORDER BY created_at, id",
         )
         .bind(environment_id)
         .bind(operation_id)
+        .bind(cursor.map(|c| c.started_at()))
+        .bind(cursor.map(|c| c.id))
+        .bind(limit as i64 + 1)
+        .bind(MAX_MESSAGES_PAGE_BYTES as i64)
         .fetch_all(&self.db)
         .await?;
-        rows.into_iter().map(Message::try_from).collect()
+        let fetched = rows.first().map_or(0, |r| r.fetched as usize);
+        let mut items = rows
+            .into_iter()
+            .map(|r| Message::try_from(r.row))
+            .collect::<Result<Vec<_>>>()?;
+        items.truncate(limit);
+        let next_cursor = if fetched > items.len() {
+            items.last().map(|m| Cursor::of_message(m).encode())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
     }
 
     async fn operation(
@@ -263,6 +342,28 @@ impl LogSink for PostgresLogSink {
         .await?;
         row.map(Operation::try_from).transpose()
     }
+}
+
+/// The first `limit` messages that fit in `budget` bytes (always the first), and the cursor
+/// after the last of them when any were left out.
+fn finish_messages(mut items: Vec<Message>, limit: usize, budget: usize) -> Page<Message> {
+    let mut total = 0usize;
+    let fits = items
+        .iter()
+        .take(limit)
+        .position(|m| {
+            total += m.message.len() + m.meta.to_string().len();
+            total > budget
+        })
+        .map_or(items.len().min(limit), |i| i.max(1));
+    let more = items.len() > fits;
+    items.truncate(fits);
+    let next_cursor = if more {
+        items.last().map(|m| Cursor::of_message(m).encode())
+    } else {
+        None
+    };
+    Page { items, next_cursor }
 }
 
 fn finish_page(mut items: Vec<Operation>, limit: usize) -> Result<Page<Operation>> {
@@ -548,15 +649,25 @@ impl LogSink for OpenSearchLogSink {
         finish_page(items, limit)
     }
 
-    async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>> {
-        let body = json!({
-            "size": 10000,
+    async fn messages_page(
+        &self,
+        environment_id: i64,
+        operation_id: Uuid,
+        query: &MessageQuery,
+    ) -> Result<Page<Message>> {
+        let limit = page_limit(query.limit);
+        let mut body = json!({
+            "size": limit + 1,
             "query": {"bool": {"filter": [
                 {"term": {"environment_id": environment_id}},
                 {"term": {"operation_id": operation_id}}
             ]}},
             "sort": [{"created_at": "asc"}, {"id": "asc"}]
         });
+        if let Some(raw) = &query.cursor {
+            let c = Cursor::decode(raw)?;
+            body["search_after"] = json!([c.started_at_micros / 1000, c.id.to_string()]);
+        }
         let res = self
             .send(
                 opensearch::http::Method::Post,
@@ -567,7 +678,8 @@ impl LogSink for OpenSearchLogSink {
                 Some(body),
             )
             .await?;
-        res.pointer("/hits/hits")
+        let items = res
+            .pointer("/hits/hits")
             .and_then(Value::as_array)
             .map(|hits| {
                 hits.iter()
@@ -577,8 +689,9 @@ impl LogSink for OpenSearchLogSink {
                     })
                     .collect::<Result<Vec<_>>>()
             })
-            .transpose()
-            .map(Option::unwrap_or_default)
+            .transpose()?
+            .unwrap_or_default();
+        Ok(finish_messages(items, limit, MAX_MESSAGES_PAGE_BYTES))
     }
 
     async fn operation(
