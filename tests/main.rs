@@ -16,6 +16,7 @@ mod dispatch;
 mod emulate;
 mod incoming_webhooks;
 mod infra;
+mod log_store;
 mod logs;
 mod nango_client;
 mod outbound_policy;
