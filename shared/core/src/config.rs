@@ -138,6 +138,11 @@ pub const SETTINGS: &[Setting] = &[
         description: "Comma-separated CIDRs that requests made for tenants (proxy, token and refresh calls, credential checks, webhooks, `uncontrolledFetch`) may reach although the outbound policy refuses them: loopback, private, link-local (instance metadata), unique-local, CGNAT, IPv4-mapped IPv6 and other special-purpose addresses, e.g. `10.20.0.0/16`. Unset: none (deployed functions). `lasso dev` defaults to `127.0.0.0/8,::1/128` and says so at start-up.",
     },
     Setting {
+        name: "LASSO_LOG_FLUSH_MS",
+        default: None,
+        description: "Operation logs are written in the background, so a slow log store never holds up a request. When set, each request (and Lambda invocation) then waits at most this long for them before it returns, counting what it leaves unwritten. Unset: 300 on Lambda (a frozen function sends nothing), none elsewhere (`lasso dev`).",
+    },
+    Setting {
         name: "LASSO_LOG_FORMAT",
         default: Some("json"),
         description: "Process log format: `json` (CloudWatch) or `text`.",
@@ -231,6 +236,9 @@ pub struct Config {
     /// How long a task may stay DISPATCHED before its message is sent again.
     pub redispatch_after: Duration,
     pub log_sink: LogSinkConfig,
+    /// How long a request or invocation waits for its buffered operation logs before it
+    /// returns; `None`: it does not wait (they are flushed in the background).
+    pub log_flush: Option<Duration>,
     pub listen_addr: SocketAddr,
     pub public_url: String,
     pub script_memory_limit_bytes: usize,
@@ -399,6 +407,19 @@ impl Config {
             1..=60,
         )?;
 
+        // On Lambda the process is frozen between invocations: flush before returning.
+        let on_lambda = lookup("AWS_LAMBDA_RUNTIME_API").is_some();
+        let log_flush = match get("LASSO_LOG_FLUSH_MS") {
+            Some(raw) => Some(Duration::from_millis(parse_number(
+                "LASSO_LOG_FLUSH_MS",
+                Some(raw),
+                300,
+                0..=30_000,
+            )?)),
+            None if on_lambda => Some(Duration::from_millis(300)),
+            None => None,
+        };
+
         let providers_file = get("LASSO_PROVIDERS_FILE").map(PathBuf::from);
         let outbound_allow = parse_cidrs("LASSO_OUTBOUND_ALLOW", get("LASSO_OUTBOUND_ALLOW"))?;
 
@@ -423,6 +444,7 @@ impl Config {
             environment_concurrency,
             redispatch_after: Duration::from_secs(redispatch_after_secs),
             log_sink,
+            log_flush,
             listen_addr,
             public_url,
             script_memory_limit_bytes: memory_mb * 1024 * 1024,

@@ -185,7 +185,7 @@ pub async fn receive(
         }
         Err(e) => (OperationState::Failed, Some(e.to_string())),
     };
-    ctx.logs.record(log.finish(state, error.as_deref())).await;
+    ctx.logs.submit(log.finish(state, error.as_deref())).await;
     routed
 }
 

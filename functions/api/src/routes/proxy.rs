@@ -110,7 +110,7 @@ async fn call(
         serde_json::json!({"type": "http", "method": request.method.as_str(), "endpoint": request.endpoint,
                            "status": status, "duration_ms": started.elapsed().as_millis() as u64}),
     );
-    ctx.logs.record(log.finish(state, error.as_deref())).await;
+    ctx.logs.submit(log.finish(state, error.as_deref())).await;
     Ok(stream(sent?))
 }
 

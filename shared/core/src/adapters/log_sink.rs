@@ -1,7 +1,9 @@
 //! Where operation logs go: OpenSearch/Elasticsearch (`_bulk`, `_search`) on AWS, Postgres
 //! tables (schema `logs`) locally.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -71,6 +73,190 @@ pub trait LogSink: Send + Sync {
                 entries
             }
         }
+    }
+
+    /// Hands `batch` to the store without waiting for it where the sink buffers (see
+    /// [`BufferedLogSink`]); otherwise writes it as [`record`](Self::record) does.
+    async fn submit(&self, batch: LogBatch) {
+        self.record(batch).await;
+    }
+
+    /// Waits at most `bound` for submitted batches to be written; returns how many entries
+    /// are still waiting (and reports the count in the process log). Nothing waits in a sink
+    /// that writes at once.
+    async fn flush(&self, _bound: Duration) -> usize {
+        0
+    }
+}
+
+fn entries(batch: &LogBatch) -> usize {
+    batch.operations.len() + batch.messages.len()
+}
+
+/// Most log entries a [`BufferedLogSink`] holds for the store; past it, batches are dropped
+/// (and counted) rather than held in memory without bound.
+pub const BUFFER_ENTRIES: usize = 20_000;
+
+/// Entries written to the store in one request, at most (batches waiting are merged).
+const WRITE_ENTRIES: usize = 2_000;
+
+/// How long a read waits for this process's own submitted logs, so a request that just logged
+/// finds its operation.
+const READ_FLUSH: Duration = Duration::from_secs(10);
+
+/// A log sink that writes submitted batches in the background, so a slow or hung log store
+/// never holds up the request that logged: a bounded buffer, one writer task, and a bounded
+/// [`flush`](LogSink::flush) for a Lambda before it returns. `write` and `record` still write
+/// at once (the runner counts what a task's log lost).
+pub struct BufferedLogSink {
+    inner: Arc<dyn LogSink>,
+    state: Arc<BufferState>,
+    /// Started on the first submit, on the runtime that submits.
+    sender: OnceLock<tokio::sync::mpsc::UnboundedSender<LogBatch>>,
+}
+
+#[derive(Default)]
+struct BufferState {
+    /// Entries submitted and not yet written (or given up on).
+    pending: AtomicUsize,
+    /// Entries lost: the buffer was full, or the store refused or timed out.
+    dropped: AtomicU64,
+    idle: tokio::sync::Notify,
+}
+
+impl BufferedLogSink {
+    pub fn new(inner: Arc<dyn LogSink>) -> Self {
+        Self {
+            inner,
+            state: Arc::default(),
+            sender: OnceLock::new(),
+        }
+    }
+
+    /// Entries lost so far in this process (buffer full, or the store failed).
+    pub fn dropped(&self) -> u64 {
+        self.state.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Entries submitted and not yet written.
+    pub fn pending(&self) -> usize {
+        self.state.pending.load(Ordering::Acquire)
+    }
+
+    fn sender(&self) -> &tokio::sync::mpsc::UnboundedSender<LogBatch> {
+        self.sender.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(write_behind(self.inner.clone(), self.state.clone(), rx));
+            tx
+        })
+    }
+
+    /// Waits at most `bound` until nothing is pending; returns what still is.
+    async fn settle(&self, bound: Duration) -> usize {
+        let state = &self.state;
+        let idle = async {
+            loop {
+                // Registered before the check, so a write finishing in between still wakes it.
+                let notified = state.idle.notified();
+                if state.pending.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(bound, idle).await;
+        self.pending()
+    }
+}
+
+/// The writer task: merges what is waiting into one write, writes it, and counts what the
+/// store lost.
+async fn write_behind(
+    inner: Arc<dyn LogSink>,
+    state: Arc<BufferState>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<LogBatch>,
+) {
+    while let Some(mut batch) = rx.recv().await {
+        while entries(&batch) < WRITE_ENTRIES {
+            match rx.try_recv() {
+                Ok(more) => {
+                    batch.operations.extend(more.operations);
+                    batch.messages.extend(more.messages);
+                }
+                Err(_) => break,
+            }
+        }
+        let n = entries(&batch);
+        let lost = inner.record(batch).await;
+        state.dropped.fetch_add(lost as u64, Ordering::Relaxed);
+        state.pending.fetch_sub(n, Ordering::AcqRel);
+        state.idle.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl LogSink for BufferedLogSink {
+    async fn write(&self, batch: LogBatch) -> Result<()> {
+        self.inner.write(batch).await
+    }
+
+    async fn submit(&self, batch: LogBatch) {
+        let n = entries(&batch);
+        if n == 0 {
+            return;
+        }
+        let before = self.state.pending.fetch_add(n, Ordering::AcqRel);
+        let refused = if before + n > BUFFER_ENTRIES {
+            Some("log buffer full (the log store is slow or down); operation log dropped")
+        } else if self.sender().send(batch).is_err() {
+            Some("log writer stopped; operation log dropped")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            self.state.pending.fetch_sub(n, Ordering::AcqRel);
+            self.state.idle.notify_waiters();
+            let total = self.state.dropped.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+            tracing::warn!(dropped = n, dropped_total = total, "{why}");
+        }
+    }
+
+    async fn flush(&self, bound: Duration) -> usize {
+        let left = self.settle(bound).await;
+        if left > 0 {
+            tracing::warn!(
+                unflushed = left,
+                bound_ms = bound.as_millis() as u64,
+                "log store slow: operation log entries not flushed before returning"
+            );
+        }
+        left
+    }
+
+    async fn search_operations(&self, query: &OperationQuery) -> Result<Page<Operation>> {
+        self.settle(READ_FLUSH).await;
+        self.inner.search_operations(query).await
+    }
+
+    async fn messages_page(
+        &self,
+        environment_id: i64,
+        operation_id: Uuid,
+        query: &MessageQuery,
+    ) -> Result<Page<Message>> {
+        self.settle(READ_FLUSH).await;
+        self.inner
+            .messages_page(environment_id, operation_id, query)
+            .await
+    }
+
+    async fn operation(
+        &self,
+        environment_id: i64,
+        operation_id: Uuid,
+    ) -> Result<Option<Operation>> {
+        self.settle(READ_FLUSH).await;
+        self.inner.operation(environment_id, operation_id).await
     }
 }
 
