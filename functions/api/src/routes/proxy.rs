@@ -81,13 +81,7 @@ async fn call(
         Some(&names.connection_id),
         None,
     );
-    log.scrub(
-        connection
-            .credentials
-            .secrets()
-            .into_iter()
-            .map(str::to_string),
-    );
+    log.scrub(connection.secrets());
     let started = std::time::Instant::now();
     let sent = proxy::send(&ctx, connection, &request).await;
     // The endpoint as the caller wrote it: the base URL and injected credentials stay out.
