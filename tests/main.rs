@@ -31,5 +31,6 @@ mod runner_sqs;
 mod schedules;
 mod skeleton;
 mod sync_scripts;
+mod webhook_signatures;
 mod webhooks;
 mod zero_yaml;
