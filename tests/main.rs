@@ -17,6 +17,7 @@ mod dispatch;
 mod emulate;
 mod incoming_webhooks;
 mod infra;
+mod key_rotation;
 mod log_store;
 mod logs;
 mod nango_client;
