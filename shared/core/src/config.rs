@@ -138,6 +138,11 @@ pub const SETTINGS: &[Setting] = &[
         description: "Comma-separated CIDRs that requests made for tenants (proxy, token and refresh calls, credential checks, webhooks, `uncontrolledFetch`) may reach although the outbound policy refuses them: loopback, private, link-local (instance metadata), unique-local, CGNAT, IPv4-mapped IPv6 and other special-purpose addresses, e.g. `10.20.0.0/16`. Unset: none (deployed functions). `lasso dev` defaults to `127.0.0.0/8,::1/128` and says so at start-up.",
     },
     Setting {
+        name: "LASSO_PREVIOUS_ENCRYPTION_KEYS",
+        default: None,
+        description: "Comma-separated encryption keys that still decrypt, while `lasso keys rotate` re-seals every stored secret under `LASSO_ENCRYPTION_KEY`; remove them once it reports nothing left. Secret.",
+    },
+    Setting {
         name: "LASSO_LOG_FLUSH_MS",
         default: None,
         description: "Operation logs are written in the background, so a slow log store never holds up a request. When set, each request (and Lambda invocation) then waits at most this long for them before it returns, counting what it leaves unwritten. Unset: 300 on Lambda (a frozen function sends nothing), none elsewhere (`lasso dev`).",
@@ -227,6 +232,9 @@ pub struct Config {
     pub database_url: SecretString,
     pub db_max_connections: u32,
     pub encryption_key: EncryptionKey,
+    /// Keys that still decrypt (`LASSO_PREVIOUS_ENCRYPTION_KEYS`), while `lasso keys rotate`
+    /// re-seals what they sealed.
+    pub previous_encryption_keys: Vec<EncryptionKey>,
     pub script_store: ScriptStoreConfig,
     pub transport: TransportConfig,
     /// The runner group whose tasks this process's runner runs.
@@ -282,6 +290,24 @@ impl Config {
             "LASSO_ENCRYPTION_KEY",
             "base64 of 32 random bytes (openssl rand -base64 32)",
         )?)?;
+
+        let previous_encryption_keys = get("LASSO_PREVIOUS_ENCRYPTION_KEYS")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| {
+                        parse_encryption_key(k).map_err(|_| {
+                            ConfigError::new(
+                                "LASSO_PREVIOUS_ENCRYPTION_KEYS",
+                                "expected comma-separated base64 keys of 32 bytes each",
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
 
         let script_store = parse_script_store(&required(
             "LASSO_SCRIPT_STORE",
@@ -438,6 +464,7 @@ impl Config {
             database_url: SecretString::from(database_url),
             db_max_connections,
             encryption_key,
+            previous_encryption_keys,
             script_store,
             transport,
             runner_group,

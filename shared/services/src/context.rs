@@ -123,7 +123,7 @@ impl Context {
             http,
             proxy_http: crate::http::proxy_client(policy.clone())?,
             outbound: policy,
-            cipher: Cipher::new(&config.encryption_key),
+            cipher: Cipher::with_previous(&config.encryption_key, &config.previous_encryption_keys),
             config: Arc::new(config),
             db,
             scripts,

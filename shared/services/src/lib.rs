@@ -16,6 +16,7 @@ pub mod auth_flows;
 pub mod context;
 pub mod dispatcher;
 pub mod incoming_webhooks;
+pub mod keys;
 pub mod oauth;
 pub mod proxy;
 pub mod refresh;

@@ -567,6 +567,78 @@ async fn missing(
     }
 }
 
+/// Key rotation: re-seals under the cipher's current key what a previous key sealed (each
+/// connection's credentials and secret config fields), at most `limit` values; returns how
+/// many. A row is written only if it did not change since it was read, so a run can stop
+/// anywhere and the next one goes on from there (values already current are skipped).
+pub async fn reseal(db: &PgPool, cipher: &Cipher, limit: u64) -> Result<u64> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut done = 0u64;
+    let mut after = 0i64;
+    loop {
+        let rows: Vec<(i64, Uuid, Vec<u8>, Value)> = sqlx::query_as(
+            "SELECT id, uuid, credentials_encrypted, connection_config FROM connections
+             WHERE id > $1 ORDER BY id LIMIT 200",
+        )
+        .bind(after)
+        .fetch_all(db)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(done);
+        };
+        after = last.0;
+        for (id, uuid, credentials, config) in rows {
+            let mut changed = 0u64;
+            let mut new_credentials = credentials.clone();
+            if done < limit
+                && let Some(fresh) = cipher.reseal(&credentials, &credentials_aad(uuid))?
+            {
+                new_credentials = fresh;
+                changed += 1;
+            }
+            let mut new_config = config.clone();
+            if let Value::Object(fields) = &mut new_config {
+                for (field, value) in fields.iter_mut() {
+                    if done + changed >= limit {
+                        break;
+                    }
+                    let Some(text) = sealed_text(value) else {
+                        continue;
+                    };
+                    let sealed = b64.decode(text).map_err(|_| Error::Decrypt)?;
+                    if let Some(fresh) = cipher.reseal(&sealed, &config_aad(uuid, field))? {
+                        *value = serde_json::json!({SEALED_KEY: b64.encode(fresh)});
+                        changed += 1;
+                    }
+                }
+            }
+            if changed == 0 {
+                if done >= limit {
+                    return Ok(done);
+                }
+                continue;
+            }
+            let written = sqlx::query(
+                "UPDATE connections SET credentials_encrypted = $2, connection_config = $3
+                 WHERE id = $1 AND credentials_encrypted = $4 AND connection_config = $5",
+            )
+            .bind(id)
+            .bind(&new_credentials)
+            .bind(&new_config)
+            .bind(&credentials)
+            .bind(&config)
+            .execute(db)
+            .await?
+            .rows_affected();
+            // A row changed meanwhile was written under the current key by that writer.
+            if written == 1 {
+                done += changed;
+            }
+        }
+    }
+}
+
 /// Replaces a connection's credentials (after a refresh).
 pub async fn update_credentials<'e>(
     db: impl PgExecutor<'e>,
