@@ -370,7 +370,7 @@ async fn webhooks_are_forwarded_signed_when_the_integration_asks() {
     assert_eq!(
         bodies[0],
         json!({"from": "acme", "type": "forward", "connectionId": "team-a",
-               "providerConfigKey": "acme", "payload": payload})
+               "providerConfigKey": "acme", "payload": payload, "signatureVerified": false})
     );
     assert_eq!(bodies[1]["connectionId"], "team-b");
 
@@ -385,7 +385,8 @@ async fn webhooks_are_forwarded_signed_when_the_integration_asks() {
     let got = receiver.wait_for(3, Duration::from_secs(10)).await;
     assert_eq!(
         got[2].json(),
-        json!({"from": "acme", "type": "forward", "providerConfigKey": "acme", "payload": ping})
+        json!({"from": "acme", "type": "forward", "providerConfigKey": "acme", "payload": ping,
+               "signatureVerified": false})
     );
 
     // Forwarding off: nothing more arrives.

@@ -230,3 +230,67 @@ async fn deploys_are_logged_with_what_they_changed_or_why_they_failed() {
     );
     s.workers.stop().await;
 }
+
+/// A script may log thousands of long lines; an operation's messages come in bounded pages
+/// (by count and by bytes) with a cursor to the rest, never all at once.
+#[tokio::test]
+async fn an_operations_messages_come_in_bounded_pages() {
+    use lasso_services::logs::{Level, MessageKind, OperationKind, OperationLog, OperationState};
+    let db = fresh_database().await;
+    let ctx = local_context(&db).await;
+    let (env, key) = lasso_services::environments::create(&ctx.db, "logs")
+        .await
+        .unwrap();
+    let mut log = OperationLog::start(env.id, OperationKind::Sync, Some("x"), Some("c"), None);
+    let line = "y".repeat(4096);
+    for i in 0..3_000 {
+        log.message(
+            Level::Info,
+            MessageKind::Log,
+            &format!("{i:05} {line}"),
+            json!({}),
+        );
+    }
+    let id = log.id();
+    ctx.logs
+        .write(log.finish(OperationState::Success, None))
+        .await
+        .unwrap();
+    let api = Api::new(&serve_api(ctx).await, &key);
+
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    let mut pages = 0;
+    loop {
+        let response = api
+            .http
+            .get(format!(
+                "{}/logs/operations/{id}/messages?cursor={cursor}",
+                api.base
+            ))
+            .bearer_auth(&api.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        assert!(
+            text.len() < 5_000_000,
+            "a messages page of {} bytes",
+            text.len()
+        );
+        let page: Value = serde_json::from_str(&text).unwrap();
+        pages += 1;
+        for m in page["data"].as_array().unwrap() {
+            seen.push(m["message"].as_str().unwrap()[..5].to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+        assert!(pages < 100, "the pages never end");
+    }
+    assert!(pages > 1, "3,000 messages of 4 KiB came in one page");
+    let expected: Vec<String> = (0..3_000).map(|i| format!("{i:05}")).collect();
+    assert_eq!(seen, expected, "every message once, oldest first");
+}

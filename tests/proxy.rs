@@ -333,6 +333,7 @@ impl Lasso {
                     Value::Object(m) => m,
                     _ => Map::new(),
                 },
+                secret_config: Vec::new(),
                 metadata: None,
                 end_user: None,
                 tags: Map::new(),

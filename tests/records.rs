@@ -514,3 +514,52 @@ async fn prune_empties_payloads_up_to_a_cursor() {
         1
     );
 }
+
+/// Pages are counted in records, but a record may be up to 1 MiB: 100 of them would be an
+/// answer of 100 MiB, held in memory and far past what a Lambda may return (6 MB). A page also
+/// stops at a byte budget: fewer records, and the cursor to the rest.
+#[tokio::test]
+async fn a_records_page_stops_at_a_byte_budget_and_hands_out_the_rest_by_cursor() {
+    let s = setup().await;
+    let body = "x".repeat(900 * 1024);
+    let big: Vec<Value> = (0..12)
+        .map(|i| json!({"id": format!("big-{i}"), "body": body}))
+        .collect();
+    records::save(&s.db.pool, &s.scope, &big, None)
+        .await
+        .unwrap();
+
+    let response = s
+        .api
+        .http
+        .get(format!("{}/records?model=Issue&limit=100", s.api.base))
+        .bearer_auth(&s.api.key)
+        .header("Connection-Id", "c1")
+        .header("Provider-Config-Key", "github")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.len() < 5_000_000,
+        "a records page of {} bytes",
+        text.len()
+    );
+    let page: Value = serde_json::from_str(&text).unwrap();
+    let first = page["records"].as_array().unwrap();
+    assert!(
+        !first.is_empty() && first.len() < 12,
+        "{} records",
+        first.len()
+    );
+    assert!(page["next_cursor"].is_string(), "no cursor to the rest");
+
+    let all = all_records(&s, "model=Issue&limit=100").await;
+    let ids: HashSet<&str> = all.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!((all.len(), ids.len()), (12, 12));
+    assert!(
+        all.iter()
+            .all(|r| r["body"].as_str() == Some(body.as_str()))
+    );
+}

@@ -33,6 +33,9 @@ enum Command {
     /// Manage runner groups (runners isolated per customer).
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Manage the encryption key of stored secrets.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Compile a script project (nango.yaml and TypeScript) without deploying it.
     Compile {
         /// The project directory.
@@ -126,6 +129,15 @@ struct DryRunArgs {
     /// Deadline of the run, in seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-seal every stored secret under LASSO_ENCRYPTION_KEY (the new key) that a key in
+    /// LASSO_PREVIOUS_ENCRYPTION_KEYS sealed. Safe while Lasso runs (give its functions both
+    /// settings first); if interrupted, run it again. Remove the previous keys once it reports
+    /// nothing left to re-seal.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -263,6 +275,29 @@ async fn main() -> anyhow::Result<()> {
                 "password: {}",
                 secrecy::ExposeSecret::expose_secret(&password)
             );
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let config = config::from_env_or_exit();
+            if config.previous_encryption_keys.is_empty() {
+                anyhow::bail!(
+                    "LASSO_PREVIOUS_ENCRYPTION_KEYS is empty: set it to the old key(s) and \
+                     LASSO_ENCRYPTION_KEY to the new one"
+                );
+            }
+            let ctx = lasso_services::Context::from_config(config).await?;
+            let done = lasso_services::keys::rotate(&ctx, None).await?;
+            println!("re-sealed {} secret(s) under the new key", done.resealed);
+            let again = lasso_services::keys::rotate(&ctx, None).await?;
+            if again.resealed == 0 {
+                println!(
+                    "nothing is left under a previous key: LASSO_PREVIOUS_ENCRYPTION_KEYS can go"
+                );
+            } else {
+                println!(
+                    "{} more were written meanwhile; run it again",
+                    again.resealed
+                );
+            }
         }
         Command::Env(EnvCommand::Create { name }) => {
             let url = config::database_url_from_env().unwrap_or_else(|e| config::exit_with(e));

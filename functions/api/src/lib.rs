@@ -20,9 +20,21 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole API as one router, served by Lambda (`main.rs`) or by `lasso dev`.
 pub fn router(ctx: Context) -> Router {
+    let flushing = ctx.clone();
     routes::router()
         .merge(web::ui::router())
         .fallback(routes::not_found)
+        // On Lambda, the request's logs are flushed (for a bounded time) before it returns.
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                let ctx = flushing.clone();
+                async move {
+                    let response = next.run(request).await;
+                    ctx.flush_logs().await;
+                    response
+                }
+            },
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

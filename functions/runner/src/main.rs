@@ -16,9 +16,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let ctx = Context::from_config(config).await?;
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, lambda_runtime::Error>(
-            lasso_runner::handle(ctx, event.payload).await,
-        )
+        let response = lasso_runner::handle(ctx, event.payload).await;
+        ctx.flush_logs().await;
+        Ok::<SqsBatchResponse, lambda_runtime::Error>(response)
     }))
     .await
 }

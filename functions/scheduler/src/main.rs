@@ -13,9 +13,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let ctx = &ctx;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| async move {
-            let reports = lasso_scheduler::handle_invocation(ctx, event.context.deadline())
-                .await
-                .map_err(diagnostic)?;
+            let reports = lasso_scheduler::handle_invocation(ctx, event.context.deadline()).await;
+            ctx.flush_logs().await;
+            let reports = reports.map_err(diagnostic)?;
             let sum = |f: fn(&lasso_services::scheduler::TickReport) -> usize| {
                 reports.iter().map(f).sum::<usize>()
             };

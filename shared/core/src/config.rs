@@ -139,6 +139,16 @@ pub const SETTINGS: &[Setting] = &[
         description: "Comma-separated CIDRs that requests made for tenants (proxy, token and refresh calls, credential checks, webhooks, `uncontrolledFetch`) may reach although the outbound policy refuses them: loopback, private, link-local (instance metadata), unique-local, CGNAT, IPv4-mapped IPv6 and other special-purpose addresses, e.g. `10.20.0.0/16`. Unset: none (deployed functions). `lasso dev` defaults to `127.0.0.0/8,::1/128` and says so at start-up.",
     },
     Setting {
+        name: "LASSO_PREVIOUS_ENCRYPTION_KEYS",
+        default: None,
+        description: "Comma-separated encryption keys that still decrypt, while `lasso keys rotate` re-seals every stored secret under `LASSO_ENCRYPTION_KEY`; remove them once it reports nothing left. Secret.",
+    },
+    Setting {
+        name: "LASSO_LOG_FLUSH_MS",
+        default: None,
+        description: "Operation logs are written in the background, so a slow log store never holds up a request. When set, each request (and Lambda invocation) then waits at most this long for them before it returns, counting what it leaves unwritten. Unset: 300 on Lambda (a frozen function sends nothing), none elsewhere (`lasso dev`).",
+    },
+    Setting {
         name: "LASSO_LOG_FORMAT",
         default: Some("json"),
         description: "Process log format: `json` (CloudWatch) or `text`.",
@@ -236,6 +246,9 @@ pub struct Config {
     pub database_url: SecretString,
     pub db_max_connections: u32,
     pub encryption_key: EncryptionKey,
+    /// Keys that still decrypt (`LASSO_PREVIOUS_ENCRYPTION_KEYS`), while `lasso keys rotate`
+    /// re-seals what they sealed.
+    pub previous_encryption_keys: Vec<EncryptionKey>,
     pub script_store: ScriptStoreConfig,
     pub transport: TransportConfig,
     /// The runner group whose tasks this process's runner runs.
@@ -245,6 +258,9 @@ pub struct Config {
     /// How long a task may stay DISPATCHED before its message is sent again.
     pub redispatch_after: Duration,
     pub log_sink: LogSinkConfig,
+    /// How long a request or invocation waits for its buffered operation logs before it
+    /// returns; `None`: it does not wait (they are flushed in the background).
+    pub log_flush: Option<Duration>,
     pub listen_addr: SocketAddr,
     pub public_url: String,
     pub script_memory_limit_bytes: usize,
@@ -289,6 +305,24 @@ impl Config {
             "LASSO_ENCRYPTION_KEY",
             "base64 of 32 random bytes (openssl rand -base64 32)",
         )?)?;
+
+        let previous_encryption_keys = get("LASSO_PREVIOUS_ENCRYPTION_KEYS")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| {
+                        parse_encryption_key(k).map_err(|_| {
+                            ConfigError::new(
+                                "LASSO_PREVIOUS_ENCRYPTION_KEYS",
+                                "expected comma-separated base64 keys of 32 bytes each",
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
 
         let script_store = parse_script_store(&required(
             "LASSO_SCRIPT_STORE",
@@ -409,6 +443,18 @@ impl Config {
             1..=60,
         )?;
 
+        // On Lambda the process is frozen between invocations: flush before returning.
+        let on_lambda = lookup("AWS_LAMBDA_RUNTIME_API").is_some();
+        let log_flush = match get("LASSO_LOG_FLUSH_MS") {
+            Some(raw) => Some(Duration::from_millis(parse_number(
+                "LASSO_LOG_FLUSH_MS",
+                raw,
+                0..=30_000,
+            )?)),
+            None if on_lambda => Some(Duration::from_millis(300)),
+            None => None,
+        };
+
         let providers_file = get("LASSO_PROVIDERS_FILE").map(PathBuf::from);
         let outbound_allow = parse_cidrs("LASSO_OUTBOUND_ALLOW", get("LASSO_OUTBOUND_ALLOW"))?;
 
@@ -427,12 +473,14 @@ impl Config {
             database_url: SecretString::from(database_url),
             db_max_connections,
             encryption_key,
+            previous_encryption_keys,
             script_store,
             transport,
             runner_group,
             environment_concurrency,
             redispatch_after: Duration::from_secs(redispatch_after_secs),
             log_sink,
+            log_flush,
             listen_addr,
             public_url,
             script_memory_limit_bytes: memory_mb * 1024 * 1024,

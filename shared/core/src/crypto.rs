@@ -40,9 +40,12 @@ impl std::fmt::Debug for EncryptionKey {
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
 
+/// Seals under the current key; opens with it or any previous key still configured
+/// (`LASSO_PREVIOUS_ENCRYPTION_KEYS`), so a key can be rotated while values are re-sealed.
 #[derive(Clone)]
 pub struct Cipher {
     aead: Aes256Gcm,
+    previous: std::sync::Arc<[Aes256Gcm]>,
 }
 
 impl std::fmt::Debug for Cipher {
@@ -53,8 +56,16 @@ impl std::fmt::Debug for Cipher {
 
 impl Cipher {
     pub fn new(key: &EncryptionKey) -> Self {
-        let aead = Aes256Gcm::new_from_slice(key.expose()).expect("key is 32 bytes");
-        Self { aead }
+        Self::with_previous(key, &[])
+    }
+
+    /// A cipher that seals under `key` and still opens what the `previous` keys sealed.
+    pub fn with_previous(key: &EncryptionKey, previous: &[EncryptionKey]) -> Self {
+        let aead = |k: &EncryptionKey| Aes256Gcm::new_from_slice(k.expose()).expect("32 bytes");
+        Self {
+            aead: aead(key),
+            previous: previous.iter().map(aead).collect(),
+        }
     }
 
     pub fn seal(&self, plaintext: &[u8], aad: &str) -> Vec<u8> {
@@ -79,20 +90,38 @@ impl Cipher {
     }
 
     pub fn open(&self, sealed: &[u8], aad: &str) -> Result<Vec<u8>> {
+        self.open_any(sealed, aad).map(|(plain, _)| plain)
+    }
+
+    /// Opens `sealed`; also says whether the current key sealed it (false: a previous one).
+    fn open_any(&self, sealed: &[u8], aad: &str) -> Result<(Vec<u8>, bool)> {
         if sealed.len() < 1 + NONCE_LEN + 16 || sealed[0] != VERSION {
             return Err(Error::Decrypt);
         }
         let nonce_bytes: [u8; NONCE_LEN] =
             sealed[1..1 + NONCE_LEN].try_into().expect("length checked");
-        self.aead
-            .decrypt(
-                &Nonce::from(nonce_bytes),
-                Payload {
-                    msg: &sealed[1 + NONCE_LEN..],
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| Error::Decrypt)
+        let nonce = Nonce::from(nonce_bytes);
+        let payload = || Payload {
+            msg: &sealed[1 + NONCE_LEN..],
+            aad: aad.as_bytes(),
+        };
+        if let Ok(plain) = self.aead.decrypt(&nonce, payload()) {
+            return Ok((plain, true));
+        }
+        self.previous
+            .iter()
+            .find_map(|aead| aead.decrypt(&nonce, payload()).ok())
+            .map(|plain| (plain, false))
+            .ok_or(Error::Decrypt)
+    }
+
+    /// `sealed` sealed again under the current key when a previous key sealed it; `None` when
+    /// the current key did already (key rotation re-seals only what needs it).
+    pub fn reseal(&self, sealed: &[u8], aad: &str) -> Result<Option<Vec<u8>>> {
+        match self.open_any(sealed, aad)? {
+            (_, true) => Ok(None),
+            (plain, false) => Ok(Some(self.seal(&plain, aad))),
+        }
     }
 
     pub fn seal_json(&self, value: &serde_json::Value, aad: &str) -> Vec<u8> {
@@ -138,6 +167,23 @@ mod tests {
             b"top secret"
         );
         assert!(c.open(&sealed, "connection:2:credentials").is_err());
+    }
+
+    #[test]
+    fn a_previous_key_still_opens_and_reseal_moves_values_to_the_current_key() {
+        let old = cipher();
+        let new_key = EncryptionKey::new([9u8; 32]);
+        let rotating = Cipher::with_previous(&new_key, &[EncryptionKey::new([7u8; 32])]);
+        let sealed = old.seal(b"value", "aad");
+        assert_eq!(rotating.open(&sealed, "aad").unwrap(), b"value");
+        let fresh = rotating.reseal(&sealed, "aad").unwrap().expect("re-sealed");
+        assert!(
+            rotating.reseal(&fresh, "aad").unwrap().is_none(),
+            "already current"
+        );
+        assert_eq!(Cipher::new(&new_key).open(&fresh, "aad").unwrap(), b"value");
+        assert!(old.open(&fresh, "aad").is_err());
+        assert!(rotating.reseal(&sealed, "other aad").is_err());
     }
 
     #[test]

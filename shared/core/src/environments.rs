@@ -235,6 +235,61 @@ pub async fn variables(
         .collect()
 }
 
+/// Key rotation: re-seals under the cipher's current key the environments' webhook signing
+/// secrets and variables a previous key sealed, at most `limit` values; returns how many
+/// (see [`crate::connections::reseal`]).
+pub async fn reseal(db: &PgPool, cipher: &Cipher, limit: u64) -> Result<u64> {
+    let mut done = 0u64;
+    let secrets: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, webhook_secret_encrypted FROM environments
+         WHERE webhook_secret_encrypted IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(db)
+    .await?;
+    for (id, sealed) in secrets {
+        if done >= limit {
+            return Ok(done);
+        }
+        if let Some(fresh) = cipher.reseal(&sealed, &webhook_secret_aad(id))? {
+            done += sqlx::query(
+                "UPDATE environments SET webhook_secret_encrypted = $2
+                 WHERE id = $1 AND webhook_secret_encrypted = $3",
+            )
+            .bind(id)
+            .bind(fresh)
+            .bind(sealed)
+            .execute(db)
+            .await?
+            .rows_affected();
+        }
+    }
+    let variables: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT environment_id, name, value_encrypted FROM environment_variables
+         ORDER BY environment_id, name",
+    )
+    .fetch_all(db)
+    .await?;
+    for (environment_id, name, sealed) in variables {
+        if done >= limit {
+            return Ok(done);
+        }
+        if let Some(fresh) = cipher.reseal(&sealed, &variable_aad(environment_id, &name))? {
+            done += sqlx::query(
+                "UPDATE environment_variables SET value_encrypted = $3
+                 WHERE environment_id = $1 AND name = $2 AND value_encrypted = $4",
+            )
+            .bind(environment_id)
+            .bind(&name)
+            .bind(fresh)
+            .bind(sealed)
+            .execute(db)
+            .await?
+            .rows_affected();
+        }
+    }
+    Ok(done)
+}
+
 /// Where and how the environment's webhooks are sent.
 pub struct WebhookConfig {
     pub url: Option<String>,

@@ -109,6 +109,7 @@ pub struct Page<T> {
 }
 
 /// Operations are listed newest first; the cursor is the last (started_at, id) handed out.
+/// Messages, oldest first, use the same shape with their (created_at, id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub started_at_micros: i64,
@@ -120,6 +121,13 @@ impl Cursor {
         Self {
             started_at_micros: op.started_at.timestamp_micros(),
             id: op.id,
+        }
+    }
+
+    pub fn of_message(m: &Message) -> Self {
+        Self {
+            started_at_micros: m.created_at.timestamp_micros(),
+            id: m.id,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::Result;
-use crate::adapters::log_sink::{OpenSearchLogSink, PostgresLogSink};
+use crate::adapters::log_sink::{BufferedLogSink, OpenSearchLogSink, PostgresLogSink};
 use crate::adapters::script_store::{DirScriptStore, S3ScriptStore};
 use crate::adapters::transport::RunnerQueues;
 use crate::adapters::{LogSink, ScriptStore, TaskTransport};
@@ -91,7 +91,7 @@ impl Context {
         });
         // Fails early when the own group has no queue (it always has one once configured).
         queues.for_group(&config.runner_group)?;
-        let logs: Arc<dyn LogSink> = match &config.log_sink {
+        let store: Arc<dyn LogSink> = match &config.log_sink {
             LogSinkConfig::Postgres => Arc::new(PostgresLogSink::new(db.clone())),
             LogSinkConfig::OpenSearch {
                 url,
@@ -104,6 +104,9 @@ impl Context {
                 sdk.as_ref(),
             )?),
         };
+        // Requests hand their logs to a buffer written in the background: a slow log store
+        // never holds one up (`LASSO_LOG_FLUSH_MS` bounds the wait before a Lambda returns).
+        let logs: Arc<dyn LogSink> = Arc::new(BufferedLogSink::new(store));
         let policy = Arc::new(outbound::Policy::new(config.outbound_allow.clone()));
         if !policy.exceptions().is_empty() {
             let listed: Vec<String> = policy.exceptions().iter().map(|n| n.to_string()).collect();
@@ -123,7 +126,7 @@ impl Context {
             http,
             proxy_http: crate::http::proxy_client(policy.clone())?,
             outbound: policy,
-            cipher: Cipher::new(&config.encryption_key),
+            cipher: Cipher::with_previous(&config.encryption_key, &config.previous_encryption_keys),
             config: Arc::new(config),
             db,
             scripts,
@@ -131,6 +134,14 @@ impl Context {
             logs,
             providers,
         })
+    }
+
+    /// Before a Lambda returns (`LASSO_LOG_FLUSH_MS`): waits, at most that long, for the logs
+    /// submitted so far; what is left is counted in the process log. No wait otherwise.
+    pub async fn flush_logs(&self) {
+        if let Some(bound) = self.config.log_flush {
+            self.logs.flush(bound).await;
+        }
     }
 
     /// The queue of this process's own runner group: what its runner receives from.

@@ -22,6 +22,12 @@
 //!   `webhook_subscriptions` hold the event type, or `*`.
 //! - Signature (optional): `HMAC-SHA256(integration webhook secret, raw body)`, hex or base64,
 //!   after `prefix`, in `header`. When configured, a webhook without a valid one is refused.
+//!   Without it, the provider's catalog entry may declare its scheme
+//!   (`lasso: {webhook_signature: github | stripe | slack | shopify}`); with a webhook secret
+//!   set, such webhooks are verified (Stripe's and Slack's signed timestamps within five
+//!   minutes, so a captured webhook cannot be replayed later).
+//! - `custom.require_webhook_signatures: true` refuses every webhook whose signature was not
+//!   verified (no scheme, or no webhook secret).
 //!
 //! When the integration has `forward_webhooks`, the payload also goes to the environment's
 //! webhook URL as Nango's `forward` webhook (one per matched connection, or one without a
@@ -38,8 +44,9 @@ use uuid::Uuid;
 use crate::connections::{self, WebhookMatch};
 use crate::context::Context;
 use crate::integrations::Integration;
-use crate::integrations::webhook_routing::{Encoding, Signature};
+use crate::integrations::webhook_routing::{Encoding, REQUIRE_SIGNATURES_KEY, Signature};
 use crate::logs::{Level, MessageKind, OperationKind, OperationLog, OperationState};
+use crate::providers::hosts::WebhookScheme;
 use crate::queue::FunctionPayload;
 use crate::queue::{NewTask, TaskKind, tasks};
 use crate::scripts::store;
@@ -115,6 +122,166 @@ fn verify(
     }
 }
 
+/// How far a signed timestamp may be from now (Stripe's and Slack's own default).
+const REPLAY_WINDOW_SECS: i64 = 5 * 60;
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn mac_of(secret: &str, parts: &[&[u8]]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    for part in parts {
+        mac.update(part);
+    }
+    mac
+}
+
+/// Checks a webhook signed the way the provider's catalog entry declares, at time `now`.
+fn verify_scheme(
+    scheme: WebhookScheme,
+    secret: &str,
+    headers: &HeaderMap,
+    raw: &[u8],
+    now: i64,
+) -> Result<()> {
+    let refuse = |why: String| Err(Error::Unauthorized(format!("webhook refused: {why}")));
+    let missing = |name: &str| refuse(format!("no `{name}` signature"));
+    let matches = |mac: Hmac<Sha256>, given: Option<Vec<u8>>| {
+        given.is_some_and(|bytes| mac.verify_slice(&bytes).is_ok())
+    };
+    let fresh = |t: i64| (now - t).abs() <= REPLAY_WINDOW_SECS;
+    let stale = || {
+        refuse(format!(
+            "the signed timestamp is more than {} minutes from now (a replay?)",
+            REPLAY_WINDOW_SECS / 60
+        ))
+    };
+    let mismatch = || refuse("the signature does not match".to_string());
+    match scheme {
+        WebhookScheme::Github => {
+            let name = "X-Hub-Signature-256";
+            let Some(given) = header(headers, name).and_then(|v| v.strip_prefix("sha256=")) else {
+                return missing(name);
+            };
+            if matches(mac_of(secret, &[raw]), hex::decode(given).ok()) {
+                Ok(())
+            } else {
+                mismatch()
+            }
+        }
+        WebhookScheme::Shopify => {
+            let name = "X-Shopify-Hmac-Sha256";
+            let Some(given) = header(headers, name) else {
+                return missing(name);
+            };
+            let decoded = base64::engine::general_purpose::STANDARD.decode(given).ok();
+            if matches(mac_of(secret, &[raw]), decoded) {
+                Ok(())
+            } else {
+                mismatch()
+            }
+        }
+        WebhookScheme::Stripe => {
+            let name = "Stripe-Signature";
+            let Some(value) = header(headers, name) else {
+                return missing(name);
+            };
+            let mut timestamp = None;
+            let mut candidates = Vec::new();
+            for part in value.split(',') {
+                match part.trim().split_once('=') {
+                    Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+                    Some(("v1", sig)) => candidates.push(sig),
+                    _ => {}
+                }
+            }
+            let Some(t) = timestamp else {
+                return refuse(format!("`{name}` has no timestamp `t=`"));
+            };
+            let signed = format!("{t}.");
+            let ok = candidates.iter().any(|sig| {
+                matches(
+                    mac_of(secret, &[signed.as_bytes(), raw]),
+                    hex::decode(sig).ok(),
+                )
+            });
+            match (ok, fresh(t)) {
+                (false, _) => mismatch(),
+                (true, false) => stale(),
+                (true, true) => Ok(()),
+            }
+        }
+        WebhookScheme::Slack => {
+            let name = "X-Slack-Signature";
+            let Some(given) = header(headers, name).and_then(|v| v.strip_prefix("v0=")) else {
+                return missing(name);
+            };
+            let Some(ts) = header(headers, "X-Slack-Request-Timestamp") else {
+                return refuse("no `X-Slack-Request-Timestamp`".to_string());
+            };
+            let Ok(t) = ts.parse::<i64>() else {
+                return refuse("`X-Slack-Request-Timestamp` is not a number".to_string());
+            };
+            let signed = format!("v0:{ts}:");
+            let ok = matches(
+                mac_of(secret, &[signed.as_bytes(), raw]),
+                hex::decode(given).ok(),
+            );
+            match (ok, fresh(t)) {
+                (false, _) => mismatch(),
+                (true, false) => stale(),
+                (true, true) => Ok(()),
+            }
+        }
+    }
+}
+
+/// Verifies the webhook as the integration's routing or the provider's catalog entry says;
+/// returns whether a signature was verified (false: none to check). A bad signature, or none
+/// when the integration requires one, is an error.
+fn check_signature(
+    ctx: &Context,
+    integration: &Integration,
+    signature: Option<&Signature>,
+    require: bool,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<bool> {
+    let secret = integration.webhook_secret(&ctx.cipher)?;
+    let secret = secret.as_ref().map(|s| s.expose_secret());
+    if let Some(signature) = signature {
+        verify(signature, secret, headers, raw)?;
+        return Ok(true);
+    }
+    let scheme = ctx
+        .providers
+        .get(&integration.provider)
+        .and_then(|p| p.lasso.webhook_signature);
+    let why_not = match (scheme, secret) {
+        (Some(scheme), Some(secret)) => {
+            verify_scheme(scheme, secret, headers, raw, chrono::Utc::now().timestamp())?;
+            return Ok(true);
+        }
+        (Some(_), None) => "the integration has no webhook secret to verify it with",
+        (None, _) => {
+            "the provider's catalog entry declares no signature scheme \
+             (`lasso.webhook_signature`) and the integration's routing none \
+             (`custom.webhook_routing.signature`)"
+        }
+    };
+    if require {
+        return Err(Error::Unauthorized(format!(
+            "webhook refused: the integration requires verified signatures \
+             (custom.{REQUIRE_SIGNATURES_KEY}), but {why_not}"
+        )));
+    }
+    Ok(false)
+}
+
 /// What a webhook led to (for logs and tests).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Received {
@@ -125,6 +292,8 @@ pub struct Received {
     pub tasks: Vec<Uuid>,
     /// Forward deliveries queued.
     pub forwarded: usize,
+    /// Whether its signature was verified (false: there was none to check).
+    pub signature_verified: bool,
 }
 
 impl Received {
@@ -175,6 +344,7 @@ pub async fn receive(
             log.set_meta("connections", json!(received.connections));
             log.set_meta("task_ids", json!(received.tasks));
             log.set_meta("forwarded", json!(received.forwarded));
+            log.set_meta("signature_verified", json!(received.signature_verified));
             log.message(
                 Level::Info,
                 MessageKind::Log,
@@ -185,7 +355,7 @@ pub async fn receive(
         }
         Err(e) => (OperationState::Failed, Some(e.to_string())),
     };
-    ctx.logs.record(log.finish(state, error.as_deref())).await;
+    ctx.logs.submit(log.finish(state, error.as_deref())).await;
     routed
 }
 
@@ -198,15 +368,14 @@ async fn route(
 ) -> Result<Received> {
     let integration = integrations::get(&ctx.db, environment_id, provider_config_key).await?;
     let routing = integration.webhook_routing()?;
-    if let Some(signature) = &routing.signature {
-        let secret = integration.webhook_secret(&ctx.cipher)?;
-        verify(
-            signature,
-            secret.as_ref().map(|s| s.expose_secret()),
-            headers,
-            raw,
-        )?;
-    }
+    let signature_verified = check_signature(
+        ctx,
+        &integration,
+        routing.signature.as_ref(),
+        routing.require_signatures,
+        headers,
+        raw,
+    )?;
     let body: Value = serde_json::from_slice(raw)
         .map_err(|e| Error::invalid("body", format!("a webhook body must be JSON: {e}")))?;
 
@@ -284,7 +453,7 @@ async fn route(
             matched.iter().map(|c| Some(c.as_str())).collect()
         };
         for connection in targets {
-            let event = forward_body(&integration, connection, &body);
+            let event = forward_body(&integration, connection, &body, signature_verified);
             if webhooks::emit_soon(ctx, environment_id, None, &event)
                 .await?
                 .is_some()
@@ -298,6 +467,7 @@ async fn route(
         connections: matched,
         tasks: queued,
         forwarded,
+        signature_verified,
     })
 }
 
@@ -305,13 +475,20 @@ fn path(key: &str) -> Vec<String> {
     key.split('.').map(str::to_string).collect()
 }
 
-/// Nango's `NangoForwardWebhookBody`: `from` is the provider, as in Nango.
-fn forward_body(integration: &Integration, connection_id: Option<&str>, payload: &Value) -> Value {
+/// Nango's `NangoForwardWebhookBody`: `from` is the provider, as in Nango; Lasso adds
+/// `signatureVerified` (whether the provider's signature was checked and held).
+fn forward_body(
+    integration: &Integration,
+    connection_id: Option<&str>,
+    payload: &Value,
+    signature_verified: bool,
+) -> Value {
     let mut body = json!({
         "from": integration.provider,
         "type": "forward",
         "providerConfigKey": integration.unique_key,
         "payload": payload,
+        "signatureVerified": signature_verified,
     });
     if let Some(id) = connection_id {
         body["connectionId"] = Value::String(id.to_string());

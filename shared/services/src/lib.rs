@@ -17,6 +17,7 @@ pub mod auth_sockets;
 pub mod context;
 pub mod dispatcher;
 pub mod incoming_webhooks;
+pub mod keys;
 pub mod oauth;
 pub mod proxy;
 pub mod refresh;

@@ -165,7 +165,7 @@ pub async fn emit_auth(ctx: &Context, event: &AuthEvent<'_>) {
             Some(f.description.as_str()),
         ),
     };
-    ctx.logs.record(log.finish(state, error)).await;
+    ctx.logs.submit(log.finish(state, error)).await;
     if let Err(e) = emit(
         ctx,
         event.environment.id,

@@ -127,6 +127,11 @@ async fn import(
             connection_id,
             credentials,
             connection_config: body.connection_config.unwrap_or_default(),
+            secret_config: ctx
+                .providers
+                .get(&integration.provider)
+                .map(|p| p.secret_config_fields())
+                .unwrap_or_default(),
             metadata: body.metadata.map(Value::Object),
             end_user: body.end_user,
             tags,

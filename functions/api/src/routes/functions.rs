@@ -39,7 +39,7 @@ async fn deploy(
     let integration = request.integration.clone();
     let result = scripts::deploy(&ctx.db, ctx.scripts.as_ref(), env.id, request).await;
     let log = scripts::deploy::operation_log(env.id, integration.as_deref(), result.as_ref());
-    ctx.logs.record(log).await;
+    ctx.logs.submit(log).await;
     Ok(Json(result?))
 }
 

@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use lasso_services::Context;
-use lasso_services::adapters::log_sink::MAX_PAGE;
+use lasso_services::adapters::log_sink::{MAX_PAGE, MessageQuery};
 use lasso_services::logs::{OperationKind, OperationQuery, OperationState};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -68,15 +68,7 @@ async fn search(
             "q" => {}
             "cursor" if !value.is_empty() => query.cursor = Some(value),
             "cursor" => {}
-            "limit" => {
-                query.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid("limit", format!("expected 1 to {MAX_PAGE}"))
-                    })?
-            }
+            "limit" => query.limit = page_size(&value)?,
             other => return Err(ApiError::invalid(other, "unknown query parameter")),
         }
     }
@@ -92,10 +84,33 @@ async fn messages(
     State(ctx): State<Context>,
     Env(env): Env,
     Path(id): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<Value>> {
     let id: Uuid = id
         .parse()
         .map_err(|_| ApiError::invalid("id", "not an operation id"))?;
-    let messages = ctx.logs.messages(env.id, id).await?;
-    Ok(Json(json!({"data": messages})))
+    let mut query = MessageQuery {
+        cursor: None,
+        limit: MAX_PAGE,
+    };
+    for (key, value) in params {
+        match key.as_str() {
+            "cursor" if !value.is_empty() => query.cursor = Some(value),
+            "cursor" => {}
+            "limit" => query.limit = page_size(&value)?,
+            other => return Err(ApiError::invalid(other, "unknown query parameter")),
+        }
+    }
+    let page = ctx.logs.messages_page(env.id, id, &query).await?;
+    Ok(Json(
+        json!({"data": page.items, "next_cursor": page.next_cursor}),
+    ))
+}
+
+fn page_size(value: &str) -> ApiResult<usize> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .ok_or_else(|| ApiError::invalid("limit", format!("expected 1 to {MAX_PAGE}")))
 }

@@ -81,13 +81,7 @@ async fn call(
         Some(&names.connection_id),
         None,
     );
-    log.scrub(
-        connection
-            .credentials
-            .secrets()
-            .into_iter()
-            .map(str::to_string),
-    );
+    log.scrub(connection.secrets());
     let started = std::time::Instant::now();
     let sent = proxy::send(&ctx, connection, &request).await;
     // The endpoint as the caller wrote it: the base URL and injected credentials stay out.
@@ -110,7 +104,7 @@ async fn call(
         serde_json::json!({"type": "http", "method": request.method.as_str(), "endpoint": request.endpoint,
                            "status": status, "duration_ms": started.elapsed().as_millis() as u64}),
     );
-    ctx.logs.record(log.finish(state, error.as_deref())).await;
+    ctx.logs.submit(log.finish(state, error.as_deref())).await;
     Ok(stream(sent?))
 }
 

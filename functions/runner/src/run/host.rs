@@ -85,14 +85,7 @@ impl TaskHost {
     pub fn secrets(&self) -> Vec<String> {
         self.task
             .as_ref()
-            .map(|t| {
-                t.connection
-                    .credentials
-                    .secrets()
-                    .into_iter()
-                    .map(str::to_string)
-                    .collect()
-            })
+            .map(|t| t.connection.secrets())
             .unwrap_or_default()
     }
 

@@ -1,7 +1,9 @@
 //! Where operation logs go: OpenSearch/Elasticsearch (`_bulk`, `_search`) on AWS, Postgres
 //! tables (schema `logs`) locally.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,12 +20,44 @@ use crate::{Error, Result};
 
 pub const MAX_PAGE: usize = 500;
 
+/// A page of an operation's messages also ends before their text and meta pass this many bytes
+/// (a script may log thousands of long lines; Lambda returns at most 6 MB). The first message
+/// is always returned; the cursor leads to the rest.
+pub const MAX_MESSAGES_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Which page of an operation's messages to read.
+#[derive(Debug, Clone, Default)]
+pub struct MessageQuery {
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// At most this many (1 to [`MAX_PAGE`]).
+    pub limit: usize,
+}
+
 #[async_trait]
 pub trait LogSink: Send + Sync {
     async fn write(&self, batch: LogBatch) -> Result<()>;
     async fn search_operations(&self, query: &OperationQuery) -> Result<Page<Operation>>;
-    /// Messages of one operation of the environment, oldest first.
-    async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>>;
+    /// One page of the messages of one operation of the environment, oldest first, bounded by
+    /// count and by [`MAX_MESSAGES_PAGE_BYTES`].
+    async fn messages_page(
+        &self,
+        environment_id: i64,
+        operation_id: Uuid,
+        query: &MessageQuery,
+    ) -> Result<Page<Message>>;
+
+    /// The first page of an operation's messages (at most [`MAX_PAGE`]), oldest first.
+    async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>> {
+        let query = MessageQuery {
+            cursor: None,
+            limit: MAX_PAGE,
+        };
+        Ok(self
+            .messages_page(environment_id, operation_id, &query)
+            .await?
+            .items)
+    }
     /// One operation of the environment (`None` when it has none by that id).
     async fn operation(&self, environment_id: i64, operation_id: Uuid)
     -> Result<Option<Operation>>;
@@ -39,6 +73,190 @@ pub trait LogSink: Send + Sync {
                 entries
             }
         }
+    }
+
+    /// Hands `batch` to the store without waiting for it where the sink buffers (see
+    /// [`BufferedLogSink`]); otherwise writes it as [`record`](Self::record) does.
+    async fn submit(&self, batch: LogBatch) {
+        self.record(batch).await;
+    }
+
+    /// Waits at most `bound` for submitted batches to be written; returns how many entries
+    /// are still waiting (and reports the count in the process log). Nothing waits in a sink
+    /// that writes at once.
+    async fn flush(&self, _bound: Duration) -> usize {
+        0
+    }
+}
+
+fn entries(batch: &LogBatch) -> usize {
+    batch.operations.len() + batch.messages.len()
+}
+
+/// Most log entries a [`BufferedLogSink`] holds for the store; past it, batches are dropped
+/// (and counted) rather than held in memory without bound.
+pub const BUFFER_ENTRIES: usize = 20_000;
+
+/// Entries written to the store in one request, at most (batches waiting are merged).
+const WRITE_ENTRIES: usize = 2_000;
+
+/// How long a read waits for this process's own submitted logs, so a request that just logged
+/// finds its operation.
+const READ_FLUSH: Duration = Duration::from_secs(10);
+
+/// A log sink that writes submitted batches in the background, so a slow or hung log store
+/// never holds up the request that logged: a bounded buffer, one writer task, and a bounded
+/// [`flush`](LogSink::flush) for a Lambda before it returns. `write` and `record` still write
+/// at once (the runner counts what a task's log lost).
+pub struct BufferedLogSink {
+    inner: Arc<dyn LogSink>,
+    state: Arc<BufferState>,
+    /// Started on the first submit, on the runtime that submits.
+    sender: OnceLock<tokio::sync::mpsc::UnboundedSender<LogBatch>>,
+}
+
+#[derive(Default)]
+struct BufferState {
+    /// Entries submitted and not yet written (or given up on).
+    pending: AtomicUsize,
+    /// Entries lost: the buffer was full, or the store refused or timed out.
+    dropped: AtomicU64,
+    idle: tokio::sync::Notify,
+}
+
+impl BufferedLogSink {
+    pub fn new(inner: Arc<dyn LogSink>) -> Self {
+        Self {
+            inner,
+            state: Arc::default(),
+            sender: OnceLock::new(),
+        }
+    }
+
+    /// Entries lost so far in this process (buffer full, or the store failed).
+    pub fn dropped(&self) -> u64 {
+        self.state.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Entries submitted and not yet written.
+    pub fn pending(&self) -> usize {
+        self.state.pending.load(Ordering::Acquire)
+    }
+
+    fn sender(&self) -> &tokio::sync::mpsc::UnboundedSender<LogBatch> {
+        self.sender.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(write_behind(self.inner.clone(), self.state.clone(), rx));
+            tx
+        })
+    }
+
+    /// Waits at most `bound` until nothing is pending; returns what still is.
+    async fn settle(&self, bound: Duration) -> usize {
+        let state = &self.state;
+        let idle = async {
+            loop {
+                // Registered before the check, so a write finishing in between still wakes it.
+                let notified = state.idle.notified();
+                if state.pending.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(bound, idle).await;
+        self.pending()
+    }
+}
+
+/// The writer task: merges what is waiting into one write, writes it, and counts what the
+/// store lost.
+async fn write_behind(
+    inner: Arc<dyn LogSink>,
+    state: Arc<BufferState>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<LogBatch>,
+) {
+    while let Some(mut batch) = rx.recv().await {
+        while entries(&batch) < WRITE_ENTRIES {
+            match rx.try_recv() {
+                Ok(more) => {
+                    batch.operations.extend(more.operations);
+                    batch.messages.extend(more.messages);
+                }
+                Err(_) => break,
+            }
+        }
+        let n = entries(&batch);
+        let lost = inner.record(batch).await;
+        state.dropped.fetch_add(lost as u64, Ordering::Relaxed);
+        state.pending.fetch_sub(n, Ordering::AcqRel);
+        state.idle.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl LogSink for BufferedLogSink {
+    async fn write(&self, batch: LogBatch) -> Result<()> {
+        self.inner.write(batch).await
+    }
+
+    async fn submit(&self, batch: LogBatch) {
+        let n = entries(&batch);
+        if n == 0 {
+            return;
+        }
+        let before = self.state.pending.fetch_add(n, Ordering::AcqRel);
+        let refused = if before + n > BUFFER_ENTRIES {
+            Some("log buffer full (the log store is slow or down); operation log dropped")
+        } else if self.sender().send(batch).is_err() {
+            Some("log writer stopped; operation log dropped")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            self.state.pending.fetch_sub(n, Ordering::AcqRel);
+            self.state.idle.notify_waiters();
+            let total = self.state.dropped.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+            tracing::warn!(dropped = n, dropped_total = total, "{why}");
+        }
+    }
+
+    async fn flush(&self, bound: Duration) -> usize {
+        let left = self.settle(bound).await;
+        if left > 0 {
+            tracing::warn!(
+                unflushed = left,
+                bound_ms = bound.as_millis() as u64,
+                "log store slow: operation log entries not flushed before returning"
+            );
+        }
+        left
+    }
+
+    async fn search_operations(&self, query: &OperationQuery) -> Result<Page<Operation>> {
+        self.settle(READ_FLUSH).await;
+        self.inner.search_operations(query).await
+    }
+
+    async fn messages_page(
+        &self,
+        environment_id: i64,
+        operation_id: Uuid,
+        query: &MessageQuery,
+    ) -> Result<Page<Message>> {
+        self.settle(READ_FLUSH).await;
+        self.inner
+            .messages_page(environment_id, operation_id, query)
+            .await
+    }
+
+    async fn operation(
+        &self,
+        environment_id: i64,
+        operation_id: Uuid,
+    ) -> Result<Option<Operation>> {
+        self.settle(READ_FLUSH).await;
+        self.inner.operation(environment_id, operation_id).await
     }
 }
 
@@ -133,6 +351,14 @@ impl TryFrom<MessageRow> for Message {
             meta: r.meta,
         })
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct PagedMessageRow {
+    #[sqlx(flatten)]
+    row: MessageRow,
+    /// How many messages the page query read before the byte budget.
+    fetched: i64,
 }
 
 #[async_trait]
@@ -234,17 +460,56 @@ impl LogSink for PostgresLogSink {
         )
     }
 
-    async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>> {
-        let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT id, operation_id, environment_id, created_at, level, kind, message, meta
-             FROM logs.messages WHERE environment_id = $1 AND operation_id = $2
+    async fn messages_page(
+        &self,
+        environment_id: i64,
+        operation_id: Uuid,
+        query: &MessageQuery,
+    ) -> Result<Page<Message>> {
+        let limit = page_limit(query.limit);
+        let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
+        // The byte budget is applied in the database (a running total), so messages past it
+        // are never sent; `fetched` tells whether the count or the budget left some out.
+        let rows: Vec<PagedMessageRow> = sqlx::query_as(
+            "WITH page AS (
+                SELECT id, operation_id, environment_id, created_at, level, kind, message, meta,
+                       octet_length(message) + coalesce(octet_length(meta::text), 0) AS size
+                FROM logs.messages WHERE environment_id = $1 AND operation_id = $2
+                  AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))
+                ORDER BY created_at, id
+                LIMIT $5
+             ), sized AS (
+                SELECT *, sum(size) OVER (ORDER BY created_at, id
+                                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                          AS total,
+                       count(*) OVER () AS fetched
+                FROM page
+             )
+             SELECT id, operation_id, environment_id, created_at, level, kind, message, meta,
+                    fetched
+             FROM sized WHERE total <= $6 OR total = size
              ORDER BY created_at, id",
         )
         .bind(environment_id)
         .bind(operation_id)
+        .bind(cursor.map(|c| c.started_at()))
+        .bind(cursor.map(|c| c.id))
+        .bind(limit as i64 + 1)
+        .bind(MAX_MESSAGES_PAGE_BYTES as i64)
         .fetch_all(&self.db)
         .await?;
-        rows.into_iter().map(Message::try_from).collect()
+        let fetched = rows.first().map_or(0, |r| r.fetched as usize);
+        let mut items = rows
+            .into_iter()
+            .map(|r| Message::try_from(r.row))
+            .collect::<Result<Vec<_>>>()?;
+        items.truncate(limit);
+        let next_cursor = if fetched > items.len() {
+            items.last().map(|m| Cursor::of_message(m).encode())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
     }
 
     async fn operation(
@@ -263,6 +528,28 @@ impl LogSink for PostgresLogSink {
         .await?;
         row.map(Operation::try_from).transpose()
     }
+}
+
+/// The first `limit` messages that fit in `budget` bytes (always the first), and the cursor
+/// after the last of them when any were left out.
+fn finish_messages(mut items: Vec<Message>, limit: usize, budget: usize) -> Page<Message> {
+    let mut total = 0usize;
+    let fits = items
+        .iter()
+        .take(limit)
+        .position(|m| {
+            total += m.message.len() + m.meta.to_string().len();
+            total > budget
+        })
+        .map_or(items.len().min(limit), |i| i.max(1));
+    let more = items.len() > fits;
+    items.truncate(fits);
+    let next_cursor = if more {
+        items.last().map(|m| Cursor::of_message(m).encode())
+    } else {
+        None
+    };
+    Page { items, next_cursor }
 }
 
 fn finish_page(mut items: Vec<Operation>, limit: usize) -> Result<Page<Operation>> {
@@ -548,15 +835,25 @@ impl LogSink for OpenSearchLogSink {
         finish_page(items, limit)
     }
 
-    async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>> {
-        let body = json!({
-            "size": 10000,
+    async fn messages_page(
+        &self,
+        environment_id: i64,
+        operation_id: Uuid,
+        query: &MessageQuery,
+    ) -> Result<Page<Message>> {
+        let limit = page_limit(query.limit);
+        let mut body = json!({
+            "size": limit + 1,
             "query": {"bool": {"filter": [
                 {"term": {"environment_id": environment_id}},
                 {"term": {"operation_id": operation_id}}
             ]}},
             "sort": [{"created_at": "asc"}, {"id": "asc"}]
         });
+        if let Some(raw) = &query.cursor {
+            let c = Cursor::decode(raw)?;
+            body["search_after"] = json!([c.started_at_micros / 1000, c.id.to_string()]);
+        }
         let res = self
             .send(
                 opensearch::http::Method::Post,
@@ -567,7 +864,8 @@ impl LogSink for OpenSearchLogSink {
                 Some(body),
             )
             .await?;
-        res.pointer("/hits/hits")
+        let items = res
+            .pointer("/hits/hits")
             .and_then(Value::as_array)
             .map(|hits| {
                 hits.iter()
@@ -577,8 +875,9 @@ impl LogSink for OpenSearchLogSink {
                     })
                     .collect::<Result<Vec<_>>>()
             })
-            .transpose()
-            .map(Option::unwrap_or_default)
+            .transpose()?
+            .unwrap_or_default();
+        Ok(finish_messages(items, limit, MAX_MESSAGES_PAGE_BYTES))
     }
 
     async fn operation(

@@ -47,7 +47,10 @@ pub struct Connection {
     pub provider: String,
     pub connection_id: String,
     pub credentials: Credentials,
+    /// Decrypted: the fields the catalog marks `secret` are stored sealed.
     pub connection_config: Map<String, Value>,
+    /// The names of the `connection_config` fields stored sealed (secrets, kept out of logs).
+    pub secret_config: Vec<String>,
     pub metadata: Option<Value>,
     pub end_user: Option<EndUser>,
     pub tags: Map<String, Value>,
@@ -114,6 +117,66 @@ fn credentials_aad(uuid: Uuid) -> String {
     format!("connection:{uuid}:credentials")
 }
 
+fn config_aad(uuid: Uuid, field: &str) -> String {
+    format!("connection:{uuid}:config:{field}")
+}
+
+/// The key of the object that stands for a sealed `connection_config` value in the row:
+/// `{"lasso_sealed": "<base64 of the sealed JSON value>"}`.
+pub const SEALED_KEY: &str = "lasso_sealed";
+
+/// `config` with the values of the `secret` fields sealed (bound to the row and the field).
+fn seal_config(
+    cipher: &Cipher,
+    uuid: Uuid,
+    mut config: Map<String, Value>,
+    secret: &[String],
+) -> Map<String, Value> {
+    use base64::Engine;
+    for (field, value) in config.iter_mut() {
+        if secret.contains(field) && !value.is_null() {
+            let sealed = cipher.seal_json(value, &config_aad(uuid, field));
+            *value = serde_json::json!({
+                SEALED_KEY: base64::engine::general_purpose::STANDARD.encode(sealed)
+            });
+        }
+    }
+    config
+}
+
+/// The sealed text of a stored value, when it is one.
+fn sealed_text(value: &Value) -> Option<&str> {
+    match value {
+        Value::Object(m) if m.len() == 1 => m.get(SEALED_KEY)?.as_str(),
+        _ => None,
+    }
+}
+
+/// The stored `config` with its sealed values opened, and the names of those fields.
+fn open_config(
+    cipher: &Cipher,
+    uuid: Uuid,
+    config: Map<String, Value>,
+) -> Result<(Map<String, Value>, Vec<String>)> {
+    use base64::Engine;
+    let mut secret = Vec::new();
+    let mut out = Map::with_capacity(config.len());
+    for (field, value) in config {
+        let value = match sealed_text(&value) {
+            Some(text) => {
+                let sealed = base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|_| Error::Decrypt)?;
+                secret.push(field.clone());
+                cipher.open_json(&sealed, &config_aad(uuid, &field))?
+            }
+            None => value,
+        };
+        out.insert(field, value);
+    }
+    Ok((out, secret))
+}
+
 fn object(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -129,6 +192,8 @@ impl Row {
     fn decrypt(self, cipher: &Cipher) -> Result<Connection> {
         let plain = cipher.open_json(&self.credentials_encrypted, &credentials_aad(self.uuid))?;
         let credentials = serde_json::from_value(plain).map_err(|_| Error::Decrypt)?;
+        let (connection_config, secret_config) =
+            open_config(cipher, self.uuid, object(self.connection_config))?;
         Ok(Connection {
             id: self.id,
             uuid: self.uuid,
@@ -138,7 +203,8 @@ impl Row {
             provider: self.provider,
             connection_id: self.connection_id,
             credentials,
-            connection_config: object(self.connection_config),
+            connection_config,
+            secret_config,
             metadata: self.metadata,
             end_user: end_user(self.end_user),
             tags: object(self.tags),
@@ -151,6 +217,27 @@ impl Row {
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
+    }
+}
+
+impl Connection {
+    /// Every secret value of the connection (its credentials and its `secret` config fields),
+    /// for scrubbing them out of logs and errors.
+    pub fn secrets(&self) -> Vec<String> {
+        let config = self
+            .secret_config
+            .iter()
+            .filter_map(|field| self.connection_config.get(field))
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+        self.credentials
+            .secrets()
+            .into_iter()
+            .map(str::to_string)
+            .chain(config)
+            .collect()
     }
 }
 
@@ -217,6 +304,9 @@ pub struct NewConnection {
     pub connection_id: String,
     pub credentials: Credentials,
     pub connection_config: Map<String, Value>,
+    /// The `connection_config` fields to store sealed: those the provider's catalog entry
+    /// marks `secret` ([`crate::providers::Provider::secret_config_fields`]).
+    pub secret_config: Vec<String>,
     /// `None` keeps the metadata of an existing connection.
     pub metadata: Option<Value>,
     pub end_user: Option<EndUser>,
@@ -309,7 +399,12 @@ pub async fn upsert(
     .bind(&new.connection_id)
     .bind(sealed)
     .bind(new.credentials.expires_at())
-    .bind(Value::Object(new.connection_config))
+    .bind(Value::Object(seal_config(
+        cipher,
+        uuid,
+        new.connection_config,
+        &new.secret_config,
+    )))
     .bind(new.metadata)
     .bind(end_user)
     .bind(Value::Object(new.tags))
@@ -469,6 +564,78 @@ async fn missing(
         Ok(Some(_)) => Error::not_found(format!("connection `{connection_id}`")),
         Ok(None) => Error::unknown_integration(provider_config_key),
         Err(e) => e,
+    }
+}
+
+/// Key rotation: re-seals under the cipher's current key what a previous key sealed (each
+/// connection's credentials and secret config fields), at most `limit` values; returns how
+/// many. A row is written only if it did not change since it was read, so a run can stop
+/// anywhere and the next one goes on from there (values already current are skipped).
+pub async fn reseal(db: &PgPool, cipher: &Cipher, limit: u64) -> Result<u64> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut done = 0u64;
+    let mut after = 0i64;
+    loop {
+        let rows: Vec<(i64, Uuid, Vec<u8>, Value)> = sqlx::query_as(
+            "SELECT id, uuid, credentials_encrypted, connection_config FROM connections
+             WHERE id > $1 ORDER BY id LIMIT 200",
+        )
+        .bind(after)
+        .fetch_all(db)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok(done);
+        };
+        after = last.0;
+        for (id, uuid, credentials, config) in rows {
+            let mut changed = 0u64;
+            let mut new_credentials = credentials.clone();
+            if done < limit
+                && let Some(fresh) = cipher.reseal(&credentials, &credentials_aad(uuid))?
+            {
+                new_credentials = fresh;
+                changed += 1;
+            }
+            let mut new_config = config.clone();
+            if let Value::Object(fields) = &mut new_config {
+                for (field, value) in fields.iter_mut() {
+                    if done + changed >= limit {
+                        break;
+                    }
+                    let Some(text) = sealed_text(value) else {
+                        continue;
+                    };
+                    let sealed = b64.decode(text).map_err(|_| Error::Decrypt)?;
+                    if let Some(fresh) = cipher.reseal(&sealed, &config_aad(uuid, field))? {
+                        *value = serde_json::json!({SEALED_KEY: b64.encode(fresh)});
+                        changed += 1;
+                    }
+                }
+            }
+            if changed == 0 {
+                if done >= limit {
+                    return Ok(done);
+                }
+                continue;
+            }
+            let written = sqlx::query(
+                "UPDATE connections SET credentials_encrypted = $2, connection_config = $3
+                 WHERE id = $1 AND credentials_encrypted = $4 AND connection_config = $5",
+            )
+            .bind(id)
+            .bind(&new_credentials)
+            .bind(&new_config)
+            .bind(&credentials)
+            .bind(&config)
+            .execute(db)
+            .await?
+            .rows_affected();
+            // A row changed meanwhile was written under the current key by that writer.
+            if written == 1 {
+                done += changed;
+            }
+        }
     }
 }
 

@@ -323,6 +323,54 @@ pub async fn update(
 }
 
 /// Deletes the integration and, through the foreign keys, its connections.
+/// Key rotation: re-seals under the cipher's current key the client and webhook secrets a
+/// previous key sealed, at most `limit` values; returns how many (see
+/// [`crate::connections::reseal`]).
+pub async fn reseal(db: &PgPool, cipher: &Cipher, limit: u64) -> Result<u64> {
+    /// id, uuid, and the sealed client and webhook secrets.
+    type SealedRow = (i64, Uuid, Option<Vec<u8>>, Option<Vec<u8>>);
+    let rows: Vec<SealedRow> = sqlx::query_as(
+        "SELECT id, uuid, client_secret_encrypted, webhook_secret_encrypted FROM integrations
+         ORDER BY id",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut done = 0u64;
+    for (id, uuid, client, webhook) in rows {
+        for (field, sql, sealed) in [
+            (
+                "client_secret",
+                "UPDATE integrations SET client_secret_encrypted = $2
+                 WHERE id = $1 AND client_secret_encrypted = $3",
+                client,
+            ),
+            (
+                "webhook_secret",
+                "UPDATE integrations SET webhook_secret_encrypted = $2
+                 WHERE id = $1 AND webhook_secret_encrypted = $3",
+                webhook,
+            ),
+        ] {
+            if done >= limit {
+                return Ok(done);
+            }
+            let Some(sealed) = sealed else { continue };
+            let Some(fresh) = cipher.reseal(&sealed, &aad(uuid, field))? else {
+                continue;
+            };
+            let written = sqlx::query(sql)
+                .bind(id)
+                .bind(fresh)
+                .bind(sealed)
+                .execute(db)
+                .await?
+                .rows_affected();
+            done += written;
+        }
+    }
+    Ok(done)
+}
+
 pub async fn delete(db: &PgPool, environment_id: i64, unique_key: &str) -> Result<()> {
     let deleted =
         sqlx::query("DELETE FROM integrations WHERE environment_id = $1 AND unique_key = $2")

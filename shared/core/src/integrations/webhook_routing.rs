@@ -11,6 +11,10 @@ use crate::{Error, Result};
 /// The key of the routing rules in an integration's `custom` object.
 pub const ROUTING_KEY: &str = "webhook_routing";
 
+/// The key, in an integration's `custom` object, of `true` when every incoming webhook must
+/// carry a signature Lasso verified (refused otherwise).
+pub const REQUIRE_SIGNATURES_KEY: &str = "require_webhook_signatures";
+
 /// Where a value of the webhook is read: exactly one of a header or a body path.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +68,9 @@ pub struct Routing {
     pub event: Option<Source>,
     #[serde(default)]
     pub signature: Option<Signature>,
+    /// `custom.require_webhook_signatures`: refuse webhooks whose signature was not verified.
+    #[serde(skip)]
+    pub require_signatures: bool,
 }
 
 const FIELD: &str = "custom.webhook_routing";
@@ -83,10 +90,23 @@ impl Routing {
     /// The rules in an integration's `custom` object (default: none); a 400 naming the field
     /// when they are malformed.
     pub fn from_custom(custom: &Map<String, Value>) -> Result<Self> {
-        let Some(value) = custom.get(ROUTING_KEY) else {
-            return Ok(Self::default());
+        let require_signatures = match custom.get(REQUIRE_SIGNATURES_KEY) {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(Error::invalid(
+                    format!("custom.{REQUIRE_SIGNATURES_KEY}"),
+                    "expected true or false",
+                ));
+            }
         };
-        let routing: Routing = serde_path_to_error::deserialize(value).map_err(|e| {
+        let Some(value) = custom.get(ROUTING_KEY) else {
+            return Ok(Self {
+                require_signatures,
+                ..Self::default()
+            });
+        };
+        let mut routing: Routing = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let field = if path == "." {
                 FIELD.to_string()
@@ -134,6 +154,7 @@ impl Routing {
                 "must name the header that carries the signature",
             ));
         }
+        routing.require_signatures = require_signatures;
         Ok(routing)
     }
 }

@@ -26,12 +26,31 @@ pub struct Extension {
     /// itself and its subdomains (`salesforce.com` covers `acme.my.salesforce.com`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_domains: Vec<String>,
+    /// How the provider signs the webhooks it sends; Lasso verifies them with the
+    /// integration's webhook secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_signature: Option<WebhookScheme>,
 }
 
 impl Extension {
     pub fn is_empty(&self) -> bool {
-        self.allowed_domains.is_empty()
+        self.allowed_domains.is_empty() && self.webhook_signature.is_none()
     }
+}
+
+/// A provider's way of signing webhooks (HMAC-SHA256 with the integration's webhook secret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookScheme {
+    /// `X-Hub-Signature-256: sha256=<hex of HMAC(body)>`.
+    Github,
+    /// `Stripe-Signature: t=<unix seconds>,v1=<hex of HMAC("<t>.<body>")>`, within 5 minutes.
+    Stripe,
+    /// `X-Slack-Signature: v0=<hex of HMAC("v0:<ts>:<body>")>` with
+    /// `X-Slack-Request-Timestamp: <ts>`, within 5 minutes.
+    Slack,
+    /// `X-Shopify-Hmac-Sha256: <base64 of HMAC(body)>`.
+    Shopify,
 }
 
 /// The hosts an integration lets connection values name, from its `custom.allowed_hosts` entry

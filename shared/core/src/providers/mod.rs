@@ -109,6 +109,16 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// The `connection_config` fields the entry marks `secret`: stored sealed and scrubbed
+    /// from logs like credentials.
+    pub fn secret_config_fields(&self) -> Vec<String> {
+        self.connection_config
+            .iter()
+            .filter(|(_, schema)| schema.secret)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// The token URL for this provider's auth mode.
     pub fn resolved_token_url(&self) -> Option<&str> {
         self.token_url.as_ref()?.for_mode(&self.auth_mode)

@@ -372,6 +372,11 @@ pub struct ListQuery {
 
 pub const MAX_LIST_LIMIT: i64 = 10_000;
 
+/// A page also ends before its records' JSON passes this many bytes (a record may be 1 MiB,
+/// so 100 of them would be 100 MiB in memory, and Lambda returns at most 6 MB); the first
+/// record is always returned, and the cursor leads to the rest.
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     /// Each record's payload with `_nango_metadata`.
@@ -389,6 +394,8 @@ struct ListRow {
     pruned_at: Option<DateTime<Utc>>,
     last_action: String,
     xid: String,
+    /// How many rows the page query read before the byte budget.
+    fetched: i64,
 }
 
 /// One page of the scope's records in modification order.
@@ -400,18 +407,32 @@ pub async fn list(db: &PgPool, scope: &Scope, query: &ListQuery) -> Result<Page>
         ));
     }
     let filter: Vec<&str> = query.filter.iter().map(|a| a.as_str()).collect();
+    // The byte budget is applied in the database, so rows past it are never sent: a running
+    // total of each payload's JSON text keeps the rows that fit (and always the first).
     let rows: Vec<ListRow> = sqlx::query_as(
-        "SELECT external_id, data, created_at, updated_at, deleted_at, pruned_at,
-                last_action::text AS last_action, xid::text AS xid
-         FROM records.records
-         WHERE connection_id = $1 AND model = $2 AND variant = $3
-           AND xid < pg_snapshot_xmin(pg_current_snapshot())
-           AND (xid, external_id) > ($4::text::xid8, $5::text)
-           AND ($6::timestamptz IS NULL OR updated_at > $6)
-           AND (cardinality($7::text[]) = 0 OR last_action::text = ANY($7))
-           AND (cardinality($8::text[]) = 0 OR external_id = ANY($8))
-         ORDER BY records.xid, records.external_id
-         LIMIT $9",
+        "WITH page AS (
+            SELECT external_id, data, created_at, updated_at, deleted_at, pruned_at,
+                   last_action, xid, octet_length(data::text) AS size
+            FROM records.records
+            WHERE connection_id = $1 AND model = $2 AND variant = $3
+              AND xid < pg_snapshot_xmin(pg_current_snapshot())
+              AND (xid, external_id) > ($4::text::xid8, $5::text)
+              AND ($6::timestamptz IS NULL OR updated_at > $6)
+              AND (cardinality($7::text[]) = 0 OR last_action::text = ANY($7))
+              AND (cardinality($8::text[]) = 0 OR external_id = ANY($8))
+            ORDER BY records.xid, records.external_id
+            LIMIT $9
+         ), sized AS (
+            SELECT *, sum(size) OVER (ORDER BY xid, external_id
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS total,
+                   count(*) OVER () AS fetched
+            FROM page
+         )
+         SELECT external_id, data, created_at, updated_at, deleted_at, pruned_at,
+                last_action::text AS last_action, xid::text AS xid, fetched
+         FROM sized
+         WHERE total <= $10 OR total = size
+         ORDER BY sized.xid, sized.external_id",
     )
     .bind(scope.connection)
     .bind(&scope.model)
@@ -427,9 +448,13 @@ pub async fn list(db: &PgPool, scope: &Scope, query: &ListQuery) -> Result<Page>
     .bind(&filter)
     .bind(&query.ids)
     .bind(query.limit + 1)
+    .bind(MAX_PAGE_BYTES as i64)
     .fetch_all(db)
     .await?;
-    let more = rows.len() as i64 > query.limit;
+    // More remain when the count limit or the byte budget left fetched rows out.
+    let more = rows
+        .first()
+        .is_some_and(|r| r.fetched > rows.len().min(query.limit as usize) as i64);
     let mut records: Vec<Value> = Vec::with_capacity(rows.len());
     let mut last_cursor = None;
     for row in rows.into_iter().take(query.limit as usize) {

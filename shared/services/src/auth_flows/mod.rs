@@ -314,6 +314,11 @@ async fn store(
             connection_id: target.connection_id,
             credentials,
             connection_config: target.connection_config,
+            secret_config: ctx
+                .providers
+                .get(&target.integration.provider)
+                .map(|p| p.secret_config_fields())
+                .unwrap_or_default(),
             metadata: None,
             end_user: target.end_user,
             tags: target.tags,

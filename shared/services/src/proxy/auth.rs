@@ -176,6 +176,7 @@ mod tests {
                 Value::Object(m) => m,
                 _ => Map::new(),
             },
+            secret_config: Vec::new(),
             metadata: None,
             end_user: None,
             tags: Map::new(),

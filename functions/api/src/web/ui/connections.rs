@@ -213,6 +213,7 @@ async fn import(
             connection_id,
             credentials,
             connection_config: Map::new(),
+            secret_config: Vec::new(),
             metadata: None,
             end_user: optional(form.end_user_id).map(|id| EndUser {
                 id,
