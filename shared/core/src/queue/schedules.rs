@@ -10,8 +10,8 @@ use serde_json::Value;
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::queue::tasks::TaskState;
 use crate::Result;
+use crate::queue::tasks::TaskState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
 #[sqlx(
