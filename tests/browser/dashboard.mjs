@@ -1,5 +1,5 @@
 // The dashboard in headless Chromium (run by tests/dashboard.rs): sign in; create an
-// integration and import a connection; a failing sync found by a word of its error; its
+// integration and import a connection; its deployed functions, models and deploying tool; a failing sync found by a word of its error; its
 // operation's message; a triggered run appearing without a reload; the sync's chart; another
 // environment's connection out of reach; key rotation with a grace period; sign out.
 // With LASSO_README_SCREENSHOTS set, it also saves the README's screenshots there.
@@ -75,6 +75,18 @@ await run(context, [
         check(response.ok, `deploy failed: ${await response.text()}`);
         await page.reload();
         await sync('warehouse').waitFor();
+        await sync('tickets').waitFor();
+    }],
+    ['see the deployed functions with their models and the tool that deployed them', async () => {
+        const connection = page.url();
+        await page.goto(`${base}/ui/integrations/fakehub`);
+        const row = page.locator('table.functions tr[data-function="tickets"]');
+        await row.waitFor();
+        const tool = (await row.locator('td.deployed-with').textContent()).trim();
+        check(tool === 'lasso', `deployed with: ${tool}`);
+        await row.locator('details summary').first().click();
+        check((await row.locator('pre.json').first().textContent()).includes('"id"'), 'no model schema shown');
+        await page.goto(connection);
         await sync('tickets').waitFor();
     }],
     ['run a sync that fails', async () => {

@@ -233,14 +233,15 @@ async fn show(
                 p.panel.muted { "Nothing deployed. Run " code { "lasso deploy" } " or " code { "nango deploy" } "." }
             } @else {
                 table.functions {
-                    thead { tr { th { "Name" } th { "Type" } th { "Version" } th { "Deployed" } th { "Models" } } }
+                    thead { tr { th { "Name" } th { "Type" } th { "Version" } th { "Deployed" } th { "Deployed with" } th { "Models" } } }
                     tbody {
                         @for f in &functions {
-                            tr {
+                            tr data-function=(f.name) {
                                 td { (f.name) }
                                 td { (f.function_type.as_str()) }
                                 td { (f.config.version.as_deref().unwrap_or("—")) }
                                 td { (time(f.deployed_at)) }
+                                td.deployed-with { (f.deployed_with.as_str()) }
                                 td {
                                     @for m in &f.config.models {
                                         details { summary { (m.name) } (layout::json_block(&serde_json::to_value(m).unwrap_or_default())) }
