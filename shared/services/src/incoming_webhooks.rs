@@ -113,8 +113,7 @@ fn verify(
         Encoding::Hex => hex::decode(given).ok(),
         Encoding::Base64 => base64::engine::general_purpose::STANDARD.decode(given).ok(),
     };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(raw);
+    let mac = mac_of(secret, &[raw]);
     match decoded {
         // Constant-time comparison.
         Some(bytes) if mac.verify_slice(&bytes).is_ok() => Ok(()),
