@@ -15,18 +15,17 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use lasso_cli::workers::Workers;
 use lasso_sandbox::{self as sandbox, BatchOp, Host, HostError, Limits, RunInfo};
-use lasso_services::config::Config;
+use lasso_services::environments;
 use lasso_services::logs::Level;
 use lasso_services::scripts::{self, Bundle, DeployRequest};
-use lasso_services::{Context, environments};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+mod support;
 
 const CALLS: usize = 1_000;
 const WARMUP: usize = 100;
 const PROVIDERS: &str = "bench-api:\n  display_name: Bench\n  auth_mode: API_KEY\n  proxy:\n    base_url: http://127.0.0.1:9\n    headers:\n      authorization: Bearer ${apiKey}\n";
-const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 fn project() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/echo-project")
@@ -40,7 +39,7 @@ struct Stats {
 
 fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    let at = |q| support::quantile(&samples, q);
     Stats {
         p50: at(0.50),
         p99: at(0.99),
@@ -96,37 +95,12 @@ async fn script_alone(bundle: &Bundle) -> anyhow::Result<Vec<Duration>> {
 /// A fresh database, `lasso dev`'s loops and the api on a local port, the project deployed;
 /// then `CALLS` sequential `POST /action/trigger` measured from the HTTP client.
 async fn round_trips(admin: &str, wait_mode: &str) -> anyhow::Result<Vec<Duration>> {
-    let mut url = url::Url::parse(admin)?;
-    url.set_path(&format!("lasso_bench_{}", uuid::Uuid::new_v4().simple()));
-    let database_url = url.to_string();
-    lasso_services::db::create_database_if_missing(&SecretString::from(database_url.clone()))
-        .await?;
-    let dir = std::env::temp_dir().join(format!("lasso-bench-actions-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("providers.yaml"), PROVIDERS)?;
-    let settings = [
-        ("LASSO_DATABASE_URL", database_url),
-        ("LASSO_ENCRYPTION_KEY", KEY.to_string()),
-        (
-            "LASSO_SCRIPT_STORE",
-            dir.join("scripts").display().to_string(),
-        ),
-        (
-            "LASSO_PROVIDERS_FILE",
-            dir.join("providers.yaml").display().to_string(),
-        ),
+    let extra = [
         ("LASSO_ACTION_WAIT", wait_mode.to_string()),
         // The bench's fake provider listens on loopback.
         ("LASSO_OUTBOUND_ALLOW", "127.0.0.0/8,::1/128".to_string()),
     ];
-    let config = Config::from_lookup(|name| {
-        settings
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })?;
-    let ctx = Context::build(config, None)?;
-    lasso_services::db::migrate(&ctx.db).await?;
+    let (ctx, _dir) = support::lasso(admin, Some(PROVIDERS), &extra).await?;
     let (env, key) = environments::create(&ctx.db, "bench").await?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -192,9 +166,7 @@ async fn round_trips(admin: &str, wait_mode: &str) -> anyhow::Result<Vec<Duratio
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin = std::env::var("LASSO_BENCH_DATABASE_URL").map_err(|_| {
-        anyhow::anyhow!("LASSO_BENCH_DATABASE_URL is not set (scripts/bench sets it)")
-    })?;
+    let admin = support::admin_url()?;
     let compiled = lasso_compile::compile(&project())?;
     let bundle = Bundle::parse(&compiled.functions[0].bundle).map_err(|e| anyhow::anyhow!(e))?;
 

@@ -8,14 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use lasso_services::config::Config;
-use lasso_services::{Context, environments};
-use secrecy::SecretString;
+use lasso_services::environments;
+
+mod support;
 
 const OPERATIONS: i64 = 100_000;
 const REQUESTS: usize = 100;
 const WARMUP: usize = 10;
-const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const TARGET_P95: Duration = Duration::from_millis(300);
 
 struct Stats {
@@ -26,7 +25,7 @@ struct Stats {
 
 fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    let at = |q| support::quantile(&samples, q);
     Stats {
         p50: at(0.50),
         p95: at(0.95),
@@ -117,28 +116,8 @@ async fn sign_in(http: &reqwest::Client, base: &str, key: &str) -> anyhow::Resul
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin = std::env::var("LASSO_BENCH_DATABASE_URL").map_err(|_| {
-        anyhow::anyhow!("LASSO_BENCH_DATABASE_URL is not set (scripts/bench sets it)")
-    })?;
-    let mut url = url::Url::parse(&admin)?;
-    url.set_path(&format!("lasso_bench_{}", uuid::Uuid::new_v4().simple()));
-    let database_url = url.to_string();
-    lasso_services::db::create_database_if_missing(&SecretString::from(database_url.clone()))
-        .await?;
-    let scripts = std::env::temp_dir().join(format!("lasso-bench-ui-{}", uuid::Uuid::new_v4()));
-    let settings = [
-        ("LASSO_DATABASE_URL", database_url),
-        ("LASSO_ENCRYPTION_KEY", KEY.to_string()),
-        ("LASSO_SCRIPT_STORE", scripts.display().to_string()),
-    ];
-    let config = Config::from_lookup(|name| {
-        settings
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })?;
-    let ctx = Context::build(config, None)?;
-    lasso_services::db::migrate(&ctx.db).await?;
+    let admin = support::admin_url()?;
+    let (ctx, _dir) = support::lasso(&admin, None, &[]).await?;
     let (env, key) = environments::create(&ctx.db, "bench").await?;
     populate(&ctx.db, env.id).await?;
     let one: uuid::Uuid = sqlx::query_scalar(
@@ -227,6 +206,5 @@ async fn main() -> anyhow::Result<()> {
             "missed"
         }
     );
-    let _ = std::fs::remove_dir_all(&scripts);
     Ok(())
 }

@@ -24,17 +24,16 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
 use lasso_cli::event_source::{self, Mapping};
-use lasso_services::config::Config;
 use lasso_services::queue::{NewTask, TaskKind, TaskMessage, tasks};
 use lasso_services::{Context, dispatcher, environments};
-use secrecy::SecretString;
 use serde_json::{Value, json};
+
+mod support;
 
 const ENQUEUE_BATCH: usize = 1_000;
 /// graphile-worker's `concurrency`: the runner's per-invocation concurrency (functions/runner's
 /// CONCURRENCY) and the template's batch size are 10 too.
 const CONCURRENCY: usize = 10;
-const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Transitions {
@@ -49,13 +48,6 @@ fn node_dir() -> std::path::PathBuf {
             std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lasso")
         });
     cache.join("node")
-}
-
-async fn fresh_database(admin: &str) -> anyhow::Result<String> {
-    let mut url = url::Url::parse(admin)?;
-    url.set_path(&format!("lasso_bench_{}", uuid::Uuid::new_v4().simple()));
-    lasso_services::db::create_database_if_missing(&SecretString::from(url.to_string())).await?;
-    Ok(url.to_string())
 }
 
 /// The runner's transitions for one batch of deliveries, with a no-op in place of the script.
@@ -110,12 +102,7 @@ async fn lasso(
     runner_loops: usize,
     batch_size: usize,
 ) -> anyhow::Result<Duration> {
-    let database_url = fresh_database(admin).await?;
-    let scripts = std::env::temp_dir().join(format!("lasso-bench-queue-{}", uuid::Uuid::new_v4()));
-    let settings = [
-        ("LASSO_DATABASE_URL", database_url),
-        ("LASSO_ENCRYPTION_KEY", KEY.to_string()),
-        ("LASSO_SCRIPT_STORE", scripts.display().to_string()),
+    let extra = [
         // graphile-worker's jobs without a queue name have no per-group limit; neither should
         // the one environment here (the default of 20 would measure the limit, not the queue).
         ("LASSO_ENVIRONMENT_CONCURRENCY", "1000".to_string()),
@@ -124,14 +111,7 @@ async fn lasso(
             (runner_loops * CONCURRENCY + 4).to_string(),
         ),
     ];
-    let config = Config::from_lookup(|name| {
-        settings
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })?;
-    let ctx = Context::build(config, None)?;
-    lasso_services::db::migrate(&ctx.db).await?;
+    let (ctx, _dir) = support::lasso(admin, None, &extra).await?;
     let (env, _) = environments::create(&ctx.db, "bench").await?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -210,7 +190,6 @@ async fn lasso(
         "{succeeded} of {total} tasks succeeded, {} completions counted, {n} expected",
         completed.load(Ordering::Relaxed)
     );
-    let _ = std::fs::remove_dir_all(&scripts);
     Ok(elapsed)
 }
 
@@ -220,7 +199,7 @@ struct Graphile {
 }
 
 async fn graphile(admin: &str, n: usize, mode: &str) -> anyhow::Result<Graphile> {
-    let database_url = fresh_database(admin).await?;
+    let database_url = support::fresh_database(admin).await?;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("node/graphile_bench.mjs");
     let out = tokio::process::Command::new("node")
         .arg(script)
@@ -254,9 +233,7 @@ fn met(ok: bool) -> &'static str {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin = std::env::var("LASSO_BENCH_DATABASE_URL").map_err(|_| {
-        anyhow::anyhow!("LASSO_BENCH_DATABASE_URL is not set (scripts/bench sets it)")
-    })?;
+    let admin = support::admin_url()?;
     let n: usize = match std::env::var("LASSO_BENCH_QUEUE_TASKS") {
         Ok(v) => v
             .parse()

@@ -11,11 +11,11 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use lasso_services::config::Config;
+use lasso_services::environments;
 use lasso_services::records::{self, Cursor, ListQuery, Scope};
-use lasso_services::{Context, environments};
-use secrecy::SecretString;
 use serde_json::{Value, json};
+
+mod support;
 
 const RECORDS: i64 = 1_000_000;
 const PER_TRANSACTION: i64 = 10_000;
@@ -23,7 +23,6 @@ const PAGE: i64 = 100;
 const SAMPLES: usize = 500;
 const WARMUP: usize = 50;
 const PROVIDERS: &str = "bench-api:\n  display_name: Bench\n  auth_mode: API_KEY\n  proxy:\n    base_url: http://127.0.0.1:9\n";
-const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 struct Stats {
     p50: Duration,
@@ -33,7 +32,7 @@ struct Stats {
 
 fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).saturating_sub(1)];
+    let at = |q| support::quantile(&samples, q);
     Stats {
         p50: at(0.50),
         p95: at(0.95),
@@ -60,37 +59,8 @@ impl Lcg {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin = std::env::var("LASSO_BENCH_DATABASE_URL").map_err(|_| {
-        anyhow::anyhow!("LASSO_BENCH_DATABASE_URL is not set (scripts/bench sets it)")
-    })?;
-    let mut url = url::Url::parse(&admin)?;
-    url.set_path(&format!("lasso_bench_{}", uuid::Uuid::new_v4().simple()));
-    let database_url = url.to_string();
-    lasso_services::db::create_database_if_missing(&SecretString::from(database_url.clone()))
-        .await?;
-    let dir = std::env::temp_dir().join(format!("lasso-bench-records-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("providers.yaml"), PROVIDERS)?;
-    let settings = [
-        ("LASSO_DATABASE_URL", database_url),
-        ("LASSO_ENCRYPTION_KEY", KEY.to_string()),
-        (
-            "LASSO_SCRIPT_STORE",
-            dir.join("scripts").display().to_string(),
-        ),
-        (
-            "LASSO_PROVIDERS_FILE",
-            dir.join("providers.yaml").display().to_string(),
-        ),
-    ];
-    let config = Config::from_lookup(|name| {
-        settings
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    })?;
-    let ctx = Context::build(config, None)?;
-    lasso_services::db::migrate(&ctx.db).await?;
+    let admin = support::admin_url()?;
+    let (ctx, _dir) = support::lasso(&admin, Some(PROVIDERS), &[]).await?;
     let (env, key) = environments::create(&ctx.db, "bench").await?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -267,6 +237,5 @@ async fn main() -> anyhow::Result<()> {
             "missed"
         }
     );
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
