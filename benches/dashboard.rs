@@ -38,7 +38,8 @@ fn ms(d: Duration) -> String {
 }
 
 /// Operations over the last week, newest last: kinds and states mixed, one in a hundred
-/// failed, two messages each; one operation's message has a word no other has.
+/// failed, two messages each; one sync's message has a word no other has (`conn-76` runs
+/// syncs: kind and connection both follow `n`).
 async fn populate(db: &sqlx::PgPool, environment_id: i64) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO logs.operations
@@ -64,9 +65,9 @@ async fn populate(db: &sqlx::PgPool, environment_id: i64) -> anyhow::Result<()> 
             (id, operation_id, environment_id, created_at, level, kind, message, meta)
          SELECT gen_random_uuid(), o.id, o.environment_id, o.started_at + m * interval '100 ms',
                 'info', 'log',
-                CASE WHEN o.connection = 'conn-77' AND m = 2 AND o.kind = 'sync'
+                CASE WHEN o.connection = 'conn-76' AND m = 2 AND o.kind = 'sync'
                           AND o.started_at = (SELECT max(started_at) FROM logs.operations
-                                              WHERE connection = 'conn-77' AND kind = 'sync')
+                                              WHERE connection = 'conn-76' AND kind = 'sync')
                      THEN 'found a zebra in the payload'
                      ELSE 'fetched page ' || m || ' of ' || o.script END,
                 '{}'::jsonb
@@ -76,6 +77,16 @@ async fn populate(db: &sqlx::PgPool, environment_id: i64) -> anyhow::Result<()> 
     .bind(environment_id)
     .execute(db)
     .await?;
+    let zebras: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM logs.messages WHERE environment_id = $1 AND message LIKE '%zebra%'",
+    )
+    .bind(environment_id)
+    .fetch_one(db)
+    .await?;
+    anyhow::ensure!(
+        zebras == 1,
+        "the rare word is in {zebras} messages, not one"
+    );
     sqlx::query("ANALYZE logs.operations").execute(db).await?;
     sqlx::query("ANALYZE logs.messages").execute(db).await?;
     Ok(())
@@ -157,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         (
             "free text + connection",
-            "/ui/logs?q=zebra&connection=conn-77".into(),
+            "/ui/logs?q=zebra&connection=conn-76".into(),
         ),
         ("one operation's page", format!("/ui/logs/{one}")),
     ];
@@ -166,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
         OPERATIONS * 2
     );
     println!("| --- | ---: | ---: | ---: |");
-    let mut default_p95 = Duration::ZERO;
+    let mut slowest_p95 = Duration::ZERO;
     let mut older = String::new();
     for (name, path) in pages {
         let path = if path.is_empty() { older.clone() } else { path };
@@ -191,20 +202,19 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         let s = stats(samples);
-        if path == "/ui/logs" {
-            default_p95 = s.p95;
-        }
+        slowest_p95 = slowest_p95.max(s.p95);
         println!("| {name} | {} | {} | {} |", ms(s.p50), ms(s.p95), ms(s.p99));
     }
     println!();
     println!(
-        "Target: the logs page answers p95 under {} ms in `lasso dev` ({}).",
+        "Target: every row above answers p95 under {} ms in `lasso dev` ({}; slowest p95 {}).",
         TARGET_P95.as_millis(),
-        if default_p95 < TARGET_P95 {
+        if slowest_p95 < TARGET_P95 {
             "met"
         } else {
             "missed"
-        }
+        },
+        ms(slowest_p95)
     );
     Ok(())
 }

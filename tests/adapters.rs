@@ -311,6 +311,38 @@ async fn log_sink_round_trip(sink: Arc<dyn LogSink>) {
         .await
         .unwrap();
     assert_eq!(by_error_text.items.len(), 1);
+    // A word in one operation's error and another's message: both, each once, newest first.
+    let by_either = sink
+        .search_operations(&query(&|q| q.text = Some("upstream".into())))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_either.items.iter().map(|o| o.id).collect::<Vec<_>>(),
+        vec![ops[0].id, ops[3].id]
+    );
+    // Free text pages by cursor like any other search: each match once, in order.
+    let mut matched = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = sink
+            .search_operations(&query(&|q| {
+                q.text = Some("fetched".into());
+                q.limit = 2;
+                q.cursor = cursor.clone();
+            }))
+            .await
+            .unwrap();
+        matched.extend(page.items.iter().map(|o| o.id));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        matched,
+        all.items.iter().map(|o| o.id).collect::<Vec<_>>(),
+        "every operation has a message with the word"
+    );
 
     let window = sink
         .search_operations(&query(&|q| {

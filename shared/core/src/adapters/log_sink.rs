@@ -264,6 +264,57 @@ fn page_limit(limit: usize) -> usize {
     limit.clamp(1, MAX_PAGE)
 }
 
+/// The parts of an operation search, as literals so queries stay `&'static str` (sqlx's
+/// injection guard). The filters bind $1..$10; $11 is the free text, $12 the limit.
+macro_rules! operation_columns {
+    () => {
+        "SELECT o.id, o.environment_id, o.kind, o.state, o.integration, o.connection, o.script,
+                o.started_at, o.ended_at, o.error, o.meta FROM logs.operations o"
+    };
+}
+
+macro_rules! operation_filters {
+    () => {
+        " WHERE o.environment_id = $1
+            AND (cardinality($2::text[]) = 0 OR o.kind = ANY($2))
+            AND (cardinality($3::text[]) = 0 OR o.state = ANY($3))
+            AND ($4::text IS NULL OR o.integration = $4)
+            AND ($5::text IS NULL OR o.connection = $5)
+            AND ($6::text IS NULL OR o.script = $6)
+            AND ($7::timestamptz IS NULL OR o.started_at >= $7)
+            AND ($8::timestamptz IS NULL OR o.started_at < $8)
+            AND ($9::timestamptz IS NULL OR (o.started_at, o.id) < ($9, $10::uuid))"
+    };
+}
+
+macro_rules! operation_page {
+    () => {
+        " ORDER BY o.started_at DESC, o.id DESC LIMIT $12"
+    };
+}
+
+const SEARCH_OPERATIONS: &str = concat!(
+    operation_columns!(),
+    operation_filters!(),
+    " AND $11::text IS NULL",
+    operation_page!()
+);
+
+const SEARCH_OPERATIONS_TEXT: &str = concat!(
+    "SELECT * FROM ((",
+    operation_columns!(),
+    operation_filters!(),
+    " AND o.error ILIKE $11",
+    operation_page!(),
+    ") UNION (",
+    operation_columns!(),
+    operation_filters!(),
+    " AND EXISTS (SELECT 1 FROM logs.messages m
+                  WHERE m.operation_id = o.id AND m.message ILIKE $11)",
+    operation_page!(),
+    ")) o ORDER BY o.started_at DESC, o.id DESC LIMIT $12"
+);
+
 fn like_pattern(text: &str) -> String {
     let escaped = text
         .replace('\\', "\\\\")
@@ -419,39 +470,32 @@ impl LogSink for PostgresLogSink {
     async fn search_operations(&self, q: &OperationQuery) -> Result<Page<Operation>> {
         let limit = page_limit(q.limit);
         let cursor = q.cursor.as_deref().map(Cursor::decode).transpose()?;
-        let rows: Vec<OperationRow> = sqlx::query_as(
-            "SELECT o.id, o.environment_id, o.kind, o.state, o.integration, o.connection,
-                    o.script, o.started_at, o.ended_at, o.error, o.meta
-             FROM logs.operations o
-             WHERE o.environment_id = $1
-               AND (cardinality($2::text[]) = 0 OR o.kind = ANY($2))
-               AND (cardinality($3::text[]) = 0 OR o.state = ANY($3))
-               AND ($4::text IS NULL OR o.integration = $4)
-               AND ($5::text IS NULL OR o.connection = $5)
-               AND ($6::text IS NULL OR o.script = $6)
-               AND ($7::timestamptz IS NULL OR o.started_at >= $7)
-               AND ($8::timestamptz IS NULL OR o.started_at < $8)
-               AND ($9::text IS NULL OR o.error ILIKE $9 OR EXISTS (
-                    SELECT 1 FROM logs.messages m
-                    WHERE m.operation_id = o.id AND m.message ILIKE $9))
-               AND ($10::timestamptz IS NULL OR (o.started_at, o.id) < ($10, $11::uuid))
-             ORDER BY o.started_at DESC, o.id DESC
-             LIMIT $12",
-        )
-        .bind(q.environment_id)
-        .bind(to_strings(&q.kinds))
-        .bind(to_strings(&q.states))
-        .bind(&q.integration)
-        .bind(&q.connection)
-        .bind(&q.script)
-        .bind(q.from)
-        .bind(q.to)
-        .bind(q.text.as_deref().map(like_pattern))
-        .bind(cursor.map(|c| c.started_at()))
-        .bind(cursor.map(|c| c.id))
-        .bind(limit as i64 + 1)
-        .fetch_all(&self.db)
-        .await?;
+        // Free text is two ordered branches (the operation's error, its messages) merged, not
+        // one OR: as a semi-join the messages branch can walk operations newest first when the
+        // word is common and use the trigram index when it is rare. The statement is unnamed so
+        // Postgres plans it with the word itself (a cached generic plan would pick one way for
+        // every word).
+        let sql = if q.text.is_some() {
+            SEARCH_OPERATIONS_TEXT
+        } else {
+            SEARCH_OPERATIONS
+        };
+        let rows: Vec<OperationRow> = sqlx::query_as(sql)
+            .bind(q.environment_id)
+            .bind(to_strings(&q.kinds))
+            .bind(to_strings(&q.states))
+            .bind(&q.integration)
+            .bind(&q.connection)
+            .bind(&q.script)
+            .bind(q.from)
+            .bind(q.to)
+            .bind(cursor.map(|c| c.started_at()))
+            .bind(cursor.map(|c| c.id))
+            .bind(q.text.as_deref().map(like_pattern))
+            .bind(limit as i64 + 1)
+            .persistent(false)
+            .fetch_all(&self.db)
+            .await?;
         finish_page(
             rows.into_iter()
                 .map(Operation::try_from)
