@@ -86,6 +86,7 @@ await run(context, [
         check(tool === 'lasso', `deployed with: ${tool}`);
         await row.locator('details summary').first().click();
         check((await row.locator('pre.json').first().textContent()).includes('"id"'), 'no model schema shown');
+        await shot('integration');
         await page.goto(connection);
         await sync('tickets').waitFor();
     }],
