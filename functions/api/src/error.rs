@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lasso_services::Error;
+pub use lasso_services::ErrorCode;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,13 +18,13 @@ pub enum ApiError {
     #[error("{message}")]
     Custom {
         status: StatusCode,
-        code: &'static str,
+        code: ErrorCode,
         message: String,
     },
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Custom {
             status,
             code,
@@ -32,7 +33,7 @@ impl ApiError {
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -42,7 +43,7 @@ impl ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-fn body(code: &str, message: &str, errors: Option<serde_json::Value>) -> serde_json::Value {
+fn body(code: ErrorCode, message: &str, errors: Option<serde_json::Value>) -> serde_json::Value {
     let mut error = json!({"code": code, "message": message});
     if let Some(errors) = errors {
         error["errors"] = errors;
@@ -66,7 +67,7 @@ impl IntoResponse for ApiError {
             ApiError::MissingHeaders(ref names) => (
                 StatusCode::BAD_REQUEST,
                 body(
-                    "invalid_headers",
+                    ErrorCode::InvalidHeaders,
                     &self.to_string(),
                     Some(json!(
                         names
@@ -78,21 +79,21 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Shared(e) => match &e {
                 Error::NotFound { code, message } => {
-                    (StatusCode::NOT_FOUND, body(code, message, None))
+                    (StatusCode::NOT_FOUND, body(*code, message, None))
                 }
                 Error::Invalid { field, message } => (
                     StatusCode::BAD_REQUEST,
                     body(
-                        "invalid_request",
+                        ErrorCode::InvalidRequest,
                         &e.to_string(),
                         Some(json!([{ "field": field, "message": message }])),
                     ),
                 ),
                 Error::Provider { code, message } => {
-                    (StatusCode::BAD_REQUEST, body(code, message, None))
+                    (StatusCode::BAD_REQUEST, body(*code, message, None))
                 }
                 Error::Unreachable { code, message } => {
-                    (StatusCode::BAD_GATEWAY, body(code, message, None))
+                    (StatusCode::BAD_GATEWAY, body(*code, message, None))
                 }
                 // Nango's shape for failed actions: the payload rides in the error. Neither is
                 // our fault, so neither is a 5xx (unlike Nango's 500): an ActionError is the
@@ -101,7 +102,7 @@ impl IntoResponse for ApiError {
                     StatusCode::BAD_REQUEST,
                     with_payload(
                         body(
-                            "action_script_runtime_error",
+                            ErrorCode::ActionScriptRuntimeError,
                             "the action failed with an ActionError",
                             None,
                         ),
@@ -114,32 +115,35 @@ impl IntoResponse for ApiError {
                     payload,
                 } => (
                     StatusCode::FAILED_DEPENDENCY,
-                    with_payload(body(code, message, None), payload),
+                    with_payload(body(*code, message, None), payload),
                 ),
                 Error::PayloadTooLarge(m) => (
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    body("payload_too_large", m, None),
+                    body(ErrorCode::PayloadTooLarge, m, None),
                 ),
                 Error::Compile(diagnostics) => (
                     StatusCode::BAD_REQUEST,
                     body(
-                        "compilation_error",
+                        ErrorCode::CompilationError,
                         &e.to_string(),
                         Some(json!(diagnostics)),
                     ),
                 ),
-                Error::Conflict(m) => (StatusCode::CONFLICT, body("conflict", m, None)),
-                Error::Unauthorized(m) => (StatusCode::UNAUTHORIZED, body("unauthorized", m, None)),
-                Error::Forbidden(m) => (StatusCode::FORBIDDEN, body("forbidden", m, None)),
+                Error::Conflict(m) => (StatusCode::CONFLICT, body(ErrorCode::Conflict, m, None)),
+                Error::Unauthorized(m) => (
+                    StatusCode::UNAUTHORIZED,
+                    body(ErrorCode::Unauthorized, m, None),
+                ),
+                Error::Forbidden(m) => (StatusCode::FORBIDDEN, body(ErrorCode::Forbidden, m, None)),
                 Error::BadRequest { code, message } => {
-                    (StatusCode::BAD_REQUEST, body(code, message, None))
+                    (StatusCode::BAD_REQUEST, body(*code, message, None))
                 }
                 _ => {
                     // Our own fault: log the detail, answer without it (no SQL, no internals).
                     tracing::error!(error = %e, "request failed");
                     (
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        body("server_error", "an internal error occurred", None),
+                        body(ErrorCode::ServerError, "an internal error occurred", None),
                     )
                 }
             },

@@ -6,14 +6,14 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A body over the route's size limit answers 413 `payload_too_large`.
 fn body_rejection(status: StatusCode, text: String) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(status, "payload_too_large", text)
+        ApiError::new(status, ErrorCode::PayloadTooLarge, text)
     } else {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", text)
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidBody, text)
     }
 }
 
@@ -56,7 +56,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
             Err(rejection) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_query_params",
+                ErrorCode::InvalidQueryParams,
                 rejection.body_text(),
             )),
         }

@@ -15,7 +15,7 @@ use sqlx::{FromRow, PgPool};
 use crate::connections::{EndUser, Organization};
 use crate::crypto::token_digest;
 use crate::environments::Environment;
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 /// Nango's prefix, so tokens look the same to clients that check it.
 pub const TOKEN_PREFIX: &str = "nango_connect_session_";
@@ -67,7 +67,7 @@ impl ConnectSession {
         match &self.allowed_integrations {
             Some(allowed) if !allowed.iter().any(|k| k == provider_config_key) => {
                 Err(Error::BadRequest {
-                    code: "integration_not_allowed",
+                    code: ErrorCode::IntegrationNotAllowed,
                     message: format!(
                         "this connect session does not allow integration `{provider_config_key}`"
                     ),
@@ -344,7 +344,7 @@ pub async fn create_reconnect(
     .await?;
     let Some((connection_row, stored_end_user)) = connection else {
         return Err(Error::NotFound {
-            code: "unknown_connection",
+            code: ErrorCode::UnknownConnection,
             message: format!(
                 "connection `{}` of integration `{}` does not exist in this environment",
                 new.connection_id, new.integration_id

@@ -5,7 +5,7 @@
 pub enum Error {
     /// `code` is the API error code (`not_found`, `unknown_provider_config`, ...).
     #[error("{message}")]
-    NotFound { code: &'static str, message: String },
+    NotFound { code: ErrorCode, message: String },
     #[error("invalid {field}: {message}")]
     Invalid { field: String, message: String },
     #[error("{0}")]
@@ -17,14 +17,14 @@ pub enum Error {
     /// A well-formed request that cannot be done as asked (wrong auth mode for the endpoint, an
     /// integration a connect session does not allow, ...). `code` is the API error code.
     #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
+    BadRequest { code: ErrorCode, message: String },
     /// The external provider refused or failed a request we made for the user (token exchange,
     /// refresh). `code` is the API error code.
     #[error("{message}")]
-    Provider { code: &'static str, message: String },
+    Provider { code: ErrorCode, message: String },
     /// The external provider could not be reached (connection refused, DNS, timeout).
     #[error("{message}")]
-    Unreachable { code: &'static str, message: String },
+    Unreachable { code: ErrorCode, message: String },
     #[error("{0}")]
     PayloadTooLarge(String),
     /// An action's script threw `ActionError`; `payload` is what it threw, for the caller.
@@ -35,7 +35,7 @@ pub enum Error {
     /// happened, without stack traces.
     #[error("{message}")]
     ScriptFailed {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         payload: serde_json::Value,
     },
@@ -124,7 +124,7 @@ impl Error {
     /// 400 that says how an operator can allow it.
     pub fn outbound_refused(refused: &crate::outbound::Refused) -> Self {
         Error::BadRequest {
-            code: "outbound_refused",
+            code: ErrorCode::OutboundRefused,
             message: refused.to_string(),
         }
     }
@@ -139,21 +139,21 @@ impl Error {
     /// `what` names the thing, e.g. "connection `abc`".
     pub fn not_found(what: impl std::fmt::Display) -> Self {
         Self::NotFound {
-            code: "not_found",
+            code: ErrorCode::NotFound,
             message: format!("{what} was not found"),
         }
     }
 
     pub fn unknown_integration(unique_key: &str) -> Self {
         Self::NotFound {
-            code: "unknown_provider_config",
+            code: ErrorCode::UnknownProviderConfig,
             message: format!("integration `{unique_key}` does not exist in this environment"),
         }
     }
 
     pub fn unknown_provider(name: &str) -> Self {
         Self::NotFound {
-            code: "unknown_provider",
+            code: ErrorCode::UnknownProvider,
             message: format!("provider `{name}` is not in the catalog"),
         }
     }
@@ -161,5 +161,103 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Declares [`ErrorCode`] from one list of `Variant = "wire_code"` pairs.
+macro_rules! error_codes {
+    ($($variant:ident = $code:literal,)*) => {
+        /// Every error code the API answers with, in one list. Nango's clients match on these
+        /// strings, so each is Nango's where Nango has one.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The code as it appears in `{"error": {"code": ...}}`.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    NotFound = "not_found",
+    UnknownConnection = "unknown_connection",
+    UnknownProviderConfig = "unknown_provider_config",
+    UnknownProvider = "unknown_provider",
+    UnknownEnvironment = "unknown_environment",
+    UnknownSync = "unknown_sync",
+    UnknownOperation = "unknown_operation",
+    NoSyncsFound = "no_syncs_found",
+    InvalidRequest = "invalid_request",
+    InvalidHeaders = "invalid_headers",
+    InvalidBody = "invalid_body",
+    InvalidQueryParams = "invalid_query_params",
+    MissingProviderConfigKey = "missing_provider_config_key",
+    MethodNotAllowed = "method_not_allowed",
+    Unauthorized = "unauthorized",
+    Forbidden = "forbidden",
+    Conflict = "conflict",
+    PayloadTooLarge = "payload_too_large",
+    IntegrationNotAllowed = "integration_not_allowed",
+    InvalidAuthMode = "invalid_auth_mode",
+    InvalidProviderConfig = "invalid_provider_config",
+    MissingClientCredentials = "missing_client_credentials",
+    InvalidState = "invalid_state",
+    InvalidCallback = "invalid_callback",
+    AuthorizationRefused = "authorization_refused",
+    ConnectionTestFailed = "connection_test_failed",
+    ProviderTokenError = "provider_token_error",
+    ProviderUnreachable = "provider_unreachable",
+    RefreshFailed = "refresh_failed",
+    ProxyUpstreamUnreachable = "proxy_upstream_unreachable",
+    OutboundRefused = "outbound_refused",
+    CompilationError = "compilation_error",
+    ActionScriptRuntimeError = "action_script_runtime_error",
+    ActionScriptFailure = "action_script_failure",
+    ActionOutputTooLarge = "action_output_too_large",
+    ActionExpired = "action_expired",
+    ActionCancelled = "action_cancelled",
+    DatabaseUnavailable = "database_unavailable",
+    ServerError = "server_error",
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// The cause an adapter error keeps.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn error_codes_are_distinct_snake_case_words() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let text = code.as_str();
+            assert!(seen.insert(text), "`{text}` is listed twice");
+            assert!(
+                !text.is_empty()
+                    && text
+                        .split('_')
+                        .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase())),
+                "`{text}` is not snake_case"
+            );
+        }
+    }
+}

@@ -28,4 +28,4 @@ pub mod telemetry;
 pub mod web_sessions;
 
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};

@@ -20,7 +20,7 @@ use crate::queue::FunctionPayload;
 use crate::queue::completions::Check;
 use crate::queue::{NewTask, Task, TaskKind, TaskState, tasks};
 use crate::scripts::{self, FunctionType};
-use crate::{Error, Result, connections, dispatcher, webhooks};
+use crate::{Error, ErrorCode, Result, connections, dispatcher, webhooks};
 
 /// The most retries a caller may ask for (Nango's limit).
 pub const MAX_RETRIES: u32 = 5;
@@ -202,22 +202,22 @@ fn failure(task: &Task) -> Error {
             },
         },
         (TaskState::Failed, "output_too_large") => Error::ScriptFailed {
-            code: "action_output_too_large",
+            code: ErrorCode::ActionOutputTooLarge,
             message,
             payload: json!({ "kind": kind }),
         },
         (TaskState::Expired, _) => Error::ScriptFailed {
-            code: "action_expired",
+            code: ErrorCode::ActionExpired,
             message: format!("the action did not finish: {message}"),
             payload: json!({ "kind": "expired", "message": message }),
         },
         (TaskState::Cancelled, _) => Error::ScriptFailed {
-            code: "action_cancelled",
+            code: ErrorCode::ActionCancelled,
             message: "the action was cancelled".into(),
             payload: json!({ "kind": "cancelled" }),
         },
         _ => Error::ScriptFailed {
-            code: "action_script_failure",
+            code: ErrorCode::ActionScriptFailure,
             message: format!("the action's script failed ({kind}): {message}"),
             payload: json!({ "kind": kind, "message": message }),
         },
@@ -333,7 +333,7 @@ mod tests {
                 message,
                 payload,
             } => {
-                assert_eq!(code, "action_script_failure");
+                assert_eq!(code, ErrorCode::ActionScriptFailure);
                 assert!(message.contains("boom"), "{message}");
                 assert_eq!(payload, json!({"kind": "exception", "message": "boom"}));
             }
@@ -344,7 +344,7 @@ mod tests {
         assert!(matches!(
             failure(&task(TaskState::Expired, expired)),
             Error::ScriptFailed {
-                code: "action_expired",
+                code: ErrorCode::ActionExpired,
                 ..
             }
         ));

@@ -50,7 +50,7 @@ use crate::providers::hosts::WebhookScheme;
 use crate::queue::FunctionPayload;
 use crate::queue::{NewTask, TaskKind, tasks};
 use crate::scripts::store;
-use crate::{Error, Result, dispatcher, environments, integrations, webhooks};
+use crate::{Error, ErrorCode, Result, dispatcher, environments, integrations, webhooks};
 
 /// Largest webhook body accepted (Lambda takes requests up to 6 MB).
 pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
@@ -320,7 +320,7 @@ pub async fn receive(
     raw: &[u8],
 ) -> Result<Received> {
     let unknown_environment = || Error::NotFound {
-        code: "unknown_environment",
+        code: ErrorCode::UnknownEnvironment,
         message: format!("environment `{environment_uuid}` does not exist"),
     };
     let uuid: Uuid = environment_uuid

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
 use crate::providers::{BodyFormat, ExpiresInUnit, Params, Provider, TokenRequestAuthMethod};
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 /// The OAuth app's client credentials.
 pub struct Client<'a> {
@@ -147,7 +147,7 @@ pub async fn request_token(
         .map_err(|e| match crate::outbound::refusal(&e) {
             Some(refused) => Error::outbound_refused(refused),
             None => Error::Provider {
-                code: "provider_unreachable",
+                code: ErrorCode::ProviderUnreachable,
                 message: format!(
                     "could not reach the token endpoint of {}: {}",
                     provider.display_name,
@@ -160,7 +160,7 @@ pub async fn request_token(
     let raw = parse_body(&text);
     if !status.is_success() || raw.get("error").is_some_and(|e| !e.is_null()) {
         return Err(Error::Provider {
-            code: "provider_token_error",
+            code: ErrorCode::ProviderTokenError,
             message: format!(
                 "the token endpoint of {} answered {}: {}",
                 provider.display_name,
@@ -175,7 +175,7 @@ pub async fn request_token(
 /// The response body, refused beyond [`MAX_TOKEN_RESPONSE`] bytes.
 async fn read_bounded(provider: &Provider, mut response: reqwest::Response) -> Result<String> {
     let too_large = || Error::Provider {
-        code: "provider_token_error",
+        code: ErrorCode::ProviderTokenError,
         message: format!(
             "the token response of {} is too large (over {} KiB)",
             provider.display_name,
@@ -200,7 +200,7 @@ async fn read_bounded(provider: &Provider, mut response: reqwest::Response) -> R
             Ok(None) => break,
             Err(e) => {
                 return Err(Error::Provider {
-                    code: "provider_unreachable",
+                    code: ErrorCode::ProviderUnreachable,
                     message: format!(
                         "reading the token response of {}: {}",
                         provider.display_name,
@@ -252,7 +252,7 @@ fn parse_token(provider: &Provider, raw: Value) -> Result<Token> {
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Error::Provider {
-            code: "provider_token_error",
+            code: ErrorCode::ProviderTokenError,
             message: format!(
                 "the token response of {} has no `{path}`",
                 provider.display_name

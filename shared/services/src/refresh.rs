@@ -13,7 +13,7 @@ use crate::connections::{self, Connection, Credentials, OAuth2Token};
 use crate::context::Context;
 use crate::oauth::{self, Client, Grant};
 use crate::webhooks::{self, AuthEvent, AuthFailure, AuthOperation};
-use crate::{Error, Result, environments, integrations, providers};
+use crate::{Error, ErrorCode, Result, environments, integrations, providers};
 
 pub const REFRESH_WINDOW: Duration = Duration::minutes(15);
 pub const MAX_REFRESH_FAILURES: i32 = 5;
@@ -75,7 +75,7 @@ pub async fn fresh(ctx: &Context, connection: Connection, force: bool) -> Result
         tx.rollback().await?;
         if waited_since.elapsed() > LOCK_WAIT_MAX {
             return Err(Error::Provider {
-                code: "refresh_failed",
+                code: ErrorCode::RefreshFailed,
                 message: format!(
                     "another refresh of connection `{}` has not finished within {} s",
                     connection.connection_id,
@@ -157,7 +157,7 @@ fn holding_off(connection: &Connection) -> bool {
 
 fn refresh_failed(connection: &Connection) -> Error {
     Error::Provider {
-        code: "refresh_failed",
+        code: ErrorCode::RefreshFailed,
         message: format!(
             "refreshing the credentials of connection `{}` failed {} time(s) ({}); retrying later",
             connection.connection_id,
@@ -185,7 +185,7 @@ async fn request(
         .as_deref()
         .or_else(|| provider.resolved_token_url())
         .ok_or_else(|| Error::Provider {
-            code: "refresh_failed",
+            code: ErrorCode::RefreshFailed,
             message: format!("provider `{}` has no token URL", connection.provider),
         })?;
     let token_url = providers::hosts::render_checked(
@@ -203,7 +203,7 @@ async fn request(
                     .refresh_token
                     .as_deref()
                     .ok_or_else(|| Error::Provider {
-                        code: "refresh_failed",
+                        code: ErrorCode::RefreshFailed,
                         message: format!(
                             "connection `{}` has no refresh token; the user must authorize again",
                             connection.connection_id

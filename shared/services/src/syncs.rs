@@ -17,7 +17,7 @@ use crate::queue::{Task, TaskState, tasks};
 use crate::records::{self, DEFAULT_VARIANT, Scope};
 use crate::scripts::store::{self, DeployedFunction};
 use crate::scripts::{FunctionType, SyncType, parse_frequency};
-use crate::{Error, Result, checkpoints, connections, dispatcher, webhooks};
+use crate::{Error, ErrorCode, Result, checkpoints, connections, dispatcher, webhooks};
 
 /// Attempts of one sync run: a run whose runner died expires and is tried again.
 pub const SYNC_MAX_ATTEMPTS: i32 = 3;
@@ -54,7 +54,7 @@ impl SyncIdentifier {
 
 fn unknown_sync(message: String) -> Error {
     Error::NotFound {
-        code: "unknown_sync",
+        code: ErrorCode::UnknownSync,
         message,
     }
 }
@@ -172,7 +172,7 @@ async fn resolve(ctx: &Context, environment_id: i64, selection: &Selection) -> R
 /// A call that would change nothing because no connection has the selected syncs.
 fn none_found(selection: &Selection) -> Error {
     Error::NotFound {
-        code: "no_syncs_found",
+        code: ErrorCode::NoSyncsFound,
         message: match &selection.connection_id {
             Some(c) => format!("connection `{c}` has none of the selected syncs"),
             None => format!(
@@ -592,7 +592,7 @@ mod tests {
         assert!(matches!(
             parse(json!("contacts::eu")),
             Err(Error::NotFound {
-                code: "unknown_sync",
+                code: ErrorCode::UnknownSync,
                 ..
             })
         ));

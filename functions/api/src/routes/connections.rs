@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::auth::Env;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{Body, Query};
 
 pub fn router() -> Router<Context> {
@@ -162,7 +162,7 @@ fn required_key(key: Option<String>) -> ApiResult<String> {
     key.filter(|k| !k.is_empty()).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "missing_provider_config_key",
+            ErrorCode::MissingProviderConfigKey,
             "the provider_config_key query parameter is required",
         )
     })

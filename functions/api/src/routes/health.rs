@@ -5,7 +5,7 @@ use axum::{Json, Router};
 use lasso_services::Context;
 use serde_json::{Value, json};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 
 pub fn router() -> Router<Context> {
     Router::new().route("/health", get(health))
@@ -17,7 +17,7 @@ async fn health(State(ctx): State<Context>) -> ApiResult<Json<Value>> {
         tracing::error!(error = %e, "health check: database unreachable");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
+            ErrorCode::DatabaseUnavailable,
             "the database is unreachable",
         )
     })?;

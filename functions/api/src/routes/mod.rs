@@ -20,7 +20,7 @@ use axum::Router;
 use axum::http::{StatusCode, Uri};
 use lasso_services::Context;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 pub fn router() -> Router<Context> {
     Router::new()
@@ -44,7 +44,7 @@ pub fn router() -> Router<Context> {
 pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         format!("no route for {}", uri.path()),
     )
 }

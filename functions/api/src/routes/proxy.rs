@@ -17,7 +17,7 @@ use lasso_services::{Context, Error, connections};
 
 use crate::auth::Env;
 use crate::connection_headers::{ConnectionHeaders, text};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 
 const FORWARD_PREFIX: &str = "nango-proxy-";
 
@@ -39,7 +39,7 @@ async fn call(
     if matches!(parts.method, Method::CONNECT | Method::TRACE) {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             format!("the proxy does not pass on {} requests", parts.method),
         ));
     }
@@ -162,7 +162,7 @@ async fn read_body(body: Body) -> ApiResult<axum::body::Bytes> {
         let chunk = chunk.map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "the request body could not be read",
             )
         })?;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Env;
 use crate::connection_headers::text;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::extract::{Body, Query};
 
 pub fn router() -> Router<Context> {
@@ -72,7 +72,7 @@ async fn trigger(
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "missing_provider_config_key",
+                ErrorCode::MissingProviderConfigKey,
                 "Missing provider_config_key. Provide it in the body or the Provider-Config-Key header.",
             )
         })?;

@@ -13,7 +13,7 @@ pub use credentials::{Credentials, OAuth2Token};
 
 use crate::crypto::Cipher;
 use crate::integrations::{self, Integration};
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 /// The end user a connection belongs to (Nango's `end_user`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -509,7 +509,7 @@ pub async fn row_id(
     .fetch_optional(db)
     .await?;
     id.map(|(id,)| id).ok_or_else(|| Error::NotFound {
-        code: "unknown_connection",
+        code: ErrorCode::UnknownConnection,
         message: format!(
             "connection `{connection_id}` of integration `{provider_config_key}` was not found"
         ),
@@ -897,7 +897,7 @@ pub async fn write_metadata(
         .find(|id| !updated.iter().any(|(u,)| u == *id))
     {
         return Err(Error::NotFound {
-            code: "unknown_connection",
+            code: ErrorCode::UnknownConnection,
             message: format!("connection `{unknown}` was not found"),
         });
     }

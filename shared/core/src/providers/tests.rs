@@ -1,7 +1,7 @@
 use serde_json::{Map, Value, json};
 
 use super::*;
-use crate::Error;
+use crate::{Error, ErrorCode};
 
 fn load(yaml: &str) -> Catalog {
     Catalog::from_yaml("test.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
@@ -382,7 +382,7 @@ fn search_matches_name_or_display_name_ignoring_case() {
     assert_eq!(names(""), ["base", "other"]);
     assert!(names("zzz").is_empty());
     assert!(
-        matches!(catalog.require("zzz"), Err(Error::NotFound { code: "unknown_provider", message }) if message.contains("zzz"))
+        matches!(catalog.require("zzz"), Err(Error::NotFound { code: ErrorCode::UnknownProvider, message }) if message.contains("zzz"))
     );
 }
 

@@ -9,7 +9,7 @@ use crate::connections::Credentials;
 use crate::context::Context;
 use crate::oauth::{self, Client, Grant};
 use crate::providers::{AuthMode, hosts};
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 /// Longest credential value accepted (Nango's limit).
 const MAX_CREDENTIAL_LEN: usize = 1024;
@@ -136,7 +136,7 @@ pub async fn client_credentials(
         .provider
         .resolved_token_url()
         .ok_or_else(|| Error::BadRequest {
-            code: "invalid_provider_config",
+            code: ErrorCode::InvalidProviderConfig,
             message: format!(
                 "provider `{}` has no token_url in the catalog",
                 target.integration.provider

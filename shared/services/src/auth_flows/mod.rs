@@ -18,7 +18,7 @@ use crate::environments::Environment;
 use crate::integrations::{self, Integration};
 use crate::providers::{AuthMode, FieldSchema, Provider, hosts};
 use crate::webhooks::{self, AuthEvent, AuthOperation};
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 /// Who starts an auth flow.
 #[derive(Debug, Clone)]
@@ -111,7 +111,7 @@ async fn resolve<'c>(
         .ok_or_else(|| Error::unknown_provider(&integration.provider))?;
     if provider.auth_mode != mode {
         return Err(Error::BadRequest {
-            code: "invalid_auth_mode",
+            code: ErrorCode::InvalidAuthMode,
             message: format!(
                 "integration `{}` uses provider `{}`, whose auth mode is {}; this endpoint creates {} connections",
                 integration.unique_key, integration.provider, provider.auth_mode, mode

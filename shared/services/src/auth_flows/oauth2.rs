@@ -22,7 +22,7 @@ use crate::environments::Environment;
 use crate::oauth::{self, Client, Grant};
 use crate::providers::{AuthMode, Provider, hosts, interpolate};
 use crate::webhooks::{self, AuthEvent, AuthFailure, AuthOperation};
-use crate::{Error, Result, integrations};
+use crate::{Error, ErrorCode, Result, integrations};
 
 /// How long a user has between leaving for the provider and coming back.
 pub const SESSION_LIFETIME: Duration = Duration::minutes(10);
@@ -80,14 +80,14 @@ pub fn redirect_uri(public_url: &str) -> String {
 
 fn invalid_provider(provider: &str, what: &str) -> Error {
     Error::BadRequest {
-        code: "invalid_provider_config",
+        code: ErrorCode::InvalidProviderConfig,
         message: format!("provider `{provider}` has no {what} in the catalog"),
     }
 }
 
 fn missing_app_credentials(key: &str) -> Error {
     Error::BadRequest {
-        code: "missing_client_credentials",
+        code: ErrorCode::MissingClientCredentials,
         message: format!(
             "integration `{key}` has no client_id and client_secret; set them with PATCH /integrations/{key}"
         ),
@@ -321,7 +321,7 @@ struct Session {
 
 fn invalid_state(message: &str) -> Error {
     Error::BadRequest {
-        code: "invalid_state",
+        code: ErrorCode::InvalidState,
         message: message.to_string(),
     }
 }
@@ -514,7 +514,7 @@ async fn complete(
         return failed(
             "invalid_callback",
             Error::Provider {
-                code: "authorization_refused",
+                code: ErrorCode::AuthorizationRefused,
                 message: format!(
                     "{} refused the authorization: {}",
                     provider.display_name,
@@ -532,7 +532,7 @@ async fn complete(
         return failed(
             "invalid_callback",
             Error::BadRequest {
-                code: "invalid_callback",
+                code: ErrorCode::InvalidCallback,
                 message: format!(
                     "the provider's callback has no `{code_param}` parameter and no error"
                 ),

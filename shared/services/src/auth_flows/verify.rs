@@ -11,13 +11,13 @@ use crate::connections::Credentials;
 use crate::context::Context;
 use crate::providers::{Provider, interpolate};
 use crate::proxy::{ConnectionAuth, auth, target};
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 const VERIFICATION_TIMEOUT: Duration = Duration::from_secs(15);
 
 fn refused(provider: &Provider, detail: String) -> Error {
     Error::BadRequest {
-        code: "connection_test_failed",
+        code: ErrorCode::ConnectionTestFailed,
         message: format!(
             "{} did not accept the credentials: {detail}",
             provider.display_name
@@ -61,7 +61,7 @@ pub(super) async fn check(
     let method =
         reqwest::Method::from_bytes(method_name.to_ascii_uppercase().as_bytes()).map_err(|_| {
             Error::BadRequest {
-                code: "invalid_provider_config",
+                code: ErrorCode::InvalidProviderConfig,
                 message: format!(
                     "provider `{provider_name}` has an invalid verification method `{method_name}`"
                 ),

@@ -31,7 +31,7 @@ use crate::context::Context;
 use crate::outbound;
 use crate::providers::Provider;
 use crate::refresh;
-use crate::{Error, Result, integrations};
+use crate::{Error, ErrorCode, Result, integrations};
 
 pub use target::ALLOWED_OVERRIDES_KEY;
 
@@ -261,7 +261,7 @@ fn unreachable(provider_name: &str, provider: &Provider, e: reqwest::Error) -> E
         source = err.source();
     }
     Error::Unreachable {
-        code: "proxy_upstream_unreachable",
+        code: ErrorCode::ProxyUpstreamUnreachable,
         message: format!(
             "could not reach provider `{provider_name}` ({}): {reason}",
             provider.display_name

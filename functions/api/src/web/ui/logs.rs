@@ -5,10 +5,10 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use lasso_services::Context;
 use lasso_services::logs::{
     Message, MessageKind, Operation, OperationKind, OperationQuery, OperationState,
 };
+use lasso_services::{Context, ErrorCode};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
@@ -347,7 +347,7 @@ async fn show(
 ) -> WebResult<Markup> {
     let not_found = || {
         WebError::Shared(lasso_services::Error::NotFound {
-            code: "unknown_operation",
+            code: ErrorCode::UnknownOperation,
             message: format!("no operation `{id}` in this environment"),
         })
     };
