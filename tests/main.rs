@@ -31,6 +31,7 @@ mod records;
 mod refresh;
 mod refresh_pool;
 mod runner_groups;
+mod runner_limits;
 mod runner_sqs;
 mod schedules;
 mod skeleton;
