@@ -12,6 +12,7 @@ mod connect_sessions;
 mod control_plane;
 mod credential_hosts;
 mod dashboard;
+mod deletions;
 mod deploy;
 mod dispatch;
 mod emulate;
