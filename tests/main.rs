@@ -26,6 +26,7 @@ mod nango_cli;
 mod nango_client;
 mod oauth_binding;
 mod outbound_policy;
+mod outcomes;
 mod providers;
 mod proxy;
 mod records;
