@@ -3,7 +3,7 @@
 //! other connection or environment.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -12,7 +12,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use lasso_sandbox::{self as sandbox, BatchOp, Host, HostError};
+use lasso_sandbox::{self as sandbox, BatchOp, Host, HostError, RunBudget};
 use lasso_services::Context;
 use lasso_services::connections::{self, Connection};
 use lasso_services::logs::Level;
@@ -32,8 +32,6 @@ pub struct LogLine {
 
 /// Lines kept per run; past that, lines are counted, not stored.
 const MAX_LOG_LINES: usize = 10_000;
-/// Largest provider answer a script can read whole.
-pub const MAX_RESPONSE_BYTES: usize = 50 * 1024 * 1024;
 
 struct Task {
     ctx: Context,
@@ -41,6 +39,9 @@ struct Task {
     function: DeployedFunction,
     /// A full sync's run id, to record the ids it sees.
     run: Option<Uuid>,
+    /// The run's limits: what the host holds for the script (answers being read) counts
+    /// against its memory.
+    budget: Arc<RunBudget>,
 }
 
 pub struct TaskHost {
@@ -57,6 +58,7 @@ impl TaskHost {
         connection: Connection,
         function: DeployedFunction,
         run: Option<Uuid>,
+        budget: Arc<RunBudget>,
     ) -> Self {
         Self {
             task: Some(Task {
@@ -64,6 +66,7 @@ impl TaskHost {
                 connection,
                 function,
                 run,
+                budget,
             }),
             results: Mutex::default(),
             tracking: Mutex::default(),
@@ -225,6 +228,10 @@ impl Task {
         let response = proxy::send(&self.ctx, connection, &request).await?;
         let status = response.status().as_u16();
         let headers = sandbox::response_headers(response.headers());
+        const WHAT: &str = "proxy: the answer";
+        let budget = &self.budget;
+        // The body's buffer, then its parsed copy, are held against the run's memory.
+        let mut held = budget.reserve(WHAT, 0)?;
         let mut body = Vec::new();
         let mut stream = response;
         while let Some(chunk) = stream.chunk().await.map_err(|e| {
@@ -233,13 +240,17 @@ impl Task {
                 e.without_url()
             ))
         })? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(HostError::new(format!(
-                    "proxy: the answer is larger than {MAX_RESPONSE_BYTES} bytes; use pagination"
-                )));
+            let needed = body.len() + chunk.len();
+            budget.check_response(WHAT, needed)?;
+            if needed > body.capacity() {
+                let capacity = needed.max(body.capacity() * 2);
+                let more = capacity.saturating_sub(held.bytes());
+                budget.grow(&mut held, WHAT, more)?;
+                body.reserve_exact(capacity - body.len());
             }
             body.extend_from_slice(&chunk);
         }
+        budget.grow(&mut held, WHAT, body.len())?;
         let data = serde_json::from_slice(&body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
         // The endpoint as the script wrote it: the base URL and credentials stay out of logs.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 pub use host::TaskHost;
 
-use lasso_sandbox::{self as sandbox, Limits, RunInfo, ScriptError};
+use lasso_sandbox::{self as sandbox, Limits, RunBudget, RunInfo, ScriptError};
 use lasso_services::Context;
 use lasso_services::connections;
 use lasso_services::queue::{FunctionPayload, Payload, Task, TaskKind, TaskMessage, tasks};
@@ -200,9 +200,13 @@ fn setup_error(e: Error) -> TaskError {
 }
 
 fn limits(ctx: &Context) -> Limits {
+    let c = &ctx.config;
     Limits {
-        memory_bytes: ctx.config.script_memory_limit_bytes,
-        timeout: ctx.config.script_timeout,
+        memory_bytes: c.script_memory_limit_bytes,
+        timeout: c.script_timeout,
+        max_concurrent_calls: c.script_max_concurrent_calls,
+        max_log_bytes: c.script_log_limit_bytes,
+        max_response_bytes: c.script_response_limit_bytes,
     }
 }
 
@@ -278,13 +282,15 @@ async fn run_function(
         Ok(loaded) => loaded,
         Err(e) => return Ran::before_start(Err(e)),
     };
+    let budget = RunBudget::new(limits(ctx));
     let host = Arc::new(TaskHost::new(
         ctx.clone(),
         loaded.connection.clone(),
         loaded.function.clone(),
         full_run(task, kind, &p, &loaded.function),
+        budget.clone(),
     ));
-    let result = execute(ctx, task, kind, &p, cancel, &loaded, &host).await;
+    let result = execute(ctx, task, &p, cancel, &loaded, &host, budget).await;
     Ran {
         result,
         host: Some(host),
@@ -359,17 +365,18 @@ fn full_run(
 async fn execute(
     ctx: &Context,
     task: &Task,
-    kind: TaskKind,
     p: &FunctionPayload,
     cancel: CancellationToken,
     loaded: &Loaded,
     host: &Arc<TaskHost>,
+    budget: Arc<RunBudget>,
 ) -> Result<Value, TaskError> {
     let Loaded {
         connection,
         function,
         bundle,
     } = loaded;
+    let kind = task.kind;
     let run = full_run(task, kind, p, function);
     let provider = ctx.providers.get(&connection.provider);
     let info = RunInfo {
@@ -387,7 +394,7 @@ async fn execute(
         TaskKind::Action | TaskKind::Webhook => Some(p.input.clone().unwrap_or(Value::Null)),
         _ => None,
     };
-    let result = sandbox::run(bundle, input, info, host.clone(), limits(ctx), cancel).await;
+    let result = sandbox::run_with_budget(bundle, input, info, host.clone(), budget, cancel).await;
     let outcome = match result {
         Ok(output) if kind == TaskKind::Sync => {
             let mut results = host.results();
