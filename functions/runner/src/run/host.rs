@@ -30,6 +30,9 @@ pub struct LogLine {
     pub meta: Value,
 }
 
+/// Why a run whose seen set the database lost deletes nothing.
+pub const SEEN_SET_LOST: &str = "the database lost this run's seen set (it restarted or failed over while the run was saving), so nothing was deleted; the next full run detects deletions again";
+
 /// Lines kept per run; past that, lines are counted, not stored.
 const MAX_LOG_LINES: usize = 10_000;
 
@@ -37,6 +40,8 @@ struct Task {
     ctx: Context,
     connection: Connection,
     function: DeployedFunction,
+    /// The task running the script, whose windows of `trackDeletesStart`/`End` it owns.
+    task_id: Uuid,
     /// A full sync's run id, to record the ids it sees.
     run: Option<Uuid>,
     /// The run's limits: what the host holds for the script (answers being read) counts
@@ -57,6 +62,7 @@ impl TaskHost {
         ctx: Context,
         connection: Connection,
         function: DeployedFunction,
+        task_id: Uuid,
         run: Option<Uuid>,
         budget: Arc<RunBudget>,
     ) -> Self {
@@ -65,6 +71,7 @@ impl TaskHost {
                 ctx,
                 connection,
                 function,
+                task_id,
                 run,
                 budget,
             }),
@@ -304,11 +311,13 @@ impl TaskHost {
         }
         let scope = Scope::new(task.connection.id, model, None);
         if start {
+            let window = Uuid::new_v4();
+            records::begin_run(&task.ctx.db, window, task.task_id).await?;
             let previous = self
                 .tracking
                 .lock()
                 .expect("tracking lock")
-                .insert(model.to_string(), Uuid::new_v4());
+                .insert(model.to_string(), window);
             if let Some(previous) = previous {
                 records::forget_run(&task.ctx.db, previous).await?;
             }
@@ -322,7 +331,14 @@ impl TaskHost {
         };
         let deleted = records::delete_unseen(&task.ctx.db, &scope, window).await;
         records::forget_run(&task.ctx.db, window).await?;
-        let deleted = deleted?;
+        let Some(deleted) = deleted? else {
+            self.record(LogLine {
+                level: Level::Warn,
+                message: format!("trackDeletesEnd(`{model}`): {SEEN_SET_LOST}"),
+                meta: json!({"type": "log"}),
+            });
+            return Ok(json!({ "deleted": 0 }));
+        };
         self.results
             .lock()
             .expect("results lock")

@@ -287,6 +287,7 @@ async fn run_function(
         ctx.clone(),
         loaded.connection.clone(),
         loaded.function.clone(),
+        task.id,
         full_run(task, kind, &p, &loaded.function),
         budget.clone(),
     ));
@@ -394,20 +395,36 @@ async fn execute(
         TaskKind::Action | TaskKind::Webhook => Some(p.input.clone().unwrap_or(Value::Null)),
         _ => None,
     };
+    if let Some(run) = run {
+        records::begin_run(&ctx.db, run, task.id)
+            .await
+            .map_err(TaskError::Retry)?;
+    }
     let result = sandbox::run_with_budget(bundle, input, info, host.clone(), budget, cancel).await;
     let outcome = match result {
         Ok(output) if kind == TaskKind::Sync => {
             let mut results = host.results();
+            let mut lost = false;
             if let Some(run) = run {
                 for model in &function.config.output {
                     let scope = Scope::new(connection.id, model, None);
-                    let deleted = records::delete_unseen(&ctx.db, &scope, run)
+                    match records::delete_unseen(&ctx.db, &scope, run)
                         .await
-                        .map_err(TaskError::Retry)?;
-                    results.entry(model.clone()).or_default().deleted += deleted;
+                        .map_err(TaskError::Retry)?
+                    {
+                        Some(deleted) => {
+                            results.entry(model.clone()).or_default().deleted += deleted
+                        }
+                        None => lost = true,
+                    }
                 }
             }
-            Ok(json!({"results": results, "returned": output}))
+            let mut output = json!({"results": results, "returned": output});
+            if lost {
+                tracing::warn!(task = %task.id, "{}", host::SEEN_SET_LOST);
+                output["deletions_skipped"] = json!(host::SEEN_SET_LOST);
+            }
+            Ok(output)
         }
         Ok(output) if kind == TaskKind::Action => {
             let size = output.to_string().len();
