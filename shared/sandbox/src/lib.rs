@@ -164,6 +164,9 @@ pub struct RunInfo {
     pub last_sync_date: Option<chrono::DateTime<chrono::Utc>>,
     /// The provider's pagination settings (the catalog's `proxy.paginate`).
     pub paginate: Option<Json>,
+    /// The same for every attempt of one call or run, so scripts can use it as an idempotency
+    /// key (`nango.executionId`, Lasso's own: Nango has none).
+    pub execution_id: Option<String>,
 }
 
 /// Resolves and loads modules from the bundle only: no filesystem, no host modules.

@@ -6,6 +6,7 @@ mod oplog;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -85,79 +86,129 @@ pub async fn not_started(ctx: &Context, task_id: Uuid) -> Result<Outcome> {
 pub async fn run_started(ctx: &Context, task: Task) -> Result<Outcome> {
     let span = tracing::info_span!("task", task_id = %task.id, kind = task.kind.as_str(), attempt = task.attempt);
     let cancel = CancellationToken::new();
-    // Aborted when this future ends or is dropped: a runner that dies stops heartbeating, so
-    // its task expires and is retried.
-    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
-        ctx.clone(),
-        task.id,
-        cancel.clone(),
-    )));
+    // Beats until the outcome is recorded. Aborted when this future ends or is dropped: a
+    // runner that dies stops heartbeating, so its task expires and is retried.
+    let heartbeat = Heartbeat::start(ctx, &task, cancel.clone());
     let ran = tracing::Instrument::instrument(run_task(ctx, &task, cancel.clone()), span).await;
-    drop(heartbeat);
     let dropped = oplog::record(ctx, &task, &ran).await;
     let secrets = ran.host.as_ref().map(|h| h.secrets()).unwrap_or_default();
     let result = match ran.result {
         // A script that throws with a credential in its message must not hand it to the caller.
         Err(TaskError::Failed(mut error)) => {
             lasso_services::logs::redact_value(&mut error, &secrets);
-            Err(TaskError::Failed(error))
+            Err(error)
         }
         // A sync reports log entries its run could not store.
         Ok(mut output) if dropped > 0 && output.is_object() && task.kind != TaskKind::Action => {
             output["logs_dropped"] = json!(dropped);
             Ok(output)
         }
-        other => other,
+        Ok(output) => Ok(output),
+        Err(TaskError::Retry(e)) => {
+            // Our infrastructure failed before the script ran: give the task back so the
+            // redelivered message can run it.
+            tasks::release_start(&ctx.db, task.id).await?;
+            return Err(e);
+        }
     };
+    // The script ran: a write of its outcome that fails is tried again while the task is still
+    // ours. Given up, the task would expire and run again (an action twice).
+    let mut pause = OUTCOME_RETRY_FIRST;
+    loop {
+        match record_outcome(ctx, &task, &result).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) if e.is_transient() && heartbeat.still_ours() => {
+                tracing::warn!(task_id = %task.id, error = %e, "recording the task's outcome failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(OUTCOME_RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+const OUTCOME_RETRY_FIRST: Duration = Duration::from_millis(100);
+const OUTCOME_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Writes the outcome of a run (each write is one conditional statement, so writing again
+/// after a failure is safe) and announces it.
+async fn record_outcome(
+    ctx: &Context,
+    task: &Task,
+    result: &Result<Value, Value>,
+) -> Result<Outcome> {
     match result {
         Ok(output) => {
             // A run cancelled or expired meanwhile is not a result to announce.
-            if let Some(payload) = tasks::succeed(&ctx.db, task.id, &output).await? {
+            if let Some(payload) = tasks::succeed(&ctx.db, task.id, output).await? {
                 match task.kind {
                     TaskKind::Action => {
-                        lasso_services::actions::succeeded(ctx, &task, &payload).await
+                        lasso_services::actions::succeeded(ctx, task, &payload).await
                     }
-                    TaskKind::Sync => {
-                        lasso_services::syncs::run_succeeded(ctx, &task, &output).await
-                    }
+                    TaskKind::Sync => lasso_services::syncs::run_succeeded(ctx, task, output).await,
                     _ => {}
                 }
             }
             Ok(Outcome::Succeeded(task.id))
         }
-        Err(TaskError::Failed(error)) => {
+        Err(error) => {
             // Actions retry at once within their budget (someone may be waiting on them).
             if task.kind == TaskKind::Action {
-                lasso_services::actions::fail(ctx, &task, &error).await?;
-            } else if tasks::fail(&ctx.db, task.id, &error).await? && task.kind == TaskKind::Sync {
-                lasso_services::syncs::run_failed(ctx, &task, &error).await;
+                lasso_services::actions::fail(ctx, task, error).await?;
+            } else if tasks::fail(&ctx.db, task.id, error).await? && task.kind == TaskKind::Sync {
+                lasso_services::syncs::run_failed(ctx, task, error).await;
             }
             Ok(Outcome::Failed(task.id))
         }
-        Err(TaskError::Retry(e)) => {
-            // Our infrastructure failed before the script ran: give the task back so the
-            // redelivered message can run it.
-            tasks::release_start(&ctx.db, task.id).await?;
-            Err(e)
+    }
+}
+
+/// A running task's heartbeat: it keeps the task's `last_heartbeat_at` fresh until dropped and,
+/// when the queue says the task is no longer running (cancelled or expired), stops the script.
+struct Heartbeat {
+    beating: tokio::task::JoinHandle<()>,
+    cancel: CancellationToken,
+    /// When a heartbeat last went through.
+    last: Arc<std::sync::Mutex<Instant>>,
+    timeout: Duration,
+}
+
+impl Heartbeat {
+    fn start(ctx: &Context, task: &Task, cancel: CancellationToken) -> Self {
+        let last = Arc::new(std::sync::Mutex::new(Instant::now()));
+        let beating = tokio::spawn(beat(ctx.clone(), task.id, cancel.clone(), last.clone()));
+        Self {
+            beating,
+            cancel,
+            last,
+            timeout: Duration::from_secs(task.heartbeat_timeout_secs.max(0) as u64),
         }
     }
-}
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+    /// Whether the task is still this runner's: the queue has not said otherwise, and a
+    /// heartbeat went through recently enough that the scheduler has not expired it.
+    fn still_ours(&self) -> bool {
+        !self.cancel.is_cancelled()
+            && self.last.lock().expect("heartbeat lock").elapsed() < self.timeout
     }
 }
 
-/// Keeps the task's heartbeat fresh; when the queue says the task is no longer running
-/// (cancelled or expired), stops the script.
-async fn heartbeat(ctx: Context, task: Uuid, cancel: CancellationToken) {
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.beating.abort();
+    }
+}
+
+async fn beat(
+    ctx: Context,
+    task: Uuid,
+    cancel: CancellationToken,
+    last: Arc<std::sync::Mutex<Instant>>,
+) {
     loop {
         tokio::time::sleep(ctx.config.heartbeat_interval).await;
         match tasks::heartbeat(&ctx.db, task).await {
-            Ok(true) => {}
+            Ok(true) => *last.lock().expect("heartbeat lock") = Instant::now(),
             Ok(false) => {
                 cancel.cancel();
                 return;
@@ -228,7 +279,10 @@ async fn run_task(ctx: &Context, task: &Task, cancel: CancellationToken) -> Ran 
             let result = sandbox::run(
                 &sandbox::single_module(&source),
                 Some(input),
-                RunInfo::default(),
+                RunInfo {
+                    execution_id: Some(task.id.to_string()),
+                    ..RunInfo::default()
+                },
                 host.clone(),
                 limits(ctx),
                 cancel,
@@ -256,6 +310,17 @@ async fn run_task(ctx: &Context, task: &Task, cancel: CancellationToken) -> Ran 
             ),
         ))),
     }
+}
+
+/// The id every attempt of the task's call or run shares (its first attempt's), which scripts
+/// read as `nango.executionId` to make what they change at a provider idempotent.
+async fn execution_id(ctx: &Context, task: &Task) -> Result<Uuid, TaskError> {
+    if task.attempt <= 1 {
+        return Ok(task.id);
+    }
+    tasks::first_attempt(&ctx.db, task.id)
+        .await
+        .map_err(TaskError::Retry)
 }
 
 fn script_failure(e: ScriptError) -> TaskError {
@@ -379,6 +444,7 @@ async fn execute(
     } = loaded;
     let kind = task.kind;
     let run = full_run(task, kind, p, function);
+    let execution = execution_id(ctx, task).await?;
     let provider = ctx.providers.get(&connection.provider);
     let info = RunInfo {
         connection_id: Some(connection.connection_id.clone()),
@@ -390,6 +456,7 @@ async fn execute(
             .and_then(|pr| pr.proxy.as_ref())
             .and_then(|proxy| proxy.paginate.as_ref())
             .and_then(|pg| serde_json::to_value(pg).ok()),
+        execution_id: Some(execution.to_string()),
     };
     let input = match kind {
         TaskKind::Action | TaskKind::Webhook => Some(p.input.clone().unwrap_or(Value::Null)),
