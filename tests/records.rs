@@ -110,6 +110,7 @@ async fn ten_thousand_records_dedupe_update_and_full_sync_deletes() {
     let s = setup().await;
     let all: Vec<Value> = (0..10_000).map(|i| issue(i, "original")).collect();
     let run = Uuid::now_v7();
+    records::begin_run(&s.db.pool, run, run).await.unwrap();
     let mut added = 0;
     for batch in all.chunks(1000) {
         let summary = records::save(&s.db.pool, &s.scope, batch, Some(run))
@@ -122,13 +123,14 @@ async fn ten_thousand_records_dedupe_update_and_full_sync_deletes() {
         records::delete_unseen(&s.db.pool, &s.scope, run)
             .await
             .unwrap(),
-        0
+        Some(0)
     );
     records::forget_run(&s.db.pool, run).await.unwrap();
     let before = max_updated_at(&s).await;
 
     // Saving the same data again changes nothing, not even updated_at.
     let run = Uuid::now_v7();
+    records::begin_run(&s.db.pool, run, run).await.unwrap();
     for batch in all.chunks(1000) {
         let summary = records::save(&s.db.pool, &s.scope, batch, Some(run))
             .await
@@ -148,6 +150,7 @@ async fn ten_thousand_records_dedupe_update_and_full_sync_deletes() {
     }
     let removed: Vec<Value> = next.drain(9990..9995).collect();
     let run = Uuid::now_v7();
+    records::begin_run(&s.db.pool, run, run).await.unwrap();
     let mut updated = 0;
     for batch in next.chunks(1000) {
         let summary = records::save(&s.db.pool, &s.scope, batch, Some(run))
@@ -161,7 +164,7 @@ async fn ten_thousand_records_dedupe_update_and_full_sync_deletes() {
         records::delete_unseen(&s.db.pool, &s.scope, run)
             .await
             .unwrap(),
-        5
+        Some(5)
     );
     records::forget_run(&s.db.pool, run).await.unwrap();
     assert_eq!(records::count(&s.db.pool, &s.scope).await.unwrap(), 9_995);

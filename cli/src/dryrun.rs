@@ -315,6 +315,8 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         variant: None,
         last_sync_date: None,
         paginate,
+        // A dry run is one execution of its own.
+        execution_id: Some(uuid::Uuid::new_v4().to_string()),
     };
     let input = match function.function_type() {
         FunctionType::Action => Some(options.input.unwrap_or(Value::Null)),

@@ -9,10 +9,12 @@ use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use bytes::Bytes;
 use lasso_cli::workers::Workers;
 use lasso_services::queue::{NewTask, TaskKind, tasks};
 use lasso_services::{Context, environments};
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
@@ -25,6 +27,11 @@ pub struct Upstream {
     pub tickets: Mutex<Vec<Value>>,
     /// Authorization headers the provider saw.
     pub auth: Mutex<Vec<String>>,
+    /// A page of issues to hold back once: its request notifies `held`, then waits for
+    /// `release`, so a test can act while a run is under way.
+    pub hold_page: Mutex<Option<usize>>,
+    pub held: Notify,
+    pub release: Notify,
 }
 
 #[derive(serde::Deserialize)]
@@ -48,6 +55,11 @@ async fn list_issues(
     let host = headers.get("host").unwrap().to_str().unwrap().to_string();
     let per_page = q.per_page.unwrap_or(30);
     let page = q.page.unwrap_or(1);
+    let hold = up.hold_page.lock().unwrap().take_if(|held| *held == page);
+    if hold.is_some() {
+        up.held.notify_one();
+        up.release.notified().await;
+    }
     let issues = up.issues.lock().unwrap().clone();
     let chunk: Vec<Value> = issues
         .iter()
@@ -84,6 +96,29 @@ async fn echo_auth(headers: HeaderMap) -> (axum::http::StatusCode, Json<Value>) 
         axum::http::StatusCode::INTERNAL_SERVER_ERROR,
         Json(json!({"error": "boom", "you_sent": auth})),
     )
+}
+
+#[derive(serde::Deserialize)]
+struct BlobQuery {
+    bytes: usize,
+}
+
+/// `{"blob": "aaa…"}` with `bytes` letters, streamed from one static chunk: the provider itself
+/// holds nothing, so what the process holds is what Lasso read.
+async fn blob(Query(q): Query<BlobQuery>) -> impl IntoResponse {
+    static CHUNK: [u8; 64 * 1024] = [b'a'; 64 * 1024];
+    let mut parts = vec![Bytes::from_static(b"{\"blob\":\"")];
+    let mut left = q.bytes;
+    while left > 0 {
+        let n = left.min(CHUNK.len());
+        parts.push(Bytes::from_static(&CHUNK[..n]));
+        left -= n;
+    }
+    parts.push(Bytes::from_static(b"\"}"));
+    let body = axum::body::Body::from_stream(futures::stream::iter(
+        parts.into_iter().map(Ok::<_, std::convert::Infallible>),
+    ));
+    ([("content-type", "application/json")], body)
 }
 
 async fn list_tickets(State(up): State<Arc<Upstream>>, Query(q): Query<PageQuery>) -> Json<Value> {
@@ -129,6 +164,7 @@ pub async fn setup(settings: &[(&str, String)]) -> Setup {
             .route("/issues", get(list_issues).post(create_issue))
             .route("/tickets", get(list_tickets))
             .route("/echo-auth", get(echo_auth))
+            .route("/blob", get(blob))
             .with_state(upstream.clone()),
     )
     .await;
@@ -179,15 +215,27 @@ pub async fn setup(settings: &[(&str, String)]) -> Setup {
 
 /// Queues a function task for connection `acme` and waits until it ends.
 pub async fn run(s: &Setup, kind: TaskKind, function: &str, input: Option<Value>) -> tasks::Task {
+    let id = queue(s, kind, function, input).await;
+    wait(s, id).await
+}
+
+/// A function task for connection `acme`, as [`run`] queues it.
+pub fn task(s: &Setup, kind: TaskKind, function: &str, input: Option<Value>) -> NewTask {
     let payload = json!({"integration": "fakehub", "connection_id": "acme", "function": function, "input": input});
-    let id: Uuid = tasks::insert(
-        &s.ctx.db,
-        &[NewTask::new(s.env_id, kind, function, payload)],
-    )
-    .await
-    .unwrap()[0];
+    NewTask::new(s.env_id, kind, function, payload)
+}
+
+/// Queues a function task for connection `acme`; returns its id.
+pub async fn queue(s: &Setup, kind: TaskKind, function: &str, input: Option<Value>) -> Uuid {
+    tasks::insert(&s.ctx.db, &[task(s, kind, function, input)])
+        .await
+        .unwrap()[0]
+}
+
+/// Waits until task `id` ends.
+pub async fn wait(s: &Setup, id: Uuid) -> tasks::Task {
     eventually(
-        &format!("{function} to finish"),
+        &format!("task {id} to finish"),
         Duration::from_secs(120),
         || async {
             let task = tasks::get(&s.ctx.db, id).await.unwrap()?;

@@ -106,12 +106,27 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "LASSO_SCRIPT_MEMORY_MB",
         default: Some("64"),
-        description: "Memory limit of one script run, in MiB.",
+        description: "Memory limit of one script run, in MiB: the script's own values and what the runner holds for it (provider answers being read, JSON on its way into or out of the sandbox, records being saved) together.",
     },
     Setting {
         name: "LASSO_SCRIPT_TIMEOUT_SECS",
         default: Some("300"),
         description: "Deadline of one script run, in seconds.",
+    },
+    Setting {
+        name: "LASSO_SCRIPT_MAX_CONCURRENT_CALLS",
+        default: Some("16"),
+        description: "Most `nango` calls that reach the runner (proxy, records, metadata, …) one script run may have in flight at once; one more is a script error naming this setting.",
+    },
+    Setting {
+        name: "LASSO_SCRIPT_RESPONSE_MB",
+        default: Some("16"),
+        description: "Largest provider answer one proxy call of a script may read, in MiB; a larger one is a script error naming this setting.",
+    },
+    Setting {
+        name: "LASSO_SCRIPT_LOG_MB",
+        default: Some("8"),
+        description: "Most log text one script run may write, in MiB (each line is cut at 64 KiB); the line past it is a script error naming this setting.",
     },
     Setting {
         name: "LASSO_ACTION_WAIT",
@@ -265,6 +280,12 @@ pub struct Config {
     pub public_url: String,
     pub script_memory_limit_bytes: usize,
     pub script_timeout: Duration,
+    /// Host calls one run may have in flight at once.
+    pub script_max_concurrent_calls: usize,
+    /// The largest provider answer one proxy call of a script may read.
+    pub script_response_limit_bytes: usize,
+    /// Log text one run may write.
+    pub script_log_limit_bytes: usize,
     pub action_wait: ActionWait,
     pub action_wait_timeout: Duration,
     /// How often a running task heartbeats (and learns it was cancelled).
@@ -421,6 +442,21 @@ impl Config {
             or_default("LASSO_SCRIPT_TIMEOUT_SECS"),
             1..=86_400,
         )?;
+        let script_max_concurrent_calls: usize = parse_number(
+            "LASSO_SCRIPT_MAX_CONCURRENT_CALLS",
+            or_default("LASSO_SCRIPT_MAX_CONCURRENT_CALLS"),
+            1..=1000,
+        )?;
+        let response_mb: usize = parse_number(
+            "LASSO_SCRIPT_RESPONSE_MB",
+            or_default("LASSO_SCRIPT_RESPONSE_MB"),
+            1..=4096,
+        )?;
+        let log_mb: usize = parse_number(
+            "LASSO_SCRIPT_LOG_MB",
+            or_default("LASSO_SCRIPT_LOG_MB"),
+            1..=1024,
+        )?;
 
         let action_wait = match or_default("LASSO_ACTION_WAIT").as_str() {
             "listen" => ActionWait::Listen,
@@ -485,6 +521,9 @@ impl Config {
             public_url,
             script_memory_limit_bytes: memory_mb * 1024 * 1024,
             script_timeout: Duration::from_secs(timeout_secs),
+            script_max_concurrent_calls,
+            script_response_limit_bytes: response_mb * 1024 * 1024,
+            script_log_limit_bytes: log_mb * 1024 * 1024,
             action_wait,
             action_wait_timeout: Duration::from_secs(action_wait_secs),
             heartbeat_interval: Duration::from_secs(heartbeat_secs),

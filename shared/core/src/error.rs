@@ -73,6 +73,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether doing the same again may succeed: a database that failed, restarted or could
+    /// not be reached may come back; data it refuses (SQLSTATE class 22) or a constraint it
+    /// enforces (class 23) it will refuse again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => !db
+                .code()
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+            Self::Database(_) => true,
+            _ => false,
+        }
+    }
+
     /// The error's class, for places that report errors by kind rather than by message (the
     /// `errorType` of a Lambda function's failed invocation).
     pub fn class(&self) -> &'static str {

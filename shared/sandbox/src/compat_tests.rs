@@ -26,6 +26,7 @@ async fn eval(source: &str) -> Result<Json, ScriptError> {
         Limits {
             memory_bytes: 64 * 1024 * 1024,
             timeout: Duration::from_secs(10),
+            ..Limits::default()
         },
         CancellationToken::new(),
     )
@@ -168,6 +169,7 @@ async fn run_commonjs(source: &str, input: Json) -> Result<Json, ScriptError> {
         Limits {
             memory_bytes: 64 * 1024 * 1024,
             timeout: Duration::from_secs(10),
+            ..Limits::default()
         },
         CancellationToken::new(),
     )

@@ -11,8 +11,8 @@ use serde_json::Value as Json;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BatchOp, Host, HostError, Limits, RunError, Sandbox, ScriptError, ScriptErrorKind, bytecode,
-    convert, import, prepare, settle, to_script_error,
+    BatchOp, Host, HostError, Limits, RunBudget, RunError, Sandbox, ScriptError, ScriptErrorKind,
+    bytecode, convert, import, prepare, settle, to_script_error,
 };
 use lasso_core::logs::Level;
 use lasso_core::scripts::Bundle;
@@ -48,13 +48,14 @@ pub async fn describe(
     limits: Limits,
 ) -> Result<Json, ScriptError> {
     let cancel = CancellationToken::new();
-    let sandbox = Sandbox::new(bundle, limits, cancel).await?;
+    let budget = RunBudget::new(limits);
+    let sandbox = Sandbox::with_budget(bundle, budget.clone(), cancel).await?;
     let entry = bundle.entry.clone();
     let (integration, name) = (integration.to_string(), name.to_string());
     sandbox
         .guard(sandbox.context.async_with(async move |ctx| {
             let run = async {
-                prepare(&ctx, Arc::new(CompileTime)).await?;
+                prepare(&ctx, Arc::new(CompileTime), budget).await?;
                 let namespace = import(&ctx, &entry).await?;
                 let exported: Value = namespace.get("default").catch(&ctx)?;
                 let (module, promise) =

@@ -6,6 +6,7 @@
 //! already-resolved promises, which never yield to tokio), and a tokio timeout stops a script
 //! stuck waiting on something that never settles. Cancellation uses both too.
 
+pub mod budget;
 mod bytecode;
 pub mod commonjs;
 pub mod convert;
@@ -15,6 +16,7 @@ pub mod node;
 pub mod packages;
 mod stack;
 
+pub use budget::RunBudget;
 pub use describe::describe;
 pub use stack::remap_stack;
 
@@ -46,8 +48,15 @@ pub const SDK_MODULE_NAME: &str = "nango";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// The QuickJS heap and the host's buffers for the run together.
     pub memory_bytes: usize,
     pub timeout: Duration,
+    /// Host calls (`nango.*` that reach the host) in flight at once.
+    pub max_concurrent_calls: usize,
+    /// Bytes of log lines over the whole run.
+    pub max_log_bytes: usize,
+    /// The largest provider answer one call may read.
+    pub max_response_bytes: usize,
 }
 
 impl Default for Limits {
@@ -55,6 +64,9 @@ impl Default for Limits {
         Self {
             memory_bytes: 64 * 1024 * 1024,
             timeout: Duration::from_secs(300),
+            max_concurrent_calls: 16,
+            max_log_bytes: 8 * 1024 * 1024,
+            max_response_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -152,6 +164,9 @@ pub struct RunInfo {
     pub last_sync_date: Option<chrono::DateTime<chrono::Utc>>,
     /// The provider's pagination settings (the catalog's `proxy.paginate`).
     pub paginate: Option<Json>,
+    /// The same for every attempt of one call or run, so scripts can use it as an idempotency
+    /// key (`nango.executionId`, Lasso's own: Nango has none).
+    pub execution_id: Option<String>,
 }
 
 /// Resolves and loads modules from the bundle only: no filesystem, no host modules.
@@ -257,7 +272,19 @@ pub async fn run(
     limits: Limits,
     cancel: CancellationToken,
 ) -> Result<Json, ScriptError> {
-    Sandbox::new(bundle, limits, cancel)
+    run_with_budget(bundle, input, info, host, RunBudget::new(limits), cancel).await
+}
+
+/// [`run`] under a budget the host shares (it counts its buffers against the run's memory).
+pub async fn run_with_budget(
+    bundle: &Bundle,
+    input: Option<Json>,
+    info: RunInfo,
+    host: Arc<dyn Host>,
+    budget: Arc<RunBudget>,
+    cancel: CancellationToken,
+) -> Result<Json, ScriptError> {
+    Sandbox::with_budget(bundle, budget, cancel)
         .await?
         .execute(input, info, host)
         .await
@@ -271,7 +298,7 @@ pub struct Sandbox {
     limits: Limits,
     deadline: Instant,
     cancel: CancellationToken,
-    out_of_memory_hit: Arc<std::sync::atomic::AtomicBool>,
+    budget: Arc<RunBudget>,
 }
 
 impl Sandbox {
@@ -282,10 +309,20 @@ impl Sandbox {
         limits: Limits,
         cancel: CancellationToken,
     ) -> Result<Self, ScriptError> {
+        Self::with_budget(bundle, RunBudget::new(limits), cancel).await
+    }
+
+    /// [`Sandbox::new`] under `budget`'s limits, its heap counted in the budget's memory.
+    pub async fn with_budget(
+        bundle: &Bundle,
+        budget: Arc<RunBudget>,
+        cancel: CancellationToken,
+    ) -> Result<Self, ScriptError> {
+        let limits = *budget.limits();
         let invalid =
             |e: rquickjs::Error| ScriptError::new(ScriptErrorKind::InvalidScript, e.to_string());
         let deadline = Instant::now() + limits.timeout;
-        let (allocator, out_of_memory_hit) = memory::LimitedAllocator::new(limits.memory_bytes);
+        let allocator = memory::LimitedAllocator::new(budget.memory().clone());
         let runtime = AsyncRuntime::new_with_alloc(allocator).map_err(invalid)?;
         runtime.set_max_stack_size(MAX_STACK_BYTES).await;
         let interrupt = cancel.clone();
@@ -305,7 +342,7 @@ impl Sandbox {
             limits,
             deadline,
             cancel,
-            out_of_memory_hit,
+            budget,
         })
     }
 
@@ -324,8 +361,9 @@ impl Sandbox {
     ) -> Result<Json, ScriptError> {
         let entry = self.bundle.entry.clone();
         let info = serde_json::to_value(&info).expect("run info serializes");
+        let budget = self.budget.clone();
         self.guard(self.context.async_with(async move |ctx| {
-            execute(&ctx, &entry, input, &info, host)
+            execute(&ctx, &entry, input, &info, host, budget)
                 .await
                 .map_err(|e| to_script_error(e))
         }))
@@ -346,10 +384,7 @@ impl Sandbox {
             _ = self.cancel.cancelled() => Err(ScriptError::new(ScriptErrorKind::Cancelled, "")),
         };
         // Whatever the script did after an allocation was refused, the run failed.
-        if self
-            .out_of_memory_hit
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
+        if self.budget.memory().exceeded() {
             return Err(out_of_memory(self.limits));
         }
         result.map_err(|e| {
@@ -436,42 +471,80 @@ fn truncate_line(message: &str) -> &str {
     &message[..end]
 }
 
-/// Puts the host functions on `globalThis.__lasso`, where the SDK prelude picks them up.
-fn install_host<'js>(ctx: &Ctx<'js>, host: Arc<dyn Host>) -> rquickjs::Result<()> {
+/// An answer's text for the script, which is about to get its own copy in its heap: an answer
+/// whose copy would not fit in the run's memory becomes that error instead.
+fn answer_within(budget: &RunBudget, result: Result<Json, HostError>) -> String {
+    let text = answer(result);
+    match budget.reserve("the answer", text.len()) {
+        Ok(_) => text,
+        Err(e) => answer(Err(e)),
+    }
+}
+
+/// Puts the host functions on `globalThis.__lasso`, where the SDK prelude picks them up. Every
+/// call takes one of the run's call slots, and what crosses the boundary on the host side is
+/// held against the run's memory, so a run's host work is bounded by its budget.
+fn install_host<'js>(
+    ctx: &Ctx<'js>,
+    host: Arc<dyn Host>,
+    budget: Arc<RunBudget>,
+) -> rquickjs::Result<()> {
     let lasso = Object::new(ctx.clone())?;
-    let h = host.clone();
+    let (h, b) = (host.clone(), budget.clone());
     lasso.set(
         "call",
         Function::new(
             ctx.clone(),
             Async(move |op: String, args: String| {
-                let host = h.clone();
+                let (host, budget) = (h.clone(), b.clone());
+                // Taken now, when the script calls: the slot is held until the answer is in.
+                let started = budget.start_call().and_then(|slot| {
+                    Ok((slot, budget.reserve("the call's arguments", args.len())?))
+                });
                 async move {
-                    let args = serde_json::from_str(&args).unwrap_or(Json::Null);
-                    answer(host.call(&op, args).await)
+                    let result = match started {
+                        Ok((_slot, held)) => {
+                            let args = serde_json::from_str(&args).unwrap_or(Json::Null);
+                            drop(held);
+                            host.call(&op, args).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    answer_within(&budget, result)
                 }
             }),
         )?,
     )?;
-    let h = host.clone();
+    let (h, b) = (host.clone(), budget.clone());
     lasso.set(
         "batch",
         Function::new(
             ctx.clone(),
             Async(move |op: String, model: String, records: Value<'js>| {
-                let host = h.clone();
-                // Converted before the await: the records are read now, errors carry their path.
-                let converted = batch_records(&records);
+                let (host, budget) = (h.clone(), b.clone());
+                // Converted before the await: the records are read now, errors carry their path;
+                // the host's copy is held against the run's memory until the batch is written.
+                let started = budget.start_call().and_then(|slot| {
+                    let records = batch_records(&records).map_err(HostError::new)?;
+                    let size = records.iter().map(budget::json_size).sum();
+                    let held = budget.reserve("the batch's records", size)?;
+                    Ok((slot, held, records))
+                });
                 async move {
                     let op = match op.as_str() {
                         "save" => BatchOp::Save,
                         "update" => BatchOp::Update,
                         _ => BatchOp::Delete,
                     };
-                    answer(match converted {
-                        Ok(records) => host.batch(op, &model, records).await.map(|()| Json::Null),
-                        Err(message) => Err(HostError::new(message)),
-                    })
+                    answer_within(
+                        &budget,
+                        match started {
+                            Ok((_slot, _held, records)) => {
+                                host.batch(op, &model, records).await.map(|()| Json::Null)
+                            }
+                            Err(e) => Err(e),
+                        },
+                    )
                 }
             }),
         )?,
@@ -479,9 +552,17 @@ fn install_host<'js>(ctx: &Ctx<'js>, host: Arc<dyn Host>) -> rquickjs::Result<()
     let h = host.clone();
     lasso.set(
         "log",
-        Function::new(ctx.clone(), move |level_name: String, message: String| {
-            h.log(level(&level_name), truncate_line(&message));
-        })?,
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, level_name: String, message: String| {
+                let line = truncate_line(&message);
+                if let Err(e) = budget.log(line.len()) {
+                    return Err(rquickjs::Exception::throw_message(&ctx, &e));
+                }
+                h.log(level(&level_name), line);
+                Ok(())
+            },
+        )?,
     )?;
     lasso.set(
         "sleep",
@@ -529,8 +610,12 @@ async fn import<'js>(ctx: &Ctx<'js>, name: &str) -> Result<Object<'js>, RunError
 }
 
 /// Sets a fresh context up for user code: the host functions, the Node globals, the SDK.
-async fn prepare<'js>(ctx: &Ctx<'js>, host: Arc<dyn Host>) -> Result<(), RunError<'js>> {
-    install_host(ctx, host).catch(ctx)?;
+async fn prepare<'js>(
+    ctx: &Ctx<'js>,
+    host: Arc<dyn Host>,
+    budget: Arc<RunBudget>,
+) -> Result<(), RunError<'js>> {
+    install_host(ctx, host, budget).catch(ctx)?;
     let (_, globals) = bytecode::declare_static(ctx, node::GLOBALS_NAME, node::GLOBALS)
         .and_then(|m| m.eval())
         .catch(ctx)?;
@@ -548,8 +633,9 @@ async fn execute<'js>(
     input: Option<Json>,
     info: &Json,
     host: Arc<dyn Host>,
+    budget: Arc<RunBudget>,
 ) -> Result<Json, RunError<'js>> {
-    prepare(ctx, host).await?;
+    prepare(ctx, host, budget).await?;
     let namespace = import(ctx, entry).await?;
     let sdk = import(ctx, SDK_MODULE_NAME).await?;
     let exported: Value = namespace.get("default").catch(ctx)?;

@@ -254,6 +254,7 @@
             provider: info.provider,
             variant: info.variant,
             lastSyncDate: info.lastSyncDate ? new Date(info.lastSyncDate) : null,
+            executionId: info.executionId,
             ActionError,
             proxy,
             get: verb('GET'),

@@ -55,6 +55,7 @@ fn limits() -> Limits {
     Limits {
         memory_bytes: 16 * 1024 * 1024,
         timeout: Duration::from_secs(5),
+        ..Limits::default()
     }
 }
 
@@ -499,4 +500,77 @@ async fn input_and_output_round_trip_as_json() {
     .await
     .unwrap();
     assert_eq!(out, value);
+}
+
+#[tokio::test]
+async fn a_run_past_its_budget_gets_errors_naming_the_settings() {
+    let tight = Limits {
+        max_concurrent_calls: 2,
+        max_log_bytes: 1000,
+        ..limits()
+    };
+    let message = |r: Result<Json, ScriptError>| r.unwrap_err().message;
+    let crowd = run_with(
+        "export default (nango) => Promise.all([1, 2, 3].map(() => nango.getMetadata()))",
+        None,
+        Arc::new(FakeHost::default()),
+        tight,
+    )
+    .await;
+    let crowd = message(crowd);
+    assert!(
+        crowd.contains("at most 2") && crowd.contains("LASSO_SCRIPT_MAX_CONCURRENT_CALLS"),
+        "{crowd}"
+    );
+    // Calls in turn never pass the cap.
+    let ok = run_with(
+        "export default async (nango) => { for (let i = 0; i < 5; i++) await nango.getMetadata(); return 'ok'; }",
+        None,
+        Arc::new(FakeHost::default()),
+        tight,
+    )
+    .await;
+    assert_eq!(ok.unwrap(), json!("ok"));
+
+    let flood = run_with(
+        "export default (nango) => { for (let i = 0; i < 20; i++) nango.log('x'.repeat(100)); }",
+        None,
+        Arc::new(FakeHost::default()),
+        tight,
+    )
+    .await;
+    let flood = message(flood);
+    assert!(
+        flood.contains("1000 bytes") && flood.contains("LASSO_SCRIPT_LOG_MB"),
+        "{flood}"
+    );
+
+    // A batch whose host copy does not fit beside the heap is refused before it is written.
+    let host = Arc::new(FakeHost::default());
+    let big = run_with(
+        "export default (nango) => nango.batchSave([{ id: '1', blob: 'x'.repeat(9 * 1024 * 1024) }], 'Blob')",
+        None,
+        host.clone(),
+        limits(),
+    )
+    .await;
+    let big = message(big);
+    assert!(
+        big.contains("memory limit of 16 MiB") && big.contains("LASSO_SCRIPT_MEMORY_MB"),
+        "{big}"
+    );
+    assert!(host.batches.lock().unwrap().is_empty());
+}
+
+#[test]
+fn host_reservations_and_the_heap_share_one_limit() {
+    let memory = memory::Memory::new(1000);
+    let mut held = memory.reserve(600).unwrap();
+    assert!(memory.reserve(500).is_none());
+    assert!(!held.grow(500));
+    assert!(held.grow(400));
+    assert_eq!(memory.used(), 1000);
+    drop(held);
+    assert_eq!(memory.used(), 0);
+    assert!(memory.reserve(1000).is_some());
 }

@@ -304,6 +304,7 @@ mod tests {
             completed_at: None,
             output: None,
             error: Some(error),
+            heartbeat_timeout_secs: 120,
         }
     }
 

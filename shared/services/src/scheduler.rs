@@ -1,12 +1,14 @@
 //! One scheduler tick: bring sync schedules in line with what is deployed, expire tasks whose
-//! timeouts passed and retry them, turn due schedules into sync tasks, hand ready work to the
-//! dispatcher, retry webhook deliveries that are due, and delete expired auth sessions.
+//! timeouts passed and retry them, purge the seen sets of sync runs that died, turn due
+//! schedules into sync tasks, hand ready work to the dispatcher, retry webhook deliveries that
+//! are due, and delete expired auth sessions.
 
 use crate::Result;
 use crate::context::Context;
 use crate::dispatcher::{self, DispatchReport};
 use crate::queue::schedules::{self, DueReport, ReconcileReport, ReconcileScope};
 use crate::queue::{TaskKind, tasks};
+use crate::records;
 use crate::syncs;
 use crate::webhooks;
 
@@ -20,6 +22,8 @@ pub struct TickReport {
     pub reconciled: ReconcileReport,
     pub expired: usize,
     pub retried: usize,
+    /// Runs whose seen sets were purged because their task no longer runs.
+    pub purged_runs: u64,
     pub scheduled: DueReport,
     pub dispatched: DispatchReport,
     pub webhooks: webhooks::DeliveryReport,
@@ -41,6 +45,7 @@ pub async fn tick(ctx: &Context) -> Result<TickReport> {
     {
         syncs::run_failed(ctx, t, t.error.as_ref().unwrap_or(&serde_json::Value::Null)).await;
     }
+    let purged_runs = records::purge_dead_runs(&ctx.db).await?;
     let mut scheduled = DueReport::default();
     loop {
         let round = schedules::enqueue_due(&ctx.db, DUE_BATCH, syncs::SYNC_MAX_ATTEMPTS).await?;
@@ -57,6 +62,7 @@ pub async fn tick(ctx: &Context) -> Result<TickReport> {
         reconciled,
         expired: expired.len(),
         retried: retried.len(),
+        purged_runs,
         scheduled,
         dispatched,
         webhooks,

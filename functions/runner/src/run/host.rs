@@ -3,7 +3,7 @@
 //! other connection or environment.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -12,7 +12,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use lasso_sandbox::{self as sandbox, BatchOp, Host, HostError};
+use lasso_sandbox::{self as sandbox, BatchOp, Host, HostError, RunBudget};
 use lasso_services::Context;
 use lasso_services::connections::{self, Connection};
 use lasso_services::logs::Level;
@@ -30,17 +30,23 @@ pub struct LogLine {
     pub meta: Value,
 }
 
+/// Why a run whose seen set the database lost deletes nothing.
+pub const SEEN_SET_LOST: &str = "the database lost this run's seen set (it restarted or failed over while the run was saving), so nothing was deleted; the next full run detects deletions again";
+
 /// Lines kept per run; past that, lines are counted, not stored.
 const MAX_LOG_LINES: usize = 10_000;
-/// Largest provider answer a script can read whole.
-pub const MAX_RESPONSE_BYTES: usize = 50 * 1024 * 1024;
 
 struct Task {
     ctx: Context,
     connection: Connection,
     function: DeployedFunction,
+    /// The task running the script, whose windows of `trackDeletesStart`/`End` it owns.
+    task_id: Uuid,
     /// A full sync's run id, to record the ids it sees.
     run: Option<Uuid>,
+    /// The run's limits: what the host holds for the script (answers being read) counts
+    /// against its memory.
+    budget: Arc<RunBudget>,
 }
 
 pub struct TaskHost {
@@ -56,14 +62,18 @@ impl TaskHost {
         ctx: Context,
         connection: Connection,
         function: DeployedFunction,
+        task_id: Uuid,
         run: Option<Uuid>,
+        budget: Arc<RunBudget>,
     ) -> Self {
         Self {
             task: Some(Task {
                 ctx,
                 connection,
                 function,
+                task_id,
                 run,
+                budget,
             }),
             results: Mutex::default(),
             tracking: Mutex::default(),
@@ -225,6 +235,10 @@ impl Task {
         let response = proxy::send(&self.ctx, connection, &request).await?;
         let status = response.status().as_u16();
         let headers = sandbox::response_headers(response.headers());
+        const WHAT: &str = "proxy: the answer";
+        let budget = &self.budget;
+        // The body's buffer, then its parsed copy, are held against the run's memory.
+        let mut held = budget.reserve(WHAT, 0)?;
         let mut body = Vec::new();
         let mut stream = response;
         while let Some(chunk) = stream.chunk().await.map_err(|e| {
@@ -233,13 +247,17 @@ impl Task {
                 e.without_url()
             ))
         })? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(HostError::new(format!(
-                    "proxy: the answer is larger than {MAX_RESPONSE_BYTES} bytes; use pagination"
-                )));
+            let needed = body.len() + chunk.len();
+            budget.check_response(WHAT, needed)?;
+            if needed > body.capacity() {
+                let capacity = needed.max(body.capacity() * 2);
+                let more = capacity.saturating_sub(held.bytes());
+                budget.grow(&mut held, WHAT, more)?;
+                body.reserve_exact(capacity - body.len());
             }
             body.extend_from_slice(&chunk);
         }
+        budget.grow(&mut held, WHAT, body.len())?;
         let data = serde_json::from_slice(&body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
         // The endpoint as the script wrote it: the base URL and credentials stay out of logs.
@@ -293,11 +311,13 @@ impl TaskHost {
         }
         let scope = Scope::new(task.connection.id, model, None);
         if start {
+            let window = Uuid::new_v4();
+            records::begin_run(&task.ctx.db, window, task.task_id).await?;
             let previous = self
                 .tracking
                 .lock()
                 .expect("tracking lock")
-                .insert(model.to_string(), Uuid::new_v4());
+                .insert(model.to_string(), window);
             if let Some(previous) = previous {
                 records::forget_run(&task.ctx.db, previous).await?;
             }
@@ -311,7 +331,14 @@ impl TaskHost {
         };
         let deleted = records::delete_unseen(&task.ctx.db, &scope, window).await;
         records::forget_run(&task.ctx.db, window).await?;
-        let deleted = deleted?;
+        let Some(deleted) = deleted? else {
+            self.record(LogLine {
+                level: Level::Warn,
+                message: format!("trackDeletesEnd(`{model}`): {SEEN_SET_LOST}"),
+                meta: json!({"type": "log"}),
+            });
+            return Ok(json!({ "deleted": 0 }));
+        };
         self.results
             .lock()
             .expect("results lock")

@@ -6,6 +6,7 @@ mod oplog;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -13,7 +14,7 @@ use uuid::Uuid;
 
 pub use host::TaskHost;
 
-use lasso_sandbox::{self as sandbox, Limits, RunInfo, ScriptError};
+use lasso_sandbox::{self as sandbox, Limits, RunBudget, RunInfo, ScriptError};
 use lasso_services::Context;
 use lasso_services::connections;
 use lasso_services::queue::{FunctionPayload, Payload, Task, TaskKind, TaskMessage, tasks};
@@ -85,79 +86,129 @@ pub async fn not_started(ctx: &Context, task_id: Uuid) -> Result<Outcome> {
 pub async fn run_started(ctx: &Context, task: Task) -> Result<Outcome> {
     let span = tracing::info_span!("task", task_id = %task.id, kind = task.kind.as_str(), attempt = task.attempt);
     let cancel = CancellationToken::new();
-    // Aborted when this future ends or is dropped: a runner that dies stops heartbeating, so
-    // its task expires and is retried.
-    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
-        ctx.clone(),
-        task.id,
-        cancel.clone(),
-    )));
+    // Beats until the outcome is recorded. Aborted when this future ends or is dropped: a
+    // runner that dies stops heartbeating, so its task expires and is retried.
+    let heartbeat = Heartbeat::start(ctx, &task, cancel.clone());
     let ran = tracing::Instrument::instrument(run_task(ctx, &task, cancel.clone()), span).await;
-    drop(heartbeat);
     let dropped = oplog::record(ctx, &task, &ran).await;
     let secrets = ran.host.as_ref().map(|h| h.secrets()).unwrap_or_default();
     let result = match ran.result {
         // A script that throws with a credential in its message must not hand it to the caller.
         Err(TaskError::Failed(mut error)) => {
             lasso_services::logs::redact_value(&mut error, &secrets);
-            Err(TaskError::Failed(error))
+            Err(error)
         }
         // A sync reports log entries its run could not store.
         Ok(mut output) if dropped > 0 && output.is_object() && task.kind != TaskKind::Action => {
             output["logs_dropped"] = json!(dropped);
             Ok(output)
         }
-        other => other,
+        Ok(output) => Ok(output),
+        Err(TaskError::Retry(e)) => {
+            // Our infrastructure failed before the script ran: give the task back so the
+            // redelivered message can run it.
+            tasks::release_start(&ctx.db, task.id).await?;
+            return Err(e);
+        }
     };
+    // The script ran: a write of its outcome that fails is tried again while the task is still
+    // ours. Given up, the task would expire and run again (an action twice).
+    let mut pause = OUTCOME_RETRY_FIRST;
+    loop {
+        match record_outcome(ctx, &task, &result).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) if e.is_transient() && heartbeat.still_ours() => {
+                tracing::warn!(task_id = %task.id, error = %e, "recording the task's outcome failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(OUTCOME_RETRY_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+const OUTCOME_RETRY_FIRST: Duration = Duration::from_millis(100);
+const OUTCOME_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Writes the outcome of a run (each write is one conditional statement, so writing again
+/// after a failure is safe) and announces it.
+async fn record_outcome(
+    ctx: &Context,
+    task: &Task,
+    result: &Result<Value, Value>,
+) -> Result<Outcome> {
     match result {
         Ok(output) => {
             // A run cancelled or expired meanwhile is not a result to announce.
-            if let Some(payload) = tasks::succeed(&ctx.db, task.id, &output).await? {
+            if let Some(payload) = tasks::succeed(&ctx.db, task.id, output).await? {
                 match task.kind {
                     TaskKind::Action => {
-                        lasso_services::actions::succeeded(ctx, &task, &payload).await
+                        lasso_services::actions::succeeded(ctx, task, &payload).await
                     }
-                    TaskKind::Sync => {
-                        lasso_services::syncs::run_succeeded(ctx, &task, &output).await
-                    }
+                    TaskKind::Sync => lasso_services::syncs::run_succeeded(ctx, task, output).await,
                     _ => {}
                 }
             }
             Ok(Outcome::Succeeded(task.id))
         }
-        Err(TaskError::Failed(error)) => {
+        Err(error) => {
             // Actions retry at once within their budget (someone may be waiting on them).
             if task.kind == TaskKind::Action {
-                lasso_services::actions::fail(ctx, &task, &error).await?;
-            } else if tasks::fail(&ctx.db, task.id, &error).await? && task.kind == TaskKind::Sync {
-                lasso_services::syncs::run_failed(ctx, &task, &error).await;
+                lasso_services::actions::fail(ctx, task, error).await?;
+            } else if tasks::fail(&ctx.db, task.id, error).await? && task.kind == TaskKind::Sync {
+                lasso_services::syncs::run_failed(ctx, task, error).await;
             }
             Ok(Outcome::Failed(task.id))
         }
-        Err(TaskError::Retry(e)) => {
-            // Our infrastructure failed before the script ran: give the task back so the
-            // redelivered message can run it.
-            tasks::release_start(&ctx.db, task.id).await?;
-            Err(e)
+    }
+}
+
+/// A running task's heartbeat: it keeps the task's `last_heartbeat_at` fresh until dropped and,
+/// when the queue says the task is no longer running (cancelled or expired), stops the script.
+struct Heartbeat {
+    beating: tokio::task::JoinHandle<()>,
+    cancel: CancellationToken,
+    /// When a heartbeat last went through.
+    last: Arc<std::sync::Mutex<Instant>>,
+    timeout: Duration,
+}
+
+impl Heartbeat {
+    fn start(ctx: &Context, task: &Task, cancel: CancellationToken) -> Self {
+        let last = Arc::new(std::sync::Mutex::new(Instant::now()));
+        let beating = tokio::spawn(beat(ctx.clone(), task.id, cancel.clone(), last.clone()));
+        Self {
+            beating,
+            cancel,
+            last,
+            timeout: Duration::from_secs(task.heartbeat_timeout_secs.max(0) as u64),
         }
     }
-}
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+    /// Whether the task is still this runner's: the queue has not said otherwise, and a
+    /// heartbeat went through recently enough that the scheduler has not expired it.
+    fn still_ours(&self) -> bool {
+        !self.cancel.is_cancelled()
+            && self.last.lock().expect("heartbeat lock").elapsed() < self.timeout
     }
 }
 
-/// Keeps the task's heartbeat fresh; when the queue says the task is no longer running
-/// (cancelled or expired), stops the script.
-async fn heartbeat(ctx: Context, task: Uuid, cancel: CancellationToken) {
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.beating.abort();
+    }
+}
+
+async fn beat(
+    ctx: Context,
+    task: Uuid,
+    cancel: CancellationToken,
+    last: Arc<std::sync::Mutex<Instant>>,
+) {
     loop {
         tokio::time::sleep(ctx.config.heartbeat_interval).await;
         match tasks::heartbeat(&ctx.db, task).await {
-            Ok(true) => {}
+            Ok(true) => *last.lock().expect("heartbeat lock") = Instant::now(),
             Ok(false) => {
                 cancel.cancel();
                 return;
@@ -200,9 +251,13 @@ fn setup_error(e: Error) -> TaskError {
 }
 
 fn limits(ctx: &Context) -> Limits {
+    let c = &ctx.config;
     Limits {
-        memory_bytes: ctx.config.script_memory_limit_bytes,
-        timeout: ctx.config.script_timeout,
+        memory_bytes: c.script_memory_limit_bytes,
+        timeout: c.script_timeout,
+        max_concurrent_calls: c.script_max_concurrent_calls,
+        max_log_bytes: c.script_log_limit_bytes,
+        max_response_bytes: c.script_response_limit_bytes,
     }
 }
 
@@ -224,7 +279,10 @@ async fn run_task(ctx: &Context, task: &Task, cancel: CancellationToken) -> Ran 
             let result = sandbox::run(
                 &sandbox::single_module(&source),
                 Some(input),
-                RunInfo::default(),
+                RunInfo {
+                    execution_id: Some(task.id.to_string()),
+                    ..RunInfo::default()
+                },
                 host.clone(),
                 limits(ctx),
                 cancel,
@@ -254,6 +312,17 @@ async fn run_task(ctx: &Context, task: &Task, cancel: CancellationToken) -> Ran 
     }
 }
 
+/// The id every attempt of the task's call or run shares (its first attempt's), which scripts
+/// read as `nango.executionId` to make what they change at a provider idempotent.
+async fn execution_id(ctx: &Context, task: &Task) -> Result<Uuid, TaskError> {
+    if task.attempt <= 1 {
+        return Ok(task.id);
+    }
+    tasks::first_attempt(&ctx.db, task.id)
+        .await
+        .map_err(TaskError::Retry)
+}
+
 fn script_failure(e: ScriptError) -> TaskError {
     TaskError::Failed(serde_json::to_value(&e).expect("script error serializes"))
 }
@@ -278,13 +347,16 @@ async fn run_function(
         Ok(loaded) => loaded,
         Err(e) => return Ran::before_start(Err(e)),
     };
+    let budget = RunBudget::new(limits(ctx));
     let host = Arc::new(TaskHost::new(
         ctx.clone(),
         loaded.connection.clone(),
         loaded.function.clone(),
+        task.id,
         full_run(task, kind, &p, &loaded.function),
+        budget.clone(),
     ));
-    let result = execute(ctx, task, kind, &p, cancel, &loaded, &host).await;
+    let result = execute(ctx, task, &p, cancel, &loaded, &host, budget).await;
     Ran {
         result,
         host: Some(host),
@@ -359,18 +431,20 @@ fn full_run(
 async fn execute(
     ctx: &Context,
     task: &Task,
-    kind: TaskKind,
     p: &FunctionPayload,
     cancel: CancellationToken,
     loaded: &Loaded,
     host: &Arc<TaskHost>,
+    budget: Arc<RunBudget>,
 ) -> Result<Value, TaskError> {
     let Loaded {
         connection,
         function,
         bundle,
     } = loaded;
+    let kind = task.kind;
     let run = full_run(task, kind, p, function);
+    let execution = execution_id(ctx, task).await?;
     let provider = ctx.providers.get(&connection.provider);
     let info = RunInfo {
         connection_id: Some(connection.connection_id.clone()),
@@ -382,25 +456,42 @@ async fn execute(
             .and_then(|pr| pr.proxy.as_ref())
             .and_then(|proxy| proxy.paginate.as_ref())
             .and_then(|pg| serde_json::to_value(pg).ok()),
+        execution_id: Some(execution.to_string()),
     };
     let input = match kind {
         TaskKind::Action | TaskKind::Webhook => Some(p.input.clone().unwrap_or(Value::Null)),
         _ => None,
     };
-    let result = sandbox::run(bundle, input, info, host.clone(), limits(ctx), cancel).await;
+    if let Some(run) = run {
+        records::begin_run(&ctx.db, run, task.id)
+            .await
+            .map_err(TaskError::Retry)?;
+    }
+    let result = sandbox::run_with_budget(bundle, input, info, host.clone(), budget, cancel).await;
     let outcome = match result {
         Ok(output) if kind == TaskKind::Sync => {
             let mut results = host.results();
+            let mut lost = false;
             if let Some(run) = run {
                 for model in &function.config.output {
                     let scope = Scope::new(connection.id, model, None);
-                    let deleted = records::delete_unseen(&ctx.db, &scope, run)
+                    match records::delete_unseen(&ctx.db, &scope, run)
                         .await
-                        .map_err(TaskError::Retry)?;
-                    results.entry(model.clone()).or_default().deleted += deleted;
+                        .map_err(TaskError::Retry)?
+                    {
+                        Some(deleted) => {
+                            results.entry(model.clone()).or_default().deleted += deleted
+                        }
+                        None => lost = true,
+                    }
                 }
             }
-            Ok(json!({"results": results, "returned": output}))
+            let mut output = json!({"results": results, "returned": output});
+            if lost {
+                tracing::warn!(task = %task.id, "{}", host::SEEN_SET_LOST);
+                output["deletions_skipped"] = json!(host::SEEN_SET_LOST);
+            }
+            Ok(output)
         }
         Ok(output) if kind == TaskKind::Action => {
             let size = output.to_string().len();

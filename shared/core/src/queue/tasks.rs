@@ -122,6 +122,8 @@ pub struct Task {
     pub completed_at: Option<DateTime<Utc>>,
     pub output: Option<Value>,
     pub error: Option<Value>,
+    /// Seconds without a heartbeat after which a STARTED task expires.
+    pub heartbeat_timeout_secs: i32,
 }
 
 /// The task columns, as a literal so queries stay `&'static str` (sqlx's injection guard).
@@ -129,7 +131,7 @@ macro_rules! columns {
     () => {
         "t.id, t.environment_id, t.kind, t.group_key, t.name, t.payload,
     t.state, t.attempt, t.max_attempts, t.schedule_id, t.created_at, t.started_at,
-    t.completed_at, t.output, t.error"
+    t.completed_at, t.output, t.error, t.heartbeat_timeout_secs"
     };
 }
 

@@ -3,7 +3,11 @@
 //! - Saves are batched upserts from arrays (`UNNEST`), all or nothing per batch; a record whose
 //!   content hash did not change writes nothing and keeps its `updated_at`.
 //! - Full syncs record the ids they saw in an append-only per-run set; at the end of a
-//!   successful run the records not seen are soft-deleted (no UPDATE of unchanged rows).
+//!   successful run the records not seen are soft-deleted (no UPDATE of unchanged rows). Only
+//!   records the run could have seen are: those written before it began (its mark holds the
+//!   database snapshot of that moment), and only while its seen set is whole (crash recovery
+//!   empties the unlogged seen set and its mark together; a run without its mark deletes
+//!   nothing). Seen sets of runs that died are purged ([`purge_dead_runs`]).
 //! - Readers page by (writing transaction id, external id) and only see rows written by
 //!   transactions below their snapshot's xmin: a writer that commits late cannot land behind a
 //!   cursor already handed out, so paging never skips a record.
@@ -57,8 +61,8 @@ pub fn check_batch(records: &[Value]) -> Result<()> {
     validate::batch(records, &LIMITS).map(|_| ())
 }
 
-/// Upserts `records` (all or nothing). With `run`, also records their ids as seen by that
-/// full-sync run, for [`delete_unseen`].
+/// Upserts `records` (all or nothing). With `run` (begun with [`begin_run`]), also records
+/// their ids as seen by that full-sync run, for [`delete_unseen`].
 pub async fn save(
     db: &PgPool,
     scope: &Scope,
@@ -212,27 +216,52 @@ pub async fn delete(db: &PgPool, scope: &Scope, records: &[Value]) -> Result<u64
     Ok(deleted as u64)
 }
 
-/// End of a successful full sync: soft-deletes the scope's records that `run` did not see.
-pub async fn delete_unseen(db: &PgPool, scope: &Scope, run: Uuid) -> Result<u64> {
+/// Starts recording what `run` (of task `task`) sees, before its first save: its mark holds the
+/// database snapshot of this moment, which tells the records the run could see from those
+/// another writer saves while it runs. Starting again starts afresh.
+pub async fn begin_run(db: &PgPool, run: Uuid, task: Uuid) -> Result<()> {
+    sqlx::query(
+        "WITH stale AS (DELETE FROM records.run_seen WHERE run_id = $1)
+         INSERT INTO records.seen_runs (run_id, task_id, snapshot)
+         VALUES ($1, $2, pg_current_snapshot())
+         ON CONFLICT (run_id) DO UPDATE
+         SET task_id = EXCLUDED.task_id, snapshot = EXCLUDED.snapshot, started_at = now()",
+    )
+    .bind(run)
+    .bind(task)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// End of a successful full sync: soft-deletes the scope's records that `run` did not see
+/// although it could have (written before it began). `None`, deleting nothing, when the run's
+/// mark is gone: the database lost its seen set (crash recovery empties unlogged tables), so
+/// what it did not see is unknown.
+pub async fn delete_unseen(db: &PgPool, scope: &Scope, run: Uuid) -> Result<Option<u64>> {
     let mut tx = db.begin().await?;
     // The seen set is freshly written and has no statistics; a nested loop over it would be
     // quadratic. A hash anti-join is linear whatever the planner believes.
     sqlx::query("SET LOCAL enable_nestloop = off")
         .execute(&mut *tx)
         .await?;
-    let (deleted,): (i64,) = sqlx::query_as(
-        "WITH gone AS (
+    let (marked, deleted): (bool, i64) = sqlx::query_as(
+        "WITH mark AS (
+            SELECT snapshot FROM records.seen_runs WHERE run_id = $4
+         ), gone AS (
             UPDATE records.records r
             SET deleted_at = now(), updated_at = now(), last_action = 'DELETED',
                 xid = pg_current_xact_id()
+            FROM mark
             WHERE r.connection_id = $1 AND r.model = $2 AND r.variant = $3
               AND r.deleted_at IS NULL
+              AND pg_visible_in_snapshot(r.xid, mark.snapshot)
               AND NOT EXISTS (
                 SELECT 1 FROM records.run_seen s
                 WHERE s.run_id = $4 AND s.model = $2 AND s.variant = $3
                   AND s.external_id = r.external_id)
             RETURNING 1
-         ) SELECT count(*) FROM gone",
+         ) SELECT EXISTS (SELECT 1 FROM mark), (SELECT count(*) FROM gone)",
     )
     .bind(scope.connection)
     .bind(&scope.model)
@@ -241,16 +270,52 @@ pub async fn delete_unseen(db: &PgPool, scope: &Scope, run: Uuid) -> Result<u64>
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(deleted as u64)
+    Ok(marked.then_some(deleted as u64))
 }
 
-/// Forgets what `run` saw (after it finished, either way).
+/// Forgets what `run` saw, and its mark (after it finished, either way).
 pub async fn forget_run(db: &PgPool, run: Uuid) -> Result<()> {
-    sqlx::query("DELETE FROM records.run_seen WHERE run_id = $1")
-        .bind(run)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "WITH mark AS (DELETE FROM records.seen_runs WHERE run_id = $1)
+         DELETE FROM records.run_seen WHERE run_id = $1",
+    )
+    .bind(run)
+    .execute(db)
+    .await?;
     Ok(())
+}
+
+/// Forgets the seen sets and marks of runs whose task is no longer running (its runner died
+/// before it could forget them itself); returns how many runs. A seen set without a mark
+/// belongs to the task of its own id (a full run's id is its task's).
+pub async fn purge_dead_runs(db: &PgPool) -> Result<u64> {
+    let (dead,): (i64,) = sqlx::query_as(
+        "WITH RECURSIVE seen AS (
+            -- One index probe per run: the seen set can be large, its runs are few.
+            (SELECT run_id FROM records.run_seen ORDER BY run_id LIMIT 1)
+            UNION ALL
+            SELECT next.run_id FROM seen,
+            LATERAL (SELECT s.run_id FROM records.run_seen s WHERE s.run_id > seen.run_id
+                     ORDER BY s.run_id LIMIT 1) next
+         ), runs AS (
+            SELECT seen.run_id, coalesce(m.task_id, seen.run_id) AS task_id
+            FROM seen LEFT JOIN records.seen_runs m USING (run_id)
+            UNION
+            SELECT run_id, task_id FROM records.seen_runs
+         ), dead AS MATERIALIZED (
+            SELECT runs.run_id FROM runs
+            WHERE NOT EXISTS (SELECT 1 FROM queue.tasks t
+                              WHERE t.id = runs.task_id AND t.state = 'STARTED')
+         ), marks AS (
+            DELETE FROM records.seen_runs m USING dead WHERE m.run_id = dead.run_id
+         ), seen_rows AS (
+            DELETE FROM records.run_seen s USING dead WHERE s.run_id = dead.run_id
+         )
+         SELECT count(*) FROM dead",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(dead as u64)
 }
 
 /// Live (not deleted) records of the scope.
