@@ -33,6 +33,7 @@ mod refresh_pool;
 mod runner_groups;
 mod runner_sqs;
 mod schedules;
+mod sdk;
 mod skeleton;
 mod sync_scripts;
 mod webhook_signatures;

@@ -51,10 +51,11 @@ pub async fn describe(
     let sandbox = Sandbox::new(bundle, limits, cancel).await?;
     let entry = bundle.entry.clone();
     let (integration, name) = (integration.to_string(), name.to_string());
+    let abort = sandbox.abort();
     sandbox
         .guard(sandbox.context.async_with(async move |ctx| {
             let run = async {
-                prepare(&ctx, Arc::new(CompileTime)).await?;
+                prepare(&ctx, Arc::new(CompileTime), abort).await?;
                 let namespace = import(&ctx, &entry).await?;
                 let exported: Value = namespace.get("default").catch(&ctx)?;
                 let (module, promise) =

@@ -65,14 +65,30 @@ pub async fn save(
     records: &[Value],
     run: Option<Uuid>,
 ) -> Result<SaveSummary> {
+    Ok(save_unless_modified_after(db, scope, records, run, None)
+        .await?
+        .0)
+}
+
+/// [`save`], except that with `guard` (Nango's `ignore_if_modified_after` merging strategy) a
+/// stored record modified after that cursor, by another writer, is left as it is (counted
+/// unchanged). Also returns the cursor of the last record this save wrote, which the next
+/// guarded save of the same writer uses, so its own writes never hold it back.
+pub async fn save_unless_modified_after(
+    db: &PgPool,
+    scope: &Scope,
+    records: &[Value],
+    run: Option<Uuid>,
+    guard: Option<&Cursor>,
+) -> Result<(SaveSummary, Option<Cursor>)> {
     let valid = validate::batch(records, &LIMITS)?;
     if valid.is_empty() {
-        return Ok(SaveSummary::default());
+        return Ok((SaveSummary::default(), None));
     }
     let ids: Vec<&str> = valid.iter().map(|r| r.id.as_str()).collect();
     let bodies: Vec<&str> = valid.iter().map(|r| r.json.as_str()).collect();
     let hashes: Vec<Uuid> = valid.iter().map(|r| r.hash).collect();
-    let (added, updated): (i64, i64) = sqlx::query_as(
+    let (added, updated, last, xid): (i64, i64, Option<String>, String) = sqlx::query_as(
         "WITH input AS (
             SELECT * FROM UNNEST($4::text[], $5::text[], $6::uuid[]) AS t(external_id, body, data_hash)
          ), upserted AS (
@@ -83,15 +99,17 @@ pub async fn save(
                 deleted_at = NULL, pruned_at = NULL, xid = pg_current_xact_id(),
                 last_action = CASE WHEN r.deleted_at IS NULL
                                    THEN 'UPDATED'::records.last_action ELSE 'ADDED' END
-            WHERE r.data_hash <> EXCLUDED.data_hash OR r.deleted_at IS NOT NULL
-               OR r.pruned_at IS NOT NULL
-            RETURNING r.last_action
+            WHERE (r.data_hash <> EXCLUDED.data_hash OR r.deleted_at IS NOT NULL
+                   OR r.pruned_at IS NOT NULL)
+              AND ($8::text IS NULL OR (r.xid, r.external_id) <= ($8::text::xid8, $9::text))
+            RETURNING r.last_action, r.external_id
          ), seen AS (
             INSERT INTO records.run_seen (run_id, model, variant, external_id)
             SELECT $7, $2, $3, external_id FROM input WHERE $7::uuid IS NOT NULL
          )
          SELECT count(*) FILTER (WHERE last_action = 'ADDED'),
-                count(*) FILTER (WHERE last_action = 'UPDATED')
+                count(*) FILTER (WHERE last_action = 'UPDATED'),
+                max(external_id), pg_current_xact_id()::text
          FROM upserted",
     )
     .bind(scope.connection)
@@ -101,14 +119,34 @@ pub async fn save(
     .bind(&bodies)
     .bind(&hashes)
     .bind(run)
+    .bind(guard.map(|c| c.xid.as_str()))
+    .bind(guard.map(|c| c.external_id.as_str()))
     .fetch_one(db)
     .await?;
     let changed = (added + updated) as u64;
-    Ok(SaveSummary {
+    let summary = SaveSummary {
         added: added as u64,
         updated: updated as u64,
         unchanged: valid.len() as u64 - changed,
-    })
+    };
+    // Every row this statement wrote carries its transaction's id.
+    Ok((summary, last.map(|external_id| Cursor { xid, external_id })))
+}
+
+/// The cursor of the scope's most recently written record, deleted ones included (where
+/// Nango's `ignore_if_modified_after` merging starts).
+pub async fn last_cursor(db: &PgPool, scope: &Scope) -> Result<Option<Cursor>> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT xid::text, external_id FROM records.records
+         WHERE connection_id = $1 AND model = $2 AND variant = $3
+         ORDER BY records.xid DESC, records.external_id DESC LIMIT 1",
+    )
+    .bind(scope.connection)
+    .bind(&scope.model)
+    .bind(&scope.variant)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(xid, external_id)| Cursor { xid, external_id }))
 }
 
 /// Merges each record's fields into the stored record of the same id (a shallow merge, all or
@@ -192,56 +230,99 @@ pub async fn update(db: &PgPool, scope: &Scope, records: &[Value]) -> Result<u64
 /// Soft-deletes the records with the given ids (each record needs only its `id`); unknown or
 /// already deleted ids are ignored. Returns how many were deleted.
 pub async fn delete(db: &PgPool, scope: &Scope, records: &[Value]) -> Result<u64> {
+    Ok(delete_unless_modified_after(db, scope, records, None)
+        .await?
+        .0)
+}
+
+/// [`delete`], leaving alone records modified after `guard` (see
+/// [`save_unless_modified_after`]); also returns the cursor of the last record it deleted.
+pub async fn delete_unless_modified_after(
+    db: &PgPool,
+    scope: &Scope,
+    records: &[Value],
+    guard: Option<&Cursor>,
+) -> Result<(u64, Option<Cursor>)> {
     let ids = validate::ids(records, &LIMITS)?;
-    let (deleted,): (i64,) = sqlx::query_as(
+    let (deleted, last, xid): (i64, Option<String>, String) = sqlx::query_as(
         "WITH gone AS (
             UPDATE records.records
             SET deleted_at = now(), updated_at = now(), last_action = 'DELETED',
                 xid = pg_current_xact_id()
             WHERE connection_id = $1 AND model = $2 AND variant = $3
               AND external_id = ANY($4) AND deleted_at IS NULL
-            RETURNING 1
-         ) SELECT count(*) FROM gone",
+              AND ($5::text IS NULL OR (xid, external_id) <= ($5::text::xid8, $6::text))
+            RETURNING external_id
+         ) SELECT count(*), max(external_id), pg_current_xact_id()::text FROM gone",
     )
     .bind(scope.connection)
     .bind(&scope.model)
     .bind(&scope.variant)
     .bind(&ids)
+    .bind(guard.map(|c| c.xid.as_str()))
+    .bind(guard.map(|c| c.external_id.as_str()))
     .fetch_one(db)
     .await?;
-    Ok(deleted as u64)
+    Ok((
+        deleted as u64,
+        last.map(|external_id| Cursor { xid, external_id }),
+    ))
 }
 
 /// End of a successful full sync: soft-deletes the scope's records that `run` did not see.
 pub async fn delete_unseen(db: &PgPool, scope: &Scope, run: Uuid) -> Result<u64> {
+    Ok(delete_unseen_keys(db, scope, run).await?.len() as u64)
+}
+
+/// [`delete_unseen`], answering the deleted records' ids (Nango's `deletedKeys`).
+pub async fn delete_unseen_keys(db: &PgPool, scope: &Scope, run: Uuid) -> Result<Vec<String>> {
     let mut tx = db.begin().await?;
     // The seen set is freshly written and has no statistics; a nested loop over it would be
     // quadratic. A hash anti-join is linear whatever the planner believes.
     sqlx::query("SET LOCAL enable_nestloop = off")
         .execute(&mut *tx)
         .await?;
-    let (deleted,): (i64,) = sqlx::query_as(
-        "WITH gone AS (
-            UPDATE records.records r
-            SET deleted_at = now(), updated_at = now(), last_action = 'DELETED',
-                xid = pg_current_xact_id()
-            WHERE r.connection_id = $1 AND r.model = $2 AND r.variant = $3
-              AND r.deleted_at IS NULL
-              AND NOT EXISTS (
-                SELECT 1 FROM records.run_seen s
-                WHERE s.run_id = $4 AND s.model = $2 AND s.variant = $3
-                  AND s.external_id = r.external_id)
-            RETURNING 1
-         ) SELECT count(*) FROM gone",
+    let deleted: Vec<(String,)> = sqlx::query_as(
+        "UPDATE records.records r
+         SET deleted_at = now(), updated_at = now(), last_action = 'DELETED',
+             xid = pg_current_xact_id()
+         WHERE r.connection_id = $1 AND r.model = $2 AND r.variant = $3
+           AND r.deleted_at IS NULL
+           AND NOT EXISTS (
+             SELECT 1 FROM records.run_seen s
+             WHERE s.run_id = $4 AND s.model = $2 AND s.variant = $3
+               AND s.external_id = r.external_id)
+         RETURNING r.external_id",
     )
     .bind(scope.connection)
     .bind(&scope.model)
     .bind(&scope.variant)
     .bind(run)
-    .fetch_one(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(deleted as u64)
+    Ok(deleted.into_iter().map(|(id,)| id).collect())
+}
+
+/// When the database server started. Seen sets are unlogged (cheap to write): a server that
+/// restarted after a crash, or a replica promoted in its place, has emptied them, so a
+/// deletion window that spans executions must not trust a seen set older than this.
+pub async fn server_started_at(db: &PgPool) -> Result<DateTime<Utc>> {
+    let (started,): (DateTime<Utc>,) = sqlx::query_as("SELECT pg_postmaster_start_time()")
+        .fetch_one(db)
+        .await?;
+    Ok(started)
+}
+
+/// Forgets what `run` saw of the scope's model and variant (a closed deletion window).
+pub async fn forget_seen(db: &PgPool, scope: &Scope, run: Uuid) -> Result<()> {
+    sqlx::query("DELETE FROM records.run_seen WHERE run_id = $1 AND model = $2 AND variant = $3")
+        .bind(run)
+        .bind(&scope.model)
+        .bind(&scope.variant)
+        .execute(db)
+        .await?;
+    Ok(())
 }
 
 /// Forgets what `run` saw (after it finished, either way).
