@@ -48,14 +48,18 @@ async fn list_records_pages_with_a_cursor_and_get_records_by_ids_reads_saved_rec
         .unwrap();
     // Readers see a record once every transaction running when it was written has ended
     // (other tests' too): wait until all are readable.
-    eventually("the notes to be readable", Duration::from_secs(60), || async {
-        let query = records::ListQuery {
-            limit: 1_000,
-            ..Default::default()
-        };
-        let page = records::list(&s.ctx.db, &scope, &query).await.unwrap();
-        (page.records.len() == 250).then_some(())
-    })
+    eventually(
+        "the notes to be readable",
+        Duration::from_secs(60),
+        || async {
+            let query = records::ListQuery {
+                limit: 1_000,
+                ..Default::default()
+            };
+            let page = records::list(&s.ctx.db, &scope, &query).await.unwrap();
+            (page.records.len() == 250).then_some(())
+        },
+    )
     .await;
     let out = output(&run(&s, TaskKind::Action, "read-notes", None).await);
     // 250 records in pages of 100, each once; from the 100th's cursor on, the other 150.
