@@ -9,6 +9,9 @@ CREATE UNLOGGED TABLE records.seen_runs (
     -- mark and the seen set (a runner that died could not).
     task_id     UUID NOT NULL,
     snapshot    pg_snapshot NOT NULL,
+    -- A trackDeletesStart/End window, which later executions of the sync continue: kept while
+    -- no task runs it (for up to 30 days), not purged with the task that opened it.
+    spans_executions BOOLEAN NOT NULL DEFAULT false,
     started_at  TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 

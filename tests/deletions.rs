@@ -158,3 +158,34 @@ async fn a_dead_runs_seen_set_is_purged() {
     assert_eq!(seen().await, 0, "the dead run's seen set is still there");
     s.workers.stop().await;
 }
+
+#[tokio::test]
+async fn an_open_deletion_window_outlives_the_task_that_opened_it() {
+    let s = setup(&[]).await;
+    let ctx = &s.ctx;
+    let scope = Scope::new(s.connection, "Issue", None);
+    // trackDeletesStart in one execution (a task that has ended since), trackDeletesEnd in a
+    // later one: between the two no task runs the window, and the purge must leave it be.
+    let (window, opener) = (Uuid::new_v4(), Uuid::new_v4());
+    records::begin_window(&ctx.db, window, opener).await.unwrap();
+    let page: Vec<_> = (1..=2)
+        .map(|n| json!({"id": n.to_string(), "title": "t", "state": "open"}))
+        .collect();
+    records::save(&ctx.db, &scope, &page, Some(window))
+        .await
+        .unwrap();
+    lasso_services::scheduler::tick(ctx).await.unwrap();
+    let seen: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM records.run_seen WHERE run_id = $1")
+            .bind(window)
+            .fetch_one(&ctx.db)
+            .await
+            .unwrap();
+    assert_eq!(seen, 2, "the purge took an open window's seen set");
+    let deleted = records::delete_unseen_keys(&ctx.db, &scope, window)
+        .await
+        .unwrap();
+    assert!(deleted.is_some(), "the window's mark is gone");
+    records::forget_run(&ctx.db, window).await.unwrap();
+    s.workers.stop().await;
+}

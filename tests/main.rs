@@ -36,6 +36,7 @@ mod runner_groups;
 mod runner_limits;
 mod runner_sqs;
 mod schedules;
+mod sdk;
 mod skeleton;
 mod sync_scripts;
 mod webhook_signatures;

@@ -198,6 +198,43 @@ async fn a_runner_cannot_reach_another_groups_data() {
 }
 
 #[tokio::test]
+async fn a_runner_takes_script_locks_and_reads_schedules_of_its_own_group_only() {
+    let db = fresh_database().await;
+    let admin = local_context(&db).await;
+    let api = Api::new(&serve_api(admin.clone()).await, "");
+    let a = group(&admin, &api, "alpha").await;
+    let b = group(&admin, &api, "beta").await;
+    let runner_a = runner_context(&db, &a.name).await;
+    let (task, theirs) = (Uuid::now_v7(), Uuid::now_v7());
+    assert!(
+        lasso_services::script_locks::try_acquire(&runner_a.db, a.env_id, "k", task, 60_000)
+            .await
+            .unwrap()
+    );
+    // Another group's environment: the database refuses the lock row.
+    let planted =
+        lasso_services::script_locks::try_acquire(&runner_a.db, b.env_id, "k", task, 60_000).await;
+    assert!(planted.is_err(), "{planted:?}");
+    // Its locks are out of sight: releasing one does nothing.
+    assert!(
+        lasso_services::script_locks::try_acquire(&admin.db, b.env_id, "k", theirs, 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !lasso_services::script_locks::release(&runner_a.db, b.env_id, "k", theirs)
+            .await
+            .unwrap()
+    );
+    // Schedules (for nango.triggerSync / startSync) are readable, the group's own only.
+    let (seen,): (i64,) = sqlx::query_as("SELECT count(*) FROM queue.schedules")
+        .fetch_one(&runner_a.db)
+        .await
+        .unwrap();
+    assert_eq!(seen, 0);
+}
+
+#[tokio::test]
 async fn a_runner_records_retries_of_its_own_groups_actions_only() {
     let db = fresh_database().await;
     let admin = local_context(&db).await;

@@ -147,3 +147,43 @@ async fn a_script_uses_url_buffer_and_crypto_create_hmac() {
     assert_eq!(out["decoded"], "user:pässword");
     s.workers.stop().await;
 }
+
+#[tokio::test]
+async fn a_checkpointed_sync_detects_deletions_across_executions() {
+    let s = zero_yaml().await;
+    let scope = Scope::new(s.connection, "ResumableTicket", None);
+    // One full pass: four executions of a page each (1,000 tickets, 250 a page).
+    let pass = || async {
+        let mut outputs = Vec::new();
+        for _ in 0..4 {
+            let task = run(&s, TaskKind::Sync, "resumable-tickets", None).await;
+            assert_eq!(task.state, TaskState::Succeeded, "{:?}", task.error);
+            outputs.push(task.output.unwrap());
+        }
+        outputs
+    };
+    let first = pass().await;
+    assert_eq!(first[3]["returned"]["done"], true);
+    assert_eq!(first[3]["returned"]["deletedKeys"], json!([]));
+    assert_eq!(records::count(&s.ctx.db, &scope).await.unwrap(), 1_000);
+
+    // Gone upstream during the next pass: only the execution that closes the window deletes,
+    // and it deletes what no execution of the window saw, not what earlier ones saved.
+    s.upstream.tickets.lock().unwrap().drain(100..107);
+    let second = pass().await;
+    for early in &second[..3] {
+        assert_eq!(early["returned"]["done"], false);
+        assert_eq!(early["results"]["ResumableTicket"]["deleted"], 0);
+    }
+    assert_eq!(second[3]["results"]["ResumableTicket"]["deleted"], 7);
+    let gone: Vec<String> = (100..107).map(|n| format!("t{n}")).collect();
+    assert_eq!(second[3]["returned"]["deletedKeys"], json!(gone));
+    assert_eq!(records::count(&s.ctx.db, &scope).await.unwrap(), 993);
+    // The window closed: nothing of it is left.
+    let (seen,): (i64,) = sqlx::query_as("SELECT count(*) FROM records.run_seen")
+        .fetch_one(&s.ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(seen, 0);
+    s.workers.stop().await;
+}

@@ -1,9 +1,13 @@
 //! `lasso dryrun`: runs a sync or action of a local project in the sandbox against a real
 //! connection of a running Lasso, and reports what it would save or return. Provider calls go
 //! through that Lasso's proxy (so credentials never leave it); nothing is written: records,
-//! metadata and checkpoints the script saves are collected and printed instead.
+//! metadata and checkpoints the script saves are collected and printed instead. Reads (the
+//! token, the integration, records) come from that Lasso's API; `uncontrolledFetch` is sent
+//! from this machine under the production outbound policy; locks are this run's own;
+//! `triggerAction`, `triggerSync` and `startSync` call that Lasso's API for real, as Nango's
+//! dry runs do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -43,6 +47,10 @@ pub struct Report {
 
 struct DryRunHost {
     http: reqwest::Client,
+    /// `uncontrolledFetch`'s client, on the production outbound policy.
+    fetch: lasso_services::outbound::Client,
+    /// The locks this run holds.
+    locks: Mutex<BTreeSet<String>>,
     base: String,
     secret_key: String,
     integration: String,
@@ -73,6 +81,44 @@ impl DryRunHost {
             )));
         }
         Ok(body)
+    }
+
+    /// A call of that Lasso's API for this connection (`Connection-Id`, `Provider-Config-Key`).
+    async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, HostError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.secret_key)
+            .header("Connection-Id", &self.connection_id)
+            .header("Provider-Config-Key", &self.integration);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(host_error)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(host_error)?;
+        let data: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !status.is_success() {
+            return Err(HostError {
+                message: format!("{path}: {status}: {}", data["error"]["message"]),
+                response: Some(json!({"status": status.as_u16(), "headers": {}, "data": data})),
+            });
+        }
+        Ok(data)
+    }
+
+    async fn records(&self, model: &str, query: &str) -> Result<Value, HostError> {
+        self.api(
+            reqwest::Method::GET,
+            &format!("/records?model={}{query}", urlencode(model)),
+            None,
+        )
+        .await
     }
 
     async fn connection(&self) -> Result<Value, HostError> {
@@ -202,8 +248,153 @@ impl Host for DryRunHost {
                 Ok(Value::Null)
             }
             // A dry run saves nothing, so it has nothing to detect deletions in.
-            "trackDeletesStart" | "trackDeletesEnd" => Ok(Value::Null),
+            "trackDeletesStart" => Ok(Value::Null),
+            "trackDeletesEnd" => Ok(json!({"deletedKeys": []})),
             "getEnvironmentVariables" => self.get_json("/environment-variables").await,
+            "getToken" => {
+                let mut credentials = self.connection().await?["credentials"].take();
+                if credentials["type"] == "OAUTH2" {
+                    return Ok(credentials["access_token"].take());
+                }
+                if let Value::Object(fields) = &mut credentials {
+                    fields.remove("client_secret");
+                    fields.remove("refresh_token");
+                }
+                Ok(credentials)
+            }
+            "getIntegration" => {
+                let include: Vec<&str> = args["include"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let mut data = self
+                    .get_json(&format!(
+                        "/integrations/{}?include={}",
+                        urlencode(&self.integration),
+                        urlencode(&include.join(","))
+                    ))
+                    .await?["data"]
+                    .take();
+                // Scripts never receive the integration's secrets.
+                if let Value::Object(credentials) = &mut data["credentials"] {
+                    credentials.remove("client_secret");
+                    credentials.remove("webhook_secret");
+                }
+                Ok(data)
+            }
+            "getRecordsByIds" => {
+                let model = args["model"].as_str().unwrap_or_default();
+                let ids: String = args["ids"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(|id| format!("&ids={}", urlencode(id)))
+                    .collect();
+                let mut found = Vec::new();
+                let mut cursor = String::new();
+                loop {
+                    let page = self
+                        .records(model, &format!("&limit=100{ids}{cursor}"))
+                        .await?;
+                    found.extend(page["records"].as_array().cloned().unwrap_or_default());
+                    match page["next_cursor"].as_str() {
+                        Some(next) => cursor = format!("&cursor={}", urlencode(next)),
+                        None => return Ok(Value::Array(found)),
+                    }
+                }
+            }
+            "listRecords" => {
+                let model = args["model"].as_str().unwrap_or_default();
+                let cursor = args["cursor"]
+                    .as_str()
+                    .map(|c| format!("&cursor={}", urlencode(c)))
+                    .unwrap_or_default();
+                self.records(model, &format!("&limit=100{cursor}")).await
+            }
+            // A dry run writes nothing, so nothing to merge with.
+            "setMergingStrategy" => Ok(Value::Null),
+            "uncontrolledFetch" => {
+                let fetched = sandbox::fetch::send(&self.fetch, &args, 50 * 1024 * 1024).await?;
+                if let Some((_, line)) = fetched.log {
+                    self.report
+                        .lock()
+                        .expect("report")
+                        .logs
+                        .push((Level::Info, format!("{line} (uncontrolledFetch)")));
+                }
+                Ok(fetched.answer)
+            }
+            "tryAcquireLock" => {
+                let key = args["key"].as_str().unwrap_or_default().to_string();
+                self.locks.lock().expect("locks").insert(key);
+                Ok(Value::Bool(true))
+            }
+            "releaseLock" => {
+                let key = args["key"].as_str().unwrap_or_default();
+                Ok(Value::Bool(self.locks.lock().expect("locks").remove(key)))
+            }
+            "releaseAllLocks" => {
+                self.locks.lock().expect("locks").clear();
+                Ok(Value::Bool(true))
+            }
+            "triggerAction" => {
+                let body = json!({"action_name": args["action"], "input": args["input"]});
+                let mut request = self
+                    .http
+                    .post(format!("{}/action/trigger", self.base))
+                    .bearer_auth(&self.secret_key)
+                    .header(
+                        "Connection-Id",
+                        args["connectionId"].as_str().unwrap_or_default(),
+                    )
+                    .header(
+                        "Provider-Config-Key",
+                        args["providerConfigKey"].as_str().unwrap_or_default(),
+                    );
+                request = request.json(&body);
+                let response = request.send().await.map_err(host_error)?;
+                let status = response.status();
+                let data: Value = response.json().await.unwrap_or(Value::Null);
+                if !status.is_success() {
+                    return Err(HostError {
+                        message: format!(
+                            "triggerAction(`{}`): {}",
+                            args["action"].as_str().unwrap_or_default(),
+                            data["error"]["message"]
+                        ),
+                        response: Some(
+                            json!({"status": status.as_u16(), "headers": {}, "data": data}),
+                        ),
+                    });
+                }
+                Ok(data)
+            }
+            "triggerSync" => {
+                let mut body = json!({
+                    "provider_config_key": args["providerConfigKey"],
+                    "connection_id": args["connectionId"],
+                    "syncs": [args["sync"]],
+                });
+                for field in ["opts", "sync_mode", "full_resync"] {
+                    if !args[field].is_null() {
+                        body[field] = args[field].clone();
+                    }
+                }
+                self.api(reqwest::Method::POST, "/sync/trigger", Some(body))
+                    .await
+                    .map(|_| Value::Null)
+            }
+            "startSync" => {
+                let body = json!({
+                    "provider_config_key": args["providerConfigKey"],
+                    "connection_id": args["connectionId"],
+                    "syncs": args["syncs"],
+                });
+                self.api(reqwest::Method::POST, "/sync/start", Some(body))
+                    .await
+                    .map(|_| Value::Null)
+            }
             other => Err(HostError::new(format!("`{other}` is not a nango function"))),
         }
     }
@@ -281,6 +472,10 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     let report = Arc::new(Mutex::new(Report::default()));
     let host = Arc::new(DryRunHost {
         http: reqwest::Client::new(),
+        fetch: lasso_services::http::fetch_client(Arc::new(
+            lasso_services::outbound::Policy::default(),
+        ))?,
+        locks: Mutex::default(),
         base: options.host.trim_end_matches('/').to_string(),
         secret_key: options.secret_key.clone(),
         integration: function.integration.clone(),

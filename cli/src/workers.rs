@@ -21,6 +21,9 @@ const SCHEDULER_EVERY: Duration = Duration::from_secs(2);
 const DISPATCHER_IDLE: Duration = Duration::from_millis(100);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const GROUPS_EVERY: Duration = Duration::from_secs(5);
+/// Runner loops per group, as Lambda runs several runners of a group at once: a script that
+/// waits on another task (`nango.triggerAction`) must not hold up the runner that task needs.
+const RUNNERS_PER_GROUP: usize = 4;
 /// Deliveries before a message is dropped as dead-lettered (the template's default).
 const MAX_RECEIVE_COUNT: u32 = 5;
 
@@ -61,7 +64,7 @@ impl Workers {
             }
         });
 
-        // One runner loop per runner group, as each group has its own queue and runners on
+        // Runner loops per runner group, as each group has its own queue and runners on
         // AWS; a group an environment starts using later gets its loop within a few seconds.
         let (c, mut s) = (ctx, stop);
         tasks.spawn(async move {
@@ -76,8 +79,10 @@ impl Workers {
                             }
                             match c.for_runner_group(&group) {
                                 Ok(runner) => {
-                                    tracing::info!(runner_group = %group, "runner loop started");
-                                    runners.spawn(run_runner(runner, s.clone()));
+                                    tracing::info!(runner_group = %group, loops = RUNNERS_PER_GROUP, "runner loops started");
+                                    for _ in 0..RUNNERS_PER_GROUP {
+                                        runners.spawn(run_runner(runner.clone(), s.clone()));
+                                    }
                                     started.insert(group);
                                 }
                                 Err(e) => tracing::error!(runner_group = %group, error = %e, "no runner for the group"),

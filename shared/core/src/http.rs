@@ -1,6 +1,6 @@
 //! The HTTP clients Lasso sends tenants' requests with, built once per process on the outbound
 //! policy and kept in the service `Context`: one for token endpoints, credential checks and
-//! webhooks, one for proxied calls.
+//! webhooks, one for proxied calls, one for scripts' `uncontrolledFetch`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::outbound::{self, Policy, Redirects};
 use crate::{Error, Result};
 
-/// Most redirects a proxied call follows (all on its own origin).
+/// Most redirects a proxied call (all on its own origin) or an `uncontrolledFetch` follows.
 const MAX_REDIRECTS: usize = 10;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,6 +26,12 @@ pub fn client(policy: Arc<Policy>) -> Result<outbound::Client> {
 /// elsewhere.
 pub fn proxy_client(policy: Arc<Policy>) -> Result<outbound::Client> {
     build(policy, Redirects::SameOrigin(MAX_REDIRECTS))
+}
+
+/// The client for scripts' `uncontrolledFetch`: any URL, redirects followed anywhere the policy
+/// permits (each one checked before it is followed), no credentials of Lasso's added.
+pub fn fetch_client(policy: Arc<Policy>) -> Result<outbound::Client> {
+    build(policy, Redirects::Any(MAX_REDIRECTS))
 }
 
 fn build(policy: Arc<Policy>, redirects: Redirects) -> Result<outbound::Client> {

@@ -23,6 +23,7 @@ pub mod providers;
 pub mod queue;
 pub mod records;
 pub mod runner_groups;
+pub mod script_locks;
 pub mod scripts;
 pub mod telemetry;
 pub mod web_sessions;

@@ -52,10 +52,11 @@ pub async fn describe(
     let sandbox = Sandbox::with_budget(bundle, budget.clone(), cancel).await?;
     let entry = bundle.entry.clone();
     let (integration, name) = (integration.to_string(), name.to_string());
+    let abort = sandbox.abort();
     sandbox
         .guard(sandbox.context.async_with(async move |ctx| {
             let run = async {
-                prepare(&ctx, Arc::new(CompileTime), budget).await?;
+                prepare(&ctx, Arc::new(CompileTime), budget, abort).await?;
                 let namespace = import(&ctx, &entry).await?;
                 let exported: Value = namespace.get("default").catch(&ctx)?;
                 let (module, promise) =

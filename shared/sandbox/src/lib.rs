@@ -4,13 +4,16 @@
 //!
 //! Limits take two mechanisms: the interrupt handler stops pure-JS loops (even ones spinning on
 //! already-resolved promises, which never yield to tokio), and a tokio timeout stops a script
-//! stuck waiting on something that never settles. Cancellation uses both too.
+//! stuck waiting on something that never settles. Cancellation uses both too, after a grace
+//! period: a cancelled run (or one about to reach its deadline) first sees `nango.abortSignal`
+//! abort, as Nango's scripts do, and is stopped for good [`abort_grace`] later.
 
 pub mod budget;
 mod bytecode;
 pub mod commonjs;
 pub mod convert;
 mod describe;
+pub mod fetch;
 mod memory;
 pub mod node;
 pub mod packages;
@@ -145,9 +148,18 @@ impl From<lasso_core::Error> for HostError {
 /// What the `nango` object reaches.
 #[async_trait]
 pub trait Host: Send + Sync {
-    /// `op` is one of `proxy`, `getConnection`, `getMetadata`, `setMetadata`,
-    /// `updateMetadata`, `getCheckpoint`, `saveCheckpoint`, `clearCheckpoint`,
-    /// `trackDeletesStart` / `trackDeletesEnd` (`{model}`), `getEnvironmentVariables`.
+    /// `op` is one of `proxy`, `getConnection`, `getToken`, `getIntegration` (`{include}`),
+    /// `getMetadata`, `setMetadata`, `updateMetadata`, `getCheckpoint`, `saveCheckpoint`,
+    /// `clearCheckpoint`, `trackDeletesStart` / `trackDeletesEnd` (`{model}`; the end answers
+    /// `{deletedKeys}`), `getEnvironmentVariables`, `getRecordsByIds` (`{model, ids}`: the
+    /// records), `listRecords` (`{model, cursor}`: `{records, next_cursor}`),
+    /// `setMergingStrategy` (`{strategy, model}`), `uncontrolledFetch` (`{url, method, headers,
+    /// body}` with the body in base64: `{status, statusText, url, redirected, headers: [[name,
+    /// value]], body}`, or `{refused}` when the outbound policy refuses the URL),
+    /// `tryAcquireLock` (`{key, ttlMs}`: a boolean), `releaseLock` (`{key}`),
+    /// `releaseAllLocks`, `triggerAction` (`{providerConfigKey, connectionId, action, input}`:
+    /// its output), `triggerSync` (`{providerConfigKey, connectionId, sync, opts | sync_mode |
+    /// full_resync}`), `startSync` (`{providerConfigKey, syncs, connectionId}`).
     async fn call(&self, op: &str, args: Json) -> Result<Json, HostError>;
     async fn batch(&self, op: BatchOp, model: &str, records: Vec<Json>) -> Result<(), HostError>;
     fn log(&self, level: Level, message: &str);
@@ -290,6 +302,39 @@ pub async fn run_with_budget(
         .await
 }
 
+/// How long a cancelled run may wind down after `nango.abortSignal` aborted (and how long before
+/// its deadline the signal aborts): at most 2 s, and a tenth of short deadlines.
+pub fn abort_grace(timeout: Duration) -> Duration {
+    (timeout / 10).min(Duration::from_secs(2))
+}
+
+/// What `nango.abortSignal` watches: the run's cancellation and its deadline less the grace.
+#[derive(Clone)]
+struct Abort {
+    cancel: CancellationToken,
+    soft_deadline: Instant,
+}
+
+impl Abort {
+    /// Why the run is aborted, if it is: `cancelled` or `deadline`.
+    fn state(&self) -> Option<&'static str> {
+        if self.cancel.is_cancelled() {
+            Some("cancelled")
+        } else if Instant::now() >= self.soft_deadline {
+            Some("deadline")
+        } else {
+            None
+        }
+    }
+
+    async fn until(&self) -> &'static str {
+        tokio::select! {
+            _ = self.cancel.cancelled() => "cancelled",
+            _ = tokio::time::sleep_until(self.soft_deadline.into()) => "deadline",
+        }
+    }
+}
+
 /// One fresh QuickJS runtime and context, ready to run one bundle once. [`run`] creates and
 /// drops one per call; holding one after [`Sandbox::execute`] shows what a live sandbox costs.
 pub struct Sandbox {
@@ -299,6 +344,7 @@ pub struct Sandbox {
     deadline: Instant,
     cancel: CancellationToken,
     budget: Arc<RunBudget>,
+    grace: Duration,
 }
 
 impl Sandbox {
@@ -326,9 +372,14 @@ impl Sandbox {
         let runtime = AsyncRuntime::new_with_alloc(allocator).map_err(invalid)?;
         runtime.set_max_stack_size(MAX_STACK_BYTES).await;
         let interrupt = cancel.clone();
+        let grace = abort_grace(limits.timeout);
+        // When the interrupt handler first saw the cancellation: JavaScript stops a grace later.
+        let cancel_seen = std::sync::OnceLock::new();
         runtime
             .set_interrupt_handler(Some(Box::new(move || {
-                interrupt.is_cancelled() || Instant::now() >= deadline
+                let now = Instant::now();
+                now >= deadline
+                    || (interrupt.is_cancelled() && now >= *cancel_seen.get_or_init(|| now + grace))
             })))
             .await;
         let modules = BundleModules(Arc::new(bundle.modules.clone()));
@@ -343,7 +394,15 @@ impl Sandbox {
             deadline,
             cancel,
             budget,
+            grace,
         })
+    }
+
+    fn abort(&self) -> Abort {
+        Abort {
+            cancel: self.cancel.clone(),
+            soft_deadline: self.deadline - self.grace,
+        }
     }
 
     /// Frees what the run left unreachable, as a runtime does between allocations anyway; what
@@ -362,8 +421,9 @@ impl Sandbox {
         let entry = self.bundle.entry.clone();
         let info = serde_json::to_value(&info).expect("run info serializes");
         let budget = self.budget.clone();
+        let abort = self.abort();
         self.guard(self.context.async_with(async move |ctx| {
-            execute(&ctx, &entry, input, &info, host, budget)
+            execute(&ctx, &entry, input, &info, host, budget, abort)
                 .await
                 .map_err(|e| to_script_error(e))
         }))
@@ -381,7 +441,10 @@ impl Sandbox {
                 Ok(result) => result,
                 Err(_) => Err(ScriptError::new(ScriptErrorKind::Timeout, "")),
             },
-            _ = self.cancel.cancelled() => Err(ScriptError::new(ScriptErrorKind::Cancelled, "")),
+            _ = async {
+                self.cancel.cancelled().await;
+                tokio::time::sleep(self.grace).await;
+            } => Err(ScriptError::new(ScriptErrorKind::Cancelled, "")),
         };
         // Whatever the script did after an allocation was refused, the run failed.
         if self.budget.memory().exceeded() {
@@ -488,8 +551,24 @@ fn install_host<'js>(
     ctx: &Ctx<'js>,
     host: Arc<dyn Host>,
     budget: Arc<RunBudget>,
+    abort: Abort,
 ) -> rquickjs::Result<()> {
     let lasso = Object::new(ctx.clone())?;
+    let watched = abort.clone();
+    lasso.set(
+        "abortState",
+        Function::new(ctx.clone(), move || watched.state())?,
+    )?;
+    lasso.set(
+        "untilAbort",
+        Function::new(
+            ctx.clone(),
+            Async(move || {
+                let abort = abort.clone();
+                async move { abort.until().await }
+            }),
+        )?,
+    )?;
     let (h, b) = (host.clone(), budget.clone());
     lasso.set(
         "call",
@@ -614,8 +693,9 @@ async fn prepare<'js>(
     ctx: &Ctx<'js>,
     host: Arc<dyn Host>,
     budget: Arc<RunBudget>,
+    abort: Abort,
 ) -> Result<(), RunError<'js>> {
-    install_host(ctx, host, budget).catch(ctx)?;
+    install_host(ctx, host, budget, abort).catch(ctx)?;
     let (_, globals) = bytecode::declare_static(ctx, node::GLOBALS_NAME, node::GLOBALS)
         .and_then(|m| m.eval())
         .catch(ctx)?;
@@ -634,8 +714,9 @@ async fn execute<'js>(
     info: &Json,
     host: Arc<dyn Host>,
     budget: Arc<RunBudget>,
+    abort: Abort,
 ) -> Result<Json, RunError<'js>> {
-    prepare(ctx, host, budget).await?;
+    prepare(ctx, host, budget, abort).await?;
     let namespace = import(ctx, entry).await?;
     let sdk = import(ctx, SDK_MODULE_NAME).await?;
     let exported: Value = namespace.get("default").catch(ctx)?;
@@ -755,5 +836,7 @@ pub fn single_module(source: &str) -> Bundle {
 
 #[cfg(test)]
 mod compat_tests;
+#[cfg(test)]
+mod sdk_tests;
 #[cfg(test)]
 mod tests;

@@ -72,6 +72,46 @@ pub enum Outcome {
 /// [`Error::ActionError`] or [`Error::ScriptFailed`].
 pub async fn trigger(ctx: &Context, environment_id: i64, trigger: Trigger) -> Result<Outcome> {
     let deadline = Instant::now() + ctx.config.action_wait_timeout;
+    let (run_async, retries) = (trigger.run_async, trigger.max_retries > 0);
+    let id = start(ctx, environment_id, trigger).await?;
+    if run_async {
+        return Ok(Outcome::Pending(Pending::of(id)));
+    }
+    match wait(ctx, environment_id, id, retries, deadline).await? {
+        Some(task) => outcome(task),
+        None => go_async(ctx, environment_id, id).await,
+    }
+}
+
+/// A script's `nango.triggerAction`: runs the action and waits for its output until `deadline`
+/// (the calling script's own), past which it is an error (the action goes on and its
+/// outcome stays readable at `GET /action/:id`).
+pub async fn run_for_script(
+    ctx: &Context,
+    environment_id: i64,
+    trigger: Trigger,
+    deadline: Instant,
+) -> Result<Value> {
+    let (action, retries) = (trigger.action.clone(), trigger.max_retries > 0);
+    let id = start(ctx, environment_id, trigger).await?;
+    match wait(ctx, environment_id, id, retries, deadline).await? {
+        Some(task) => match outcome(task)? {
+            Outcome::Done(output) => Ok(output),
+            Outcome::Pending(_) => unreachable!("a finished task has an outcome"),
+        },
+        None => Err(Error::ScriptFailed {
+            code: "action_timeout",
+            message: format!(
+                "action `{action}` ({id}) did not finish before the calling script's deadline"
+            ),
+            payload: json!({ "kind": "timeout", "id": id }),
+        }),
+    }
+}
+
+/// Checks the action and connection exist and queues the action's task, sent to the runners
+/// at once. Returns its id.
+async fn start(ctx: &Context, environment_id: i64, trigger: Trigger) -> Result<Uuid> {
     if trigger.max_retries > MAX_RETRIES {
         return Err(Error::invalid(
             "X-Max-Retries",
@@ -110,13 +150,18 @@ pub async fn trigger(ctx: &Context, environment_id: i64, trigger: Trigger) -> Re
     }
     let mut task = NewTask::new(environment_id, TaskKind::Action, trigger.action, payload);
     task.max_attempts = trigger.max_retries as i32 + 1;
-    let id = dispatcher::enqueue_now(ctx, &task).await?;
-    if trigger.run_async {
-        return Ok(Outcome::Pending(Pending::of(id)));
-    }
-    let retries = trigger.max_retries > 0;
-    let finished = ctx
-        .completions
+    dispatcher::enqueue_now(ctx, &task).await
+}
+
+/// Waits until action `id` (its latest attempt) finishes, or `deadline`: `None` then.
+async fn wait(
+    ctx: &Context,
+    environment_id: i64,
+    id: Uuid,
+    retries: bool,
+    deadline: Instant,
+) -> Result<Option<Task>> {
+    ctx.completions
         .wait(id, deadline, || async {
             // Without retries there is no chain to follow: the task is its own latest attempt.
             let task = if retries {
@@ -139,11 +184,7 @@ pub async fn trigger(ctx: &Context, environment_id: i64, trigger: Trigger) -> Re
                 }
             })
         })
-        .await?;
-    match finished {
-        Some(task) => outcome(task),
-        None => go_async(ctx, environment_id, id).await,
-    }
+        .await
 }
 
 /// The state of action `id` of the environment (`GET /action/:id`): its output, pending, or

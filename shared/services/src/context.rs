@@ -36,6 +36,8 @@ pub struct Context {
     pub bundles: Arc<crate::scripts::store::BundleCache>,
     /// Calls made through the proxy: no overall timeout, same-origin redirects only.
     pub proxy_http: outbound::Client,
+    /// Scripts' `uncontrolledFetch`: any URL and redirect the policy permits.
+    pub fetch_http: outbound::Client,
     /// Wakes synchronous action calls when their task finishes (`LASSO_ACTION_WAIT`).
     pub completions: Arc<crate::queue::completions::Completions>,
     /// The frontend SDK's auth sockets open in this process (`nango.auth()`).
@@ -125,6 +127,7 @@ impl Context {
             auth_sockets: Arc::default(),
             http,
             proxy_http: crate::http::proxy_client(policy.clone())?,
+            fetch_http: crate::http::fetch_client(policy.clone())?,
             outbound: policy,
             cipher: Cipher::with_previous(&config.encryption_key, &config.previous_encryption_keys),
             config: Arc::new(config),

@@ -8,7 +8,7 @@
 pub use lasso_core::{
     Config, Error, ErrorCode, Result, adapters, checkpoints, config, connect_sessions, connections,
     crypto, db, environments, error, http, integrations, logs, outbound, providers, queue, records,
-    runner_groups, scripts, telemetry, web_sessions,
+    runner_groups, script_locks, scripts, telemetry, web_sessions,
 };
 
 pub mod actions;

@@ -25,10 +25,6 @@ pub fn router() -> Router<Context> {
         )
 }
 
-pub fn logo_url(provider: &str) -> String {
-    format!("https://app.nango.dev/images/template-logos/{provider}.svg")
-}
-
 /// Nango's `ApiPublicIntegration`, with the optional includes.
 fn integration_json(
     ctx: &Context,
@@ -43,7 +39,7 @@ fn integration_json(
         "display_name": i.display_name.clone().or_else(|| {
             ctx.providers.get(&i.provider).map(|p| p.display_name.clone())
         }),
-        "logo": logo_url(&i.provider),
+        "logo": lasso_services::providers::logo_url(&i.provider),
         "forward_webhooks": i.forward_webhooks,
         "created_at": i.created_at,
         "updated_at": i.updated_at,

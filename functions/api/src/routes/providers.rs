@@ -37,7 +37,7 @@ impl<'a> ApiProvider<'a> {
         Self {
             name,
             // Nango's logos are public; Lasso ships none of its own.
-            logo_url: format!("https://app.nango.dev/images/template-logos/{name}.svg"),
+            logo_url: lasso_services::providers::logo_url(name),
             provider,
         }
     }

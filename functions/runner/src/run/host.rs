@@ -1,10 +1,15 @@
 //! What a task's `nango` object reaches: the proxy with the task's connection, the records of
-//! that connection, its metadata and checkpoint, the environment's variables. Nothing of any
-//! other connection or environment.
+//! that connection, its metadata and checkpoint, the environment's variables, and (see
+//! [`sdk`]) its token and integration, locks, `uncontrolledFetch`, and the actions and syncs of
+//! its environment. Nothing of any other environment.
+
+mod sdk;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use tokio::time::Instant as Deadline;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -51,22 +56,30 @@ struct Task {
 
 pub struct TaskHost {
     task: Option<Task>,
+    /// The task: owner of the locks the script takes, and the id a deletion window it opens
+    /// sees saves under.
+    task_id: Uuid,
+    /// Until when the script may wait (its run's deadline).
+    deadline: Deadline,
     results: Mutex<BTreeMap<String, ModelResult>>,
-    /// `trackDeletesStart(model)` windows still open: model -> the id its saves are seen under.
-    tracking: Mutex<BTreeMap<String, Uuid>>,
+    /// Deletion windows by model, as read in this execution (`None`: none open).
+    tracking: Mutex<BTreeMap<String, Option<sdk::Window>>>,
+    /// `setMergingStrategy` by model.
+    merging: Mutex<BTreeMap<String, sdk::Merging>>,
     logs: Mutex<(Vec<LogLine>, usize)>,
 }
 
 impl TaskHost {
     pub fn new(
         ctx: Context,
+        task_id: Uuid,
         connection: Connection,
         function: DeployedFunction,
-        task_id: Uuid,
         run: Option<Uuid>,
         budget: Arc<RunBudget>,
     ) -> Self {
         Self {
+            deadline: Deadline::now() + ctx.config.script_timeout,
             task: Some(Task {
                 ctx,
                 connection,
@@ -75,18 +88,24 @@ impl TaskHost {
                 run,
                 budget,
             }),
+            task_id,
             results: Mutex::default(),
             tracking: Mutex::default(),
+            merging: Mutex::default(),
             logs: Mutex::default(),
         }
     }
 
-    /// A bare script's host: it can log, nothing else.
+    /// A bare script's host: it can log, nothing else (so it holds no locks and opens no
+    /// windows: no task id).
     pub fn without_connection() -> Self {
         Self {
             task: None,
+            task_id: Uuid::nil(),
+            deadline: Deadline::now(),
             results: Mutex::default(),
             tracking: Mutex::default(),
+            merging: Mutex::default(),
             logs: Mutex::default(),
         }
     }
@@ -99,14 +118,14 @@ impl TaskHost {
             .unwrap_or_default()
     }
 
-    /// The seen sets of `trackDeletesStart` windows the script did not close, to forget.
-    pub fn open_tracking(&self) -> Vec<Uuid> {
-        self.tracking
-            .lock()
-            .expect("tracking lock")
-            .values()
-            .copied()
-            .collect()
+    /// When the run ends: the locks the script still holds are released (as Nango does).
+    pub async fn release_locks(&self) {
+        if let Some(task) = &self.task
+            && let Err(e) =
+                lasso_services::script_locks::release_all(&task.ctx.db, self.task_id).await
+        {
+            tracing::warn!(task = %self.task_id, error = %e, "could not release the run's locks");
+        }
     }
 
     pub fn results(&self) -> BTreeMap<String, ModelResult> {
@@ -294,61 +313,6 @@ impl Task {
     }
 }
 
-impl TaskHost {
-    /// Nango's deletion detection within one execution: the records of `model` saved between
-    /// `trackDeletesStart` and `trackDeletesEnd` are the ones that still exist; the others are
-    /// deleted at the end. The saves in between are seen under an id of their own.
-    async fn track_deletes(
-        &self,
-        task: &Task,
-        start: bool,
-        model: &str,
-    ) -> Result<Value, HostError> {
-        if task.run.is_some() {
-            return Err(HostError::new(
-                "trackDeletesStart/End: this sync already detects deletions with `trackDeletes: true`; use one or the other",
-            ));
-        }
-        let scope = Scope::new(task.connection.id, model, None);
-        if start {
-            let window = Uuid::new_v4();
-            records::begin_run(&task.ctx.db, window, task.task_id).await?;
-            let previous = self
-                .tracking
-                .lock()
-                .expect("tracking lock")
-                .insert(model.to_string(), window);
-            if let Some(previous) = previous {
-                records::forget_run(&task.ctx.db, previous).await?;
-            }
-            return Ok(Value::Null);
-        }
-        let window = self.tracking.lock().expect("tracking lock").remove(model);
-        let Some(window) = window else {
-            return Err(HostError::new(format!(
-                "trackDeletesEnd(`{model}`) without trackDeletesStart(`{model}`) before it"
-            )));
-        };
-        let deleted = records::delete_unseen(&task.ctx.db, &scope, window).await;
-        records::forget_run(&task.ctx.db, window).await?;
-        let Some(deleted) = deleted? else {
-            self.record(LogLine {
-                level: Level::Warn,
-                message: format!("trackDeletesEnd(`{model}`): {SEEN_SET_LOST}"),
-                meta: json!({"type": "log"}),
-            });
-            return Ok(json!({ "deleted": 0 }));
-        };
-        self.results
-            .lock()
-            .expect("results lock")
-            .entry(model.to_string())
-            .or_default()
-            .deleted += deleted;
-        Ok(json!({ "deleted": deleted }))
-    }
-}
-
 #[async_trait]
 impl Host for TaskHost {
     async fn call(&self, op: &str, args: Value) -> Result<Value, HostError> {
@@ -357,18 +321,19 @@ impl Host for TaskHost {
         let c = &task.connection;
         match op {
             "proxy" => task.proxy(self, &args).await,
-            "getConnection" => {
-                let fresh = connections::get(
-                    db,
-                    &task.ctx.cipher,
-                    c.environment_id,
-                    &c.provider_config_key,
-                    &c.connection_id,
-                )
-                .await?;
-                let fresh = lasso_services::refresh::fresh(&task.ctx, fresh, false).await?;
-                Ok(connections::public_json(&fresh, &fresh.credentials))
+            "getConnection" => task.get_connection().await,
+            "getToken" => task.get_token().await,
+            "getIntegration" => task.get_integration(&args).await,
+            "getRecordsByIds" => task.records_by_ids(&args).await,
+            "listRecords" => task.list_records(&args).await,
+            "setMergingStrategy" => self.set_merging(task, &args).await,
+            "uncontrolledFetch" => task.uncontrolled_fetch(self, &args).await,
+            "tryAcquireLock" | "releaseLock" | "releaseAllLocks" => {
+                task.locks(self, op, &args).await
             }
+            "triggerAction" => task.trigger_action(self, &args).await,
+            "triggerSync" => task.trigger_sync(&args).await,
+            "startSync" => task.start_sync(&args).await,
             "getMetadata" => {
                 let fresh = connections::get(
                     db,
@@ -427,20 +392,34 @@ impl Host for TaskHost {
         let scope = Scope::new(task.connection.id, model, None);
         let db = &task.ctx.db;
         let mut results = ModelResult::default();
+        let (guarded, guard) = self.merging_guard(model);
         match op {
             BatchOp::Save => {
-                let tracked = self
-                    .tracking
-                    .lock()
-                    .expect("tracking lock")
-                    .get(model)
-                    .copied();
-                let summary = records::save(db, &scope, &records, tracked.or(task.run)).await?;
+                let window = self.window(task, model).await?.map(|w| w.run());
+                let (summary, last) = records::save_unless_modified_after(
+                    db,
+                    &scope,
+                    &records,
+                    window.or(task.run),
+                    guard.as_ref(),
+                )
+                .await?;
                 results.added = summary.added;
                 results.updated = summary.updated;
+                if guarded {
+                    self.advance_merging(model, last);
+                }
             }
             BatchOp::Update => results.updated = records::update(db, &scope, &records).await?,
-            BatchOp::Delete => results.deleted = records::delete(db, &scope, &records).await?,
+            BatchOp::Delete => {
+                let (deleted, last) =
+                    records::delete_unless_modified_after(db, &scope, &records, guard.as_ref())
+                        .await?;
+                results.deleted = deleted;
+                if guarded {
+                    self.advance_merging(model, last);
+                }
+            }
         }
         let mut all = self.results.lock().expect("results lock");
         let entry = all.entry(model.to_string()).or_default();

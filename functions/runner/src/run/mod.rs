@@ -350,9 +350,9 @@ async fn run_function(
     let budget = RunBudget::new(limits(ctx));
     let host = Arc::new(TaskHost::new(
         ctx.clone(),
+        task.id,
         loaded.connection.clone(),
         loaded.function.clone(),
-        task.id,
         full_run(task, kind, &p, &loaded.function),
         budget.clone(),
     ));
@@ -509,10 +509,13 @@ async fn execute(
         Ok(output) => Ok(json!({"results": host.results(), "returned": output})),
         Err(e) => Err(script_failure(e)),
     };
-    for seen in run.into_iter().chain(host.open_tracking()) {
-        if let Err(e) = records::forget_run(&ctx.db, seen).await {
-            tracing::warn!(task = %task.id, error = %e, "could not clear the run's seen set");
-        }
+    host.release_locks().await;
+    // Deletion windows the script opened stay open for its later executions; a full run's seen
+    // set ends with it.
+    if let Some(seen) = run
+        && let Err(e) = records::forget_run(&ctx.db, seen).await
+    {
+        tracing::warn!(task = %task.id, error = %e, "could not clear the run's seen set");
     }
     outcome
 }

@@ -30,6 +30,11 @@ pub use interpolate::interpolate;
 /// objects (for JSON token bodies), so they stay JSON values.
 pub type Params = Map<String, Value>;
 
+/// The logo Nango's clients show for a provider (Nango's image host, as its API answers).
+pub fn logo_url(provider: &str) -> String {
+    format!("https://app.nango.dev/images/template-logos/{provider}.svg")
+}
+
 /// One provider entry, after alias resolution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provider {

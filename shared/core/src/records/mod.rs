@@ -69,14 +69,30 @@ pub async fn save(
     records: &[Value],
     run: Option<Uuid>,
 ) -> Result<SaveSummary> {
+    Ok(save_unless_modified_after(db, scope, records, run, None)
+        .await?
+        .0)
+}
+
+/// [`save`], except that with `guard` (Nango's `ignore_if_modified_after` merging strategy) a
+/// stored record modified after that cursor, by another writer, is left as it is (counted
+/// unchanged). Also returns the cursor of the last record this save wrote, which the next
+/// guarded save of the same writer uses, so its own writes never hold it back.
+pub async fn save_unless_modified_after(
+    db: &PgPool,
+    scope: &Scope,
+    records: &[Value],
+    run: Option<Uuid>,
+    guard: Option<&Cursor>,
+) -> Result<(SaveSummary, Option<Cursor>)> {
     let valid = validate::batch(records, &LIMITS)?;
     if valid.is_empty() {
-        return Ok(SaveSummary::default());
+        return Ok((SaveSummary::default(), None));
     }
     let ids: Vec<&str> = valid.iter().map(|r| r.id.as_str()).collect();
     let bodies: Vec<&str> = valid.iter().map(|r| r.json.as_str()).collect();
     let hashes: Vec<Uuid> = valid.iter().map(|r| r.hash).collect();
-    let (added, updated): (i64, i64) = sqlx::query_as(
+    let (added, updated, last, xid): (i64, i64, Option<String>, String) = sqlx::query_as(
         "WITH input AS (
             SELECT * FROM UNNEST($4::text[], $5::text[], $6::uuid[]) AS t(external_id, body, data_hash)
          ), upserted AS (
@@ -87,15 +103,17 @@ pub async fn save(
                 deleted_at = NULL, pruned_at = NULL, xid = pg_current_xact_id(),
                 last_action = CASE WHEN r.deleted_at IS NULL
                                    THEN 'UPDATED'::records.last_action ELSE 'ADDED' END
-            WHERE r.data_hash <> EXCLUDED.data_hash OR r.deleted_at IS NOT NULL
-               OR r.pruned_at IS NOT NULL
-            RETURNING r.last_action
+            WHERE (r.data_hash <> EXCLUDED.data_hash OR r.deleted_at IS NOT NULL
+                   OR r.pruned_at IS NOT NULL)
+              AND ($8::text IS NULL OR (r.xid, r.external_id) <= ($8::text::xid8, $9::text))
+            RETURNING r.last_action, r.external_id
          ), seen AS (
             INSERT INTO records.run_seen (run_id, model, variant, external_id)
             SELECT $7, $2, $3, external_id FROM input WHERE $7::uuid IS NOT NULL
          )
          SELECT count(*) FILTER (WHERE last_action = 'ADDED'),
-                count(*) FILTER (WHERE last_action = 'UPDATED')
+                count(*) FILTER (WHERE last_action = 'UPDATED'),
+                max(external_id), pg_current_xact_id()::text
          FROM upserted",
     )
     .bind(scope.connection)
@@ -105,14 +123,34 @@ pub async fn save(
     .bind(&bodies)
     .bind(&hashes)
     .bind(run)
+    .bind(guard.map(|c| c.xid.as_str()))
+    .bind(guard.map(|c| c.external_id.as_str()))
     .fetch_one(db)
     .await?;
     let changed = (added + updated) as u64;
-    Ok(SaveSummary {
+    let summary = SaveSummary {
         added: added as u64,
         updated: updated as u64,
         unchanged: valid.len() as u64 - changed,
-    })
+    };
+    // Every row this statement wrote carries its transaction's id.
+    Ok((summary, last.map(|external_id| Cursor { xid, external_id })))
+}
+
+/// The cursor of the scope's most recently written record, deleted ones included (where
+/// Nango's `ignore_if_modified_after` merging starts).
+pub async fn last_cursor(db: &PgPool, scope: &Scope) -> Result<Option<Cursor>> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT xid::text, external_id FROM records.records
+         WHERE connection_id = $1 AND model = $2 AND variant = $3
+         ORDER BY records.xid DESC, records.external_id DESC LIMIT 1",
+    )
+    .bind(scope.connection)
+    .bind(&scope.model)
+    .bind(&scope.variant)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(xid, external_id)| Cursor { xid, external_id }))
 }
 
 /// Merges each record's fields into the stored record of the same id (a shallow merge, all or
@@ -196,56 +234,100 @@ pub async fn update(db: &PgPool, scope: &Scope, records: &[Value]) -> Result<u64
 /// Soft-deletes the records with the given ids (each record needs only its `id`); unknown or
 /// already deleted ids are ignored. Returns how many were deleted.
 pub async fn delete(db: &PgPool, scope: &Scope, records: &[Value]) -> Result<u64> {
+    Ok(delete_unless_modified_after(db, scope, records, None)
+        .await?
+        .0)
+}
+
+/// [`delete`], leaving alone records modified after `guard` (see
+/// [`save_unless_modified_after`]); also returns the cursor of the last record it deleted.
+pub async fn delete_unless_modified_after(
+    db: &PgPool,
+    scope: &Scope,
+    records: &[Value],
+    guard: Option<&Cursor>,
+) -> Result<(u64, Option<Cursor>)> {
     let ids = validate::ids(records, &LIMITS)?;
-    let (deleted,): (i64,) = sqlx::query_as(
+    let (deleted, last, xid): (i64, Option<String>, String) = sqlx::query_as(
         "WITH gone AS (
             UPDATE records.records
             SET deleted_at = now(), updated_at = now(), last_action = 'DELETED',
                 xid = pg_current_xact_id()
             WHERE connection_id = $1 AND model = $2 AND variant = $3
               AND external_id = ANY($4) AND deleted_at IS NULL
-            RETURNING 1
-         ) SELECT count(*) FROM gone",
+              AND ($5::text IS NULL OR (xid, external_id) <= ($5::text::xid8, $6::text))
+            RETURNING external_id
+         ) SELECT count(*), max(external_id), pg_current_xact_id()::text FROM gone",
     )
     .bind(scope.connection)
     .bind(&scope.model)
     .bind(&scope.variant)
     .bind(&ids)
+    .bind(guard.map(|c| c.xid.as_str()))
+    .bind(guard.map(|c| c.external_id.as_str()))
     .fetch_one(db)
     .await?;
-    Ok(deleted as u64)
+    Ok((
+        deleted as u64,
+        last.map(|external_id| Cursor { xid, external_id }),
+    ))
 }
 
 /// Starts recording what `run` (of task `task`) sees, before its first save: its mark holds the
 /// database snapshot of this moment, which tells the records the run could see from those
 /// another writer saves while it runs. Starting again starts afresh.
 pub async fn begin_run(db: &PgPool, run: Uuid, task: Uuid) -> Result<()> {
+    mark(db, run, task, false).await
+}
+
+/// [`begin_run`] for a deletion window (`trackDeletesStart`) that later executions of the sync
+/// may continue and close: its seen set outlives the task that opened it, so it is not purged
+/// with that task's runs.
+pub async fn begin_window(db: &PgPool, run: Uuid, task: Uuid) -> Result<()> {
+    mark(db, run, task, true).await
+}
+
+async fn mark(db: &PgPool, run: Uuid, task: Uuid, window: bool) -> Result<()> {
     sqlx::query(
         "WITH stale AS (DELETE FROM records.run_seen WHERE run_id = $1)
-         INSERT INTO records.seen_runs (run_id, task_id, snapshot)
-         VALUES ($1, $2, pg_current_snapshot())
+         INSERT INTO records.seen_runs (run_id, task_id, snapshot, spans_executions)
+         VALUES ($1, $2, pg_current_snapshot(), $3)
          ON CONFLICT (run_id) DO UPDATE
-         SET task_id = EXCLUDED.task_id, snapshot = EXCLUDED.snapshot, started_at = now()",
+         SET task_id = EXCLUDED.task_id, snapshot = EXCLUDED.snapshot, started_at = now(),
+             spans_executions = EXCLUDED.spans_executions",
     )
     .bind(run)
     .bind(task)
+    .bind(window)
     .execute(db)
     .await?;
     Ok(())
 }
 
 /// End of a successful full sync: soft-deletes the scope's records that `run` did not see
-/// although it could have (written before it began). `None`, deleting nothing, when the run's
-/// mark is gone: the database lost its seen set (crash recovery empties unlogged tables), so
-/// what it did not see is unknown.
+/// although it could have (written before it began); how many. `None`, deleting nothing, when
+/// the run's mark is gone (see [`delete_unseen_keys`]).
 pub async fn delete_unseen(db: &PgPool, scope: &Scope, run: Uuid) -> Result<Option<u64>> {
+    Ok(delete_unseen_keys(db, scope, run)
+        .await?
+        .map(|keys| keys.len() as u64))
+}
+
+/// [`delete_unseen`], answering the deleted records' ids (Nango's `deletedKeys`). `None`,
+/// deleting nothing, when the run's mark is gone: the database lost its seen set (crash
+/// recovery empties unlogged tables), so what it did not see is unknown.
+pub async fn delete_unseen_keys(
+    db: &PgPool,
+    scope: &Scope,
+    run: Uuid,
+) -> Result<Option<Vec<String>>> {
     let mut tx = db.begin().await?;
     // The seen set is freshly written and has no statistics; a nested loop over it would be
     // quadratic. A hash anti-join is linear whatever the planner believes.
     sqlx::query("SET LOCAL enable_nestloop = off")
         .execute(&mut *tx)
         .await?;
-    let (marked, deleted): (bool, i64) = sqlx::query_as(
+    let (marked, deleted): (bool, Vec<String>) = sqlx::query_as(
         "WITH mark AS (
             SELECT snapshot FROM records.seen_runs WHERE run_id = $4
          ), gone AS (
@@ -260,8 +342,9 @@ pub async fn delete_unseen(db: &PgPool, scope: &Scope, run: Uuid) -> Result<Opti
                 SELECT 1 FROM records.run_seen s
                 WHERE s.run_id = $4 AND s.model = $2 AND s.variant = $3
                   AND s.external_id = r.external_id)
-            RETURNING 1
-         ) SELECT EXISTS (SELECT 1 FROM mark), (SELECT count(*) FROM gone)",
+            RETURNING r.external_id
+         ) SELECT EXISTS (SELECT 1 FROM mark),
+                  coalesce((SELECT array_agg(external_id ORDER BY external_id) FROM gone), '{}')",
     )
     .bind(scope.connection)
     .bind(&scope.model)
@@ -270,7 +353,7 @@ pub async fn delete_unseen(db: &PgPool, scope: &Scope, run: Uuid) -> Result<Opti
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(marked.then_some(deleted as u64))
+    Ok(marked.then_some(deleted))
 }
 
 /// Forgets what `run` saw, and its mark (after it finished, either way).
@@ -306,6 +389,11 @@ pub async fn purge_dead_runs(db: &PgPool) -> Result<u64> {
             SELECT runs.run_id FROM runs
             WHERE NOT EXISTS (SELECT 1 FROM queue.tasks t
                               WHERE t.id = runs.task_id AND t.state = 'STARTED')
+              -- An open deletion window waits for a later execution of its sync; one left
+              -- open for a month (its sync removed or changed) is abandoned.
+              AND NOT EXISTS (SELECT 1 FROM records.seen_runs w
+                              WHERE w.run_id = runs.run_id AND w.spans_executions
+                                AND w.started_at > now() - interval '30 days')
          ), marks AS (
             DELETE FROM records.seen_runs m USING dead WHERE m.run_id = dead.run_id
          ), seen_rows AS (
