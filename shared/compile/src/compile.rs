@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use oxc::allocator::{Allocator, FromIn};
-use oxc::ast::ast::{Expression, Program, Statement, StringLiteral};
+use oxc::ast::ast::{
+    ComputedMemberExpression, Expression, ImportDeclarationSpecifier, Program, Statement,
+    StaticMemberExpression, StringLiteral,
+};
 use oxc::ast_visit::{VisitMut, walk_mut};
 use oxc::codegen::{Codegen, CodegenOptions};
 use oxc::diagnostics::{OxcDiagnostic, Severity};
@@ -24,7 +27,9 @@ use lasso_core::scripts::{
 use lasso_core::{Error, Result};
 use lasso_sandbox as sandbox;
 
-use crate::{evaluate, index_file, node_modules, yaml};
+use crate::commonjs::{self, Dep, Kind};
+use crate::node_modules::{self, Style};
+use crate::{evaluate, index_file, yaml};
 
 /// The config file of a project, at its root.
 const CONFIG_FILE: &str = "nango.yaml";
@@ -50,6 +55,7 @@ pub fn compile(dir: &Path) -> Result<CompiledProject> {
         root,
         diagnostics: Vec::new(),
         modules: HashMap::new(),
+        kinds: HashMap::new(),
     };
     let entries = c.find_functions();
     let mut functions = Vec::new();
@@ -91,6 +97,8 @@ struct Module {
     /// Project-relative paths of the modules it imports.
     deps: Vec<String>,
     has_default_export: bool,
+    /// The CommonJS modules it imports through their facades, with the names it uses.
+    facades: Vec<(String, BTreeSet<String>)>,
 }
 
 struct Compiler {
@@ -98,6 +106,7 @@ struct Compiler {
     diagnostics: Vec<Diagnostic>,
     /// `None` when the module failed (its problems are already recorded).
     modules: HashMap<String, Option<Module>>,
+    kinds: HashMap<String, Kind>,
 }
 
 impl Compiler {
@@ -282,12 +291,27 @@ impl Compiler {
             modules: BTreeMap::new(),
             source_maps: BTreeMap::new(),
         };
+        let mut facades: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for path in reachable {
             let module = self.modules.get(&path)?.as_ref()?;
             bundle.modules.insert(bundle_key(&path), module.js.clone());
+            if !module.source_map.is_empty() {
+                bundle
+                    .source_maps
+                    .insert(bundle_key(&path), module.source_map.clone());
+            }
+            for (target, names) in &module.facades {
+                facades
+                    .entry(bundle_key(target))
+                    .or_default()
+                    .extend(names.iter().cloned());
+            }
+        }
+        // Each function's facade exports the names its own modules use.
+        for (key, names) in facades {
             bundle
-                .source_maps
-                .insert(bundle_key(&path), module.source_map.clone());
+                .modules
+                .insert(commonjs::facade_key(&key), commonjs::facade(&key, &names));
         }
         // nango.yaml's configuration wins; otherwise the script's, read by running it.
         let config = match entry.yaml {
@@ -371,14 +395,37 @@ impl Compiler {
             }
         };
         let allocator = Allocator::default();
-        if path.ends_with(".cjs") {
-            self.error(
-                path,
-                0,
-                0,
-                "a CommonJS file cannot be bundled; Lasso bundles ES modules only",
-            );
-            return None;
+        match kind_of(&mut self.kinds, &self.root, path) {
+            Kind::Json => {
+                if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                    let (line, column) = (
+                        u32::try_from(e.line()).unwrap_or(0),
+                        u32::try_from(e.column()).unwrap_or(0),
+                    );
+                    self.error(path, line, column, format!("not valid JSON: {e}"));
+                    return None;
+                }
+                return Some(Module {
+                    js: commonjs::json_module(&text),
+                    source_map: String::new(),
+                    deps: Vec::new(),
+                    has_default_export: true,
+                    facades: Vec::new(),
+                });
+            }
+            Kind::CommonJs if path.starts_with("node_modules/") => {
+                return self.compile_commonjs(path, &text, &lines);
+            }
+            Kind::CommonJs => {
+                self.error(
+                    path,
+                    0,
+                    0,
+                    "a CommonJS file of the project cannot be bundled; write it as an ES module (packages in node_modules may be CommonJS)",
+                );
+                return None;
+            }
+            Kind::Esm => {}
         }
         let source_type = if path.ends_with(".ts") {
             SourceType::ts().with_module(true)
@@ -428,11 +475,15 @@ impl Compiler {
         let mut imports = Imports {
             allocator: &allocator,
             root: &self.root,
+            kinds: &mut self.kinds,
             importer: path,
             deps: Vec::new(),
             problems: Vec::new(),
+            facades: Vec::new(),
+            members: HashMap::new(),
         };
         imports.visit_program(&mut program);
+        let facades = imports.facades();
         let (deps, problems) = (imports.deps, imports.problems);
         if !problems.is_empty() {
             for (span, message) in problems {
@@ -458,6 +509,72 @@ impl Compiler {
             source_map,
             deps,
             has_default_export,
+            facades,
+        })
+    }
+
+    /// A CommonJS file of `node_modules`: its `require`s resolved, wrapped (see `commonjs`).
+    fn compile_commonjs(&mut self, path: &str, text: &str, lines: &LineIndex) -> Option<Module> {
+        let allocator = Allocator::default();
+        let parsed = Parser::new(&allocator, text, SourceType::cjs()).parse();
+        if parsed.panicked
+            || parsed
+                .diagnostics
+                .iter()
+                .any(|d| d.severity == Severity::Error)
+        {
+            for d in parsed
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+            {
+                let offset = d.labels.first().map_or(0, |l| l.offset());
+                let (line, column) = lines.line_col(offset);
+                self.error(path, line, column, d.message.to_string());
+            }
+            return None;
+        }
+        let mut table: BTreeMap<String, Dep> = BTreeMap::new();
+        let mut deps = Vec::new();
+        let mut failed = false;
+        for required in commonjs::requires(&parsed.program) {
+            if table.contains_key(&required.specifier) {
+                continue;
+            }
+            let dep = match resolve_require(&self.root, path, &required.specifier) {
+                Ok(Required::Bundled(target)) => {
+                    let kind = kind_of(&mut self.kinds, &self.root, &target);
+                    let dep = Dep::Bundled(bundle_key(&target), kind);
+                    deps.push(target);
+                    dep
+                }
+                Ok(Required::Node) => Dep::Node,
+                Ok(Required::Provided) => Dep::Provided,
+                Err(message) if required.in_try => Dep::Missing(message),
+                Err(message) => {
+                    let (line, column) = lines.line_col(required.span.start);
+                    self.error(
+                        path,
+                        line,
+                        column,
+                        format!("cannot require `{}`: {message}", required.specifier),
+                    );
+                    failed = true;
+                    continue;
+                }
+            };
+            table.insert(required.specifier, dep);
+        }
+        if failed {
+            return None;
+        }
+        let table: Vec<(String, Dep)> = table.into_iter().collect();
+        Some(Module {
+            js: commonjs::wrap(&bundle_key(path), path, text, &table),
+            source_map: String::new(),
+            deps,
+            has_default_export: false,
+            facades: Vec::new(),
         })
     }
 
@@ -519,45 +636,94 @@ fn bundle_key(path: &str) -> String {
 }
 
 /// Rewrites the specifiers of static imports, re-exports and literal dynamic imports to bundle
-/// keys, and collects the modules they name.
+/// keys (a CommonJS module's to its facade's), and collects the modules they name.
 struct Imports<'a, 'c> {
     allocator: &'a Allocator,
     root: &'c Path,
+    kinds: &'c mut HashMap<String, Kind>,
     importer: &'c str,
     deps: Vec<String>,
     problems: Vec<(Span, String)>,
+    /// CommonJS modules imported: path, names imported, namespace bindings.
+    facades: Vec<(String, BTreeSet<String>, Vec<String>)>,
+    /// `object.property` accesses by object name, for the names a namespace binding uses.
+    members: HashMap<String, BTreeSet<String>>,
 }
 
 impl<'a> Imports<'a, '_> {
-    fn rewrite(&mut self, source: &mut StringLiteral<'a>) {
+    fn rewrite(
+        &mut self,
+        source: &mut StringLiteral<'a>,
+        names: BTreeSet<String>,
+        namespaces: Vec<String>,
+    ) {
         match resolve(self.root, self.importer, source.value.as_str()) {
             Ok(None) => {}
             Ok(Some(path)) => {
-                source.value = Str::from_in(bundle_key(&path).as_str(), self.allocator);
+                let mut key = bundle_key(&path);
+                if kind_of(self.kinds, self.root, &path) == Kind::CommonJs {
+                    key = commonjs::facade_key(&key);
+                    self.facades.push((path.clone(), names, namespaces));
+                }
+                source.value = Str::from_in(key.as_str(), self.allocator);
                 source.raw = None;
                 self.deps.push(path);
             }
             Err(message) => self.problems.push((source.span, message)),
         }
     }
+
+    /// The names each imported CommonJS module must export for this module.
+    fn facades(&mut self) -> Vec<(String, BTreeSet<String>)> {
+        std::mem::take(&mut self.facades)
+            .into_iter()
+            .map(|(path, mut names, namespaces)| {
+                for ns in namespaces {
+                    if let Some(used) = self.members.get(&ns) {
+                        names.extend(used.iter().cloned());
+                    }
+                }
+                names.remove("default");
+                (path, names)
+            })
+            .collect()
+    }
 }
 
 impl<'a> VisitMut<'a> for Imports<'a, '_> {
     fn visit_import_declaration(&mut self, it: &mut oxc::ast::ast::ImportDeclaration<'a>) {
-        self.rewrite(&mut it.source);
+        let mut names = BTreeSet::new();
+        let mut namespaces = Vec::new();
+        for specifier in it.specifiers.iter().flatten() {
+            match specifier {
+                ImportDeclarationSpecifier::ImportSpecifier(s) => {
+                    names.insert(s.imported.name().to_string());
+                }
+                ImportDeclarationSpecifier::ImportNamespaceSpecifier(s) => {
+                    namespaces.push(s.local.name.to_string());
+                }
+                ImportDeclarationSpecifier::ImportDefaultSpecifier(_) => {}
+            }
+        }
+        self.rewrite(&mut it.source, names, namespaces);
     }
 
     fn visit_export_all_declaration(&mut self, it: &mut oxc::ast::ast::ExportAllDeclaration<'a>) {
-        self.rewrite(&mut it.source);
+        self.rewrite(&mut it.source, BTreeSet::new(), Vec::new());
     }
 
     fn visit_export_from_declaration(&mut self, it: &mut oxc::ast::ast::ExportFromDeclaration<'a>) {
-        self.rewrite(&mut it.source);
+        let names = it
+            .specifiers
+            .iter()
+            .map(|s| s.local.name().to_string())
+            .collect();
+        self.rewrite(&mut it.source, names, Vec::new());
     }
 
     fn visit_import_expression(&mut self, it: &mut oxc::ast::ast::ImportExpression<'a>) {
         match &mut it.source {
-            Expression::StringLiteral(source) => self.rewrite(source),
+            Expression::StringLiteral(source) => self.rewrite(source, BTreeSet::new(), Vec::new()),
             other => self.problems.push((
                 oxc::span::GetSpan::span(other),
                 "`import()` needs a literal path, so the module can be bundled".into(),
@@ -565,6 +731,54 @@ impl<'a> VisitMut<'a> for Imports<'a, '_> {
         }
         walk_mut::walk_import_expression(self, it);
     }
+
+    fn visit_static_member_expression(&mut self, it: &mut StaticMemberExpression<'a>) {
+        if let Expression::Identifier(object) = &it.object {
+            self.members
+                .entry(object.name.to_string())
+                .or_default()
+                .insert(it.property.name.to_string());
+        }
+        walk_mut::walk_static_member_expression(self, it);
+    }
+
+    fn visit_computed_member_expression(&mut self, it: &mut ComputedMemberExpression<'a>) {
+        if let (Expression::Identifier(object), Expression::StringLiteral(property)) =
+            (&it.object, &it.expression)
+        {
+            self.members
+                .entry(object.name.to_string())
+                .or_default()
+                .insert(property.value.to_string());
+        }
+        walk_mut::walk_computed_member_expression(self, it);
+    }
+}
+
+/// Whether `path` is an ES module, a CommonJS one or JSON. The project's own `.js` files are ES
+/// modules; a package's `.js` file is whatever its syntax says (`import`/`export` or not).
+fn kind_of(kinds: &mut HashMap<String, Kind>, root: &Path, path: &str) -> Kind {
+    if let Some(kind) = kinds.get(path) {
+        return *kind;
+    }
+    let kind = if path.ends_with(".json") {
+        Kind::Json
+    } else if path.ends_with(".cjs") {
+        Kind::CommonJs
+    } else if !path.starts_with("node_modules/") || !path.ends_with(".js") {
+        Kind::Esm
+    } else {
+        let text = std::fs::read_to_string(root.join(path)).unwrap_or_default();
+        let allocator = Allocator::default();
+        let parsed = Parser::new(&allocator, &text, SourceType::unambiguous()).parse();
+        if parsed.program.source_type.is_module() {
+            Kind::Esm
+        } else {
+            Kind::CommonJs
+        }
+    };
+    kinds.insert(path.to_string(), kind);
+    kind
 }
 
 /// Where an import specifier of `importer` leads: `None` for the SDK, the project-relative
@@ -584,7 +798,13 @@ fn resolve(
         ));
     }
     if !specifier.starts_with("./") && !specifier.starts_with("../") {
-        return bare(root, importer, specifier);
+        return bare(root, importer, specifier, Style::Import)
+            .map_err(|e| format!("cannot import `{specifier}`: {e}"));
+    }
+    if importer.starts_with("node_modules/") {
+        return node_modules::resolve_relative(root, importer, specifier)
+            .map(Some)
+            .map_err(|e| format!("cannot import `{specifier}`: {e}"));
     }
     let base = Path::new(importer).parent().unwrap_or(Path::new(""));
     let mut parts: Vec<String> = Vec::new();
@@ -608,7 +828,7 @@ fn resolve(
     let candidates: Vec<String> = if let Some(stem) = joined.strip_suffix(".js") {
         // TypeScript's ESM convention: `./x.js` names `x.ts`.
         vec![format!("{stem}.ts"), joined.clone()]
-    } else if joined.ends_with(".ts") || joined.ends_with(".mjs") {
+    } else if joined.ends_with(".ts") || joined.ends_with(".mjs") || joined.ends_with(".json") {
         vec![joined.clone()]
     } else {
         vec![
@@ -642,18 +862,16 @@ fn resolve(
     ))
 }
 
-/// A bare import: a package or Node module Lasso provides (left for the sandbox to load), a
+/// A bare specifier: a package or Node module Lasso provides (left for the sandbox to load), a
 /// package from the project's `node_modules` (bundled), or why it cannot be bundled.
 fn bare(
     root: &Path,
     importer: &str,
     specifier: &str,
+    style: Style,
 ) -> std::result::Result<Option<String>, String> {
     if sandbox::packages::is_provided(specifier) {
-        return match sandbox::packages::resolve_bare(specifier) {
-            Ok(_) => Ok(None),
-            Err(e) => Err(format!("cannot import `{specifier}`: {e}")),
-        };
+        return sandbox::packages::resolve_bare(specifier).map(|_| None);
     }
     if sandbox::node::resolve(specifier).is_some() {
         return Ok(None);
@@ -662,16 +880,49 @@ fn bare(
         let provided = sandbox::node::PROVIDED.join(", ");
         return Err(match node_modules::package_of(importer) {
             Some(package) => format!(
-                "cannot import `{specifier}`: package `{package}` needs the Node module `{specifier}`, which Lasso does not provide (it provides {provided})"
+                "package `{package}` needs the Node module `{specifier}`, which Lasso does not provide (it provides {provided})"
             ),
             None => format!(
-                "cannot import `{specifier}`: Lasso does not provide the Node module `{specifier}` (it provides {provided})"
+                "Lasso does not provide the Node module `{specifier}` (it provides {provided})"
             ),
         });
     }
-    node_modules::resolve(root, specifier)
-        .map(Some)
-        .map_err(|e| format!("cannot import `{specifier}`: {e}"))
+    node_modules::resolve_bare(root, importer, specifier, style).map(Some)
+}
+
+/// What a `require` of a package file gets.
+enum Required {
+    Bundled(String),
+    Node,
+    Provided,
+}
+
+/// Where a `require(specifier)` in the package file `importer` leads.
+fn resolve_require(
+    root: &Path,
+    importer: &str,
+    specifier: &str,
+) -> std::result::Result<Required, String> {
+    if specifier == SDK_MODULE {
+        return Ok(Required::Provided);
+    }
+    if specifier.starts_with("./")
+        || specifier.starts_with("../")
+        || specifier == "."
+        || specifier == ".."
+    {
+        return node_modules::resolve_relative(root, importer, specifier).map(Required::Bundled);
+    }
+    if specifier.starts_with('/') {
+        return Err("an absolute path cannot be bundled".into());
+    }
+    if sandbox::node::resolve(specifier).is_some() {
+        return Ok(Required::Node);
+    }
+    match bare(root, importer, specifier, Style::Require)? {
+        Some(path) => Ok(Required::Bundled(path)),
+        None => Ok(Required::Provided),
+    }
 }
 
 /// Byte offsets to 1-based lines and (character) columns.

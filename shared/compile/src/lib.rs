@@ -4,6 +4,7 @@
 //! them; this crate only runs at build time (`lasso compile`, `lasso deploy`, tests, benches),
 //! never in a deployed function.
 
+mod commonjs;
 mod compile;
 mod evaluate;
 mod index_file;

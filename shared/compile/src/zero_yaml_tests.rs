@@ -1,6 +1,6 @@
 //! Compiling Nango's zero-yaml projects: configuration read by running the script, what is
 //! refused at compile time (and how it is named), `index.ts` discovery, and bare imports from
-//! the project's `node_modules`.
+//! the project's `node_modules` (ES modules and CommonJS).
 
 use std::path::PathBuf;
 
@@ -201,23 +201,6 @@ fn packages_that_cannot_be_bundled_are_refused_by_name() {
         &["package `shouty` is not installed in the project's node_modules"],
     );
 
-    let cjs = Project::new(&[
-        ("x/actions/a.ts", ACTION_IMPORTING),
-        (
-            "node_modules/shouty/package.json",
-            r#"{"name": "shouty", "main": "index.js"}"#,
-        ),
-        (
-            "node_modules/shouty/index.js",
-            "module.exports = { shout: (s) => s };\n",
-        ),
-    ]);
-    only(
-        &cjs.problems(),
-        "x/actions/a.ts",
-        &["package `shouty` is CommonJS"],
-    );
-
     let needs_fs = Project::new(&[
         ("x/actions/a.ts", ACTION_IMPORTING),
         (
@@ -249,4 +232,121 @@ fn packages_that_cannot_be_bundled_are_refused_by_name() {
         "x/actions/a.ts",
         &["Lasso does not provide the Node module `fs`"],
     );
+}
+
+async fn run_action(compiled: &CompiledProject, name: &str) -> serde_json::Value {
+    let f = compiled.functions.iter().find(|f| f.name == name).unwrap();
+    lasso_sandbox::run(
+        &Bundle::parse(&f.bundle).unwrap(),
+        Some(serde_json::Value::Null),
+        lasso_sandbox::RunInfo::default(),
+        std::sync::Arc::new(lasso_runner::run::TaskHost::without_connection()),
+        lasso_sandbox::Limits::default(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
+/// `slugger` (CommonJS, `main`) requires a relative file, a JSON file, a nested dependency
+/// and `crypto`; `tiny-kv` (CommonJS through `exports`' `require` condition) sets
+/// `__esModule` as TypeScript's CommonJS output does.
+fn commonjs_packages() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (
+            "node_modules/slugger/package.json",
+            r#"{"name": "slugger", "version": "1.0.0", "main": "./lib"}"#,
+        ),
+        (
+            "node_modules/slugger/lib/index.js",
+            "'use strict';\nconst { clean } = require('./clean');\nconst defaults = require('../defaults.json');\nconst pad = require('left-pad');\nconst crypto = require('crypto');\nlet optional;\ntry { optional = require('fs'); } catch (e) { optional = e.code; }\nexports.slug = (s) => pad(clean(s).split(' ').join(defaults.separator), 12);\nexports.digest = (s) => crypto.createHash('sha256').update(s).digest('hex').slice(0, 8);\nexports.optional = () => optional;\n",
+        ),
+        (
+            "node_modules/slugger/lib/clean.js",
+            "module.exports.clean = function (s) { return s.trim().toLowerCase(); };\n",
+        ),
+        (
+            "node_modules/slugger/defaults.json",
+            "{\"separator\": \"-\"}\n",
+        ),
+        (
+            "node_modules/slugger/node_modules/left-pad/package.json",
+            r#"{"name": "left-pad"}"#,
+        ),
+        (
+            "node_modules/slugger/node_modules/left-pad/index.js",
+            "module.exports = (s, n) => s.length >= n ? s : '.'.repeat(n - s.length) + s;\n",
+        ),
+        (
+            "node_modules/tiny-kv/package.json",
+            r#"{"name": "tiny-kv", "exports": {".": {"types": "./index.d.ts", "browser": "./none.js", "node": {"require": "./cjs/index.cjs"}, "default": "./cjs/index.cjs"}, "./package.json": "./package.json"}}"#,
+        ),
+        (
+            "node_modules/tiny-kv/cjs/index.cjs",
+            "\"use strict\";\nObject.defineProperty(exports, \"__esModule\", { value: true });\nclass Store { constructor() { this.m = new Map(); } set(k, v) { this.m.set(k, v); return this; } get(k) { return this.m.get(k); } }\nexports.default = Store;\nexports.VERSION = '2.0';\n",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn commonjs_packages_from_node_modules_are_bundled_and_run() {
+    let mut files = commonjs_packages();
+    files.push((
+        "x/actions/use.ts",
+        "import { createAction } from 'nango';\nimport { slug } from 'slugger';\nimport * as slugger from 'slugger';\nimport Store, { VERSION } from 'tiny-kv';\n\nexport default createAction({\n  exec: async () => {\n    const store = new Store().set('k', slug('  Hello World '));\n    return { slug: store.get('k'), digest: slugger.digest('abc'), optional: slugger.optional(), version: VERSION };\n  },\n});\n",
+    ));
+    let p = Project::new(&files);
+    let compiled = p.compile().unwrap();
+    let bundle = Bundle::parse(&compiled.functions[0].bundle).unwrap();
+    assert!(
+        bundle
+            .modules
+            .contains_key("node_modules/slugger/node_modules/left-pad/index.js"),
+        "{:?}",
+        bundle.modules.keys()
+    );
+    assert!(
+        bundle
+            .modules
+            .contains_key("node_modules/slugger/defaults.json.js")
+    );
+    let out = run_action(&compiled, "use").await;
+    assert_eq!(
+        out,
+        serde_json::json!({
+            "slug": ".hello-world",
+            "digest": "ba7816bf",
+            "optional": "MODULE_NOT_FOUND",
+            "version": "2.0",
+        })
+    );
+}
+
+#[test]
+fn a_commonjs_package_needing_an_unprovided_node_module_is_refused_with_file_and_line() {
+    let p = Project::new(&[
+        ("x/actions/a.ts", ACTION_IMPORTING),
+        (
+            "node_modules/shouty/package.json",
+            r#"{"name": "shouty", "main": "index.js"}"#,
+        ),
+        (
+            "node_modules/shouty/index.js",
+            "const util = require('./util');\nmodule.exports.shout = (s) => util.loud(s);\n",
+        ),
+        (
+            "node_modules/shouty/util.js",
+            "'use strict';\n\nconst { Transform } = require('stream');\nexports.loud = (s) => s;\n",
+        ),
+    ]);
+    let d = p.problems();
+    only(
+        &d,
+        "node_modules/shouty/util.js",
+        &[
+            "cannot require `stream`",
+            "package `shouty` needs the Node module `stream`, which Lasso does not provide",
+        ],
+    );
+    assert_eq!((d[0].line, d[0].column), (3, 31));
 }
