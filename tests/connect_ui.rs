@@ -5,7 +5,8 @@
 //! readable errors for values that break the catalog's patterns and for a refused key, and
 //! reconnects a connection with a reconnect session; the SDK's `onEvent` hears `connect` with
 //! each connection id. Over plain HTTP: `connect_link`, the page's headers (framable, no
-//! cookie) and views that take only the bearer session token.
+//! cookie), views that take only the bearer session token, and an OAuth2 form checked before
+//! its popup goes to the provider.
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
@@ -71,6 +72,17 @@ keys:
             prefix: https://
             suffix: .keys.test
             example: acme
+tenant-oauth:
+    display_name: Tenant OAuth
+    auth_mode: OAUTH2
+    authorization_url: {mock}/authorize
+    token_url: {mock}/token
+    connection_config:
+        tenant:
+            type: string
+            title: Tenant
+            pattern: ^[a-z]+$
+            example: acme
 basic-thing:
     display_name: Basic Thing
     auth_mode: BASIC
@@ -115,6 +127,7 @@ async fn setup() -> Setup {
     for (key, provider) in [
         ("mock-oauth", "mock-oauth"),
         ("keys", "keys"),
+        ("tenant-oauth", "tenant-oauth"),
         ("basic-thing", "basic-thing"),
         ("not-allowed", "not-allowed"),
     ] {
@@ -130,13 +143,18 @@ async fn setup() -> Setup {
 
 impl Setup {
     async fn session(&self) -> Value {
+        self.session_for(&["mock-oauth", "keys", "basic-thing"])
+            .await
+    }
+
+    async fn session_for(&self, integrations: &[&str]) -> Value {
         let (status, body) = self
             .api
             .post(
                 "/connect/sessions",
                 json!({
                     "end_user": {"id": "browser-user"},
-                    "allowed_integrations": ["mock-oauth", "keys", "basic-thing"],
+                    "allowed_integrations": integrations,
                 }),
             )
             .await;
@@ -319,6 +337,67 @@ async fn the_page_is_framable_and_its_views_take_only_the_session_token() {
         text.contains("This integration is not available here"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn an_oauth2_form_is_checked_before_the_popup_goes_to_the_provider() {
+    let s = setup().await;
+    let session = s.session_for(&["tenant-oauth"]).await;
+    let token = session["token"].as_str().unwrap();
+    let http = reqwest::Client::new();
+
+    // One integration: straight to its form, with nothing to go back to.
+    let start = http
+        .get(format!("{}/connect-ui/views/start", s.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(start.contains("Connect Tenant OAuth"), "{start}");
+    assert!(start.contains("Continue to Tenant OAuth"), "{start}");
+    assert!(!start.contains(">Back<"), "{start}");
+
+    let submit = |tenant: &'static str| {
+        http.post(format!(
+            "{}/connect-ui/views/integrations/tenant-oauth",
+            s.base
+        ))
+        .bearer_auth(token)
+        .form(&[("params[tenant]", tenant)])
+        .send()
+    };
+    // A value that breaks the catalog's pattern is said in words, next to its field, and the
+    // popup is sent nowhere.
+    let answer = submit("Not Valid").await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let text = answer.text().await.unwrap();
+    assert!(
+        text.contains("This doesn't look like a valid Tenant. It should look like “acme”."),
+        "{text}"
+    );
+    assert!(text.contains(r#"aria-invalid="true""#), "{text}");
+    assert!(!text.contains("data-oauth-url"), "{text}");
+
+    // A good one: the popup goes to Lasso's /oauth/connect with the connection config (the
+    // script adds the session token), and nothing is stored yet.
+    let answer = submit("acme").await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let text = answer.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"data-oauth-url="/oauth/connect/tenant-oauth?params%5Btenant%5D=acme&amp;""#
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains(token),
+        "the token is not written into the page"
+    );
+    let (_, connections) = s.api.get("/connections").await;
+    assert_eq!(connections["connections"], json!([]), "{connections}");
 }
 
 /// Refreshes the README's picture of the Connect UI (docs/screenshots/connect-ui.png):

@@ -20,6 +20,15 @@ const logs = [];
 page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
 page.on('pageerror', (e) => logs.push(`pageerror: ${e}`));
 
+// Every request the Connect UI's frame makes goes to Lasso's origin, whatever `apiURL` says.
+const elsewhere = [];
+context.on('request', (request) => {
+    const from = request.frame() && request.frame().url();
+    if (from && from.startsWith(`${host}/connect-ui/`) && new URL(request.url()).origin !== host) {
+        elsewhere.push(request.url());
+    }
+});
+
 const ui = () => page.frameLocator('#connect-ui');
 const frame = () => page.frames().find((f) => f.url().startsWith(`${host}/connect-ui/`));
 
@@ -167,6 +176,9 @@ await run(
             await ui().getByRole('button', { name: /Keys/ }).click();
             await heading('Connect Keys');
             await fitsTheScreen();
+        }],
+        ['the Connect UI called no origin but its own', async () => {
+            check(elsewhere.length === 0, `requests to other origins: ${elsewhere.join(', ')}`);
         }],
     ],
     { everyStep: () => page }
