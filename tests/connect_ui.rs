@@ -2,7 +2,8 @@
 //! 0.71.10 from npm, unmodified) in headless Chromium (tests/browser/connect-ui.mjs): an app on
 //! a second loopback origin calls `openConnectUI()`; a person picks an integration and connects
 //! an API key (a provider API here checks it) and an OAuth2 account (oauth2-mock-server), sees
-//! readable errors for values that break the catalog's patterns and for a refused key, and
+//! readable errors for values that break the catalog's patterns, for a refused key and for a
+//! token endpoint that cannot be reached (port 9 of loopback, where nothing listens), and
 //! reconnects a connection with a reconnect session; the SDK's `onEvent` hears `connect` with
 //! each connection id. Over plain HTTP: `connect_link`, the page's headers (framable, no
 //! cookie), views that take only the bearer session token, and an OAuth2 form checked before
@@ -72,6 +73,11 @@ keys:
             prefix: https://
             suffix: .keys.test
             example: acme
+broken-oauth:
+    display_name: Broken OAuth
+    auth_mode: OAUTH2
+    authorization_url: {mock}/authorize
+    token_url: http://127.0.0.1:9/token
 tenant-oauth:
     display_name: Tenant OAuth
     auth_mode: OAUTH2
@@ -127,6 +133,7 @@ async fn setup() -> Setup {
     for (key, provider) in [
         ("mock-oauth", "mock-oauth"),
         ("keys", "keys"),
+        ("broken-oauth", "broken-oauth"),
         ("tenant-oauth", "tenant-oauth"),
         ("basic-thing", "basic-thing"),
         ("not-allowed", "not-allowed"),
@@ -143,7 +150,7 @@ async fn setup() -> Setup {
 
 impl Setup {
     async fn session(&self) -> Value {
-        self.session_for(&["mock-oauth", "keys", "basic-thing"])
+        self.session_for(&["mock-oauth", "broken-oauth", "keys", "basic-thing"])
             .await
     }
 

@@ -3,7 +3,8 @@
 // calls `openConnectUI()`, which frames Lasso's /connect-ui/ and hands it the session token by
 // postMessage. A person picks an integration and connects it: an API key (after a value that
 // breaks the catalog's pattern and a key the provider refuses), then OAuth2 by keyboard in a
-// popup; a reconnect session goes straight to its connection; the page fits a phone. A
+// popup, and sees an OAuth2 sign-in fail in words; a reconnect session goes straight to its
+// connection; the page fits a phone. A
 // screenshot of the app page is saved after every step; a failure prints their paths.
 // With LASSO_README_SCREENSHOTS set, it also saves the README's picture there.
 import { launch, run, check, env } from './harness.mjs';
@@ -84,7 +85,7 @@ await run(
             await open(token);
             await heading('Choose an integration');
             check((await events()).some((e) => e.type === 'ready'), 'no ready event');
-            for (const name of ['Basic Thing', 'Keys', 'Mock OAuth']) {
+            for (const name of ['Basic Thing', 'Broken OAuth', 'Keys', 'Mock OAuth']) {
                 await ui().getByRole('button', { name: new RegExp(name) }).waitFor();
             }
             check(!(await ui().getByText('Not Allowed Thing').count()), 'an integration the session does not allow is listed');
@@ -148,8 +149,24 @@ await run(
             await heading('Mock OAuth is connected');
             console.log(`oauth connection ${connect.payload.connectionId}`);
         }],
+        ['an OAuth2 sign-in that fails comes back as a readable error', async () => {
+            await ui().getByRole('button', { name: 'Done' }).click();
+            await page.locator('#connect-ui').waitFor({ state: 'detached' });
+            await open(token);
+            await ui().getByRole('button', { name: /Broken OAuth/ }).click();
+            await heading('Connect Broken OAuth');
+            const popup = context.waitForEvent('page');
+            await ui().getByRole('button', { name: 'Continue to Broken OAuth' }).click();
+            await popup;
+            await ui().getByRole('alert').filter({ hasText: 'Broken OAuth could not be reached. Try again in a moment.' }).waitFor();
+            const error = await event('error');
+            check(error.payload.errorType === 'provider_unreachable', `error event: ${JSON.stringify(error)}`);
+            check(!(await events()).some((e) => e.type === 'connect'), 'a failed sign-in was reported as a connection');
+            await ui().getByRole('button', { name: 'Back' }).click();
+            await heading('Choose an integration');
+            await ui().getByRole('button', { name: 'Close' }).focus();
+        }],
         ['Escape closes the Connect UI', async () => {
-            await ui().getByRole('button', { name: 'Done' }).focus();
             await page.keyboard.press('Escape');
             await page.locator('#connect-ui').waitFor({ state: 'detached' });
         }],
