@@ -29,8 +29,8 @@ pub fn bare(title: &str, body: Markup) -> Markup {
     standalone(title, ASSETS, &[], body)
 }
 
-/// A page of its own look's shell but no dashboard navigation, with its assets under `assets`
-/// and extra `scripts` (the hosted Connect UI).
+/// A page with the shared look but no dashboard navigation, its stylesheet and script served
+/// under `assets`, plus `scripts` of its own (the hosted Connect UI).
 pub fn standalone(title: &str, assets: &str, scripts: &[&str], body: Markup) -> Markup {
     html! {
         (DOCTYPE)
