@@ -168,6 +168,37 @@ async fn the_session_cookie_is_http_only_strict_scoped_and_secure_off_localhost(
     }
 }
 
+/// Clickjacking: a site that framed a dashboard page would have the signed-in user's cookie
+/// go with it, and could trick them into clicking its buttons (rotate a key, delete an
+/// integration). No page of the dashboard may be framed.
+#[tokio::test]
+async fn no_other_site_may_frame_the_dashboard() {
+    let (_ctx, base, key) = plain_api().await;
+    let ui = Ui::sign_in(&base, &key).await;
+    for path in ["/ui/signin", "/ui/", "/ui/settings", "/ui/integrations"] {
+        let response = ui
+            .http
+            .get(format!("{base}{path}"))
+            .header("cookie", &ui.cookie)
+            .send()
+            .await
+            .unwrap();
+        let headers = response.headers();
+        assert_eq!(
+            headers
+                .get("content-security-policy")
+                .map(|v| v.to_str().unwrap()),
+            Some("frame-ancestors 'none'"),
+            "{path}"
+        );
+        assert_eq!(
+            headers.get("x-frame-options").map(|v| v.to_str().unwrap()),
+            Some("DENY"),
+            "{path}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_wrong_key_or_a_forged_sign_in_opens_nothing() {
     let (_ctx, base, key) = plain_api().await;

@@ -16,7 +16,7 @@ use lasso_tests::auth::{MockOAuthServer, create_integration, listen, serve_api_o
 use lasso_tests::*;
 use serde_json::json;
 
-const APP_PAGE: &str = r#"<!doctype html>
+pub(crate) const APP_PAGE: &str = r#"<!doctype html>
 <html>
   <head><meta charset="utf-8"><title>An app using Nango's frontend SDK</title></head>
   <body>
@@ -30,7 +30,7 @@ const APP_PAGE: &str = r#"<!doctype html>
 "#;
 
 /// The app: its page, and the SDK's files from the npm package.
-async fn sdk_file(Path(file): Path<String>) -> impl IntoResponse {
+pub(crate) async fn sdk_file(Path(file): Path<String>) -> impl IntoResponse {
     let ok = file
         .strip_suffix(".js")
         .is_some_and(|stem| !stem.is_empty() && stem.chars().all(|c| c.is_ascii_alphanumeric()));

@@ -9,6 +9,7 @@ mod auth_credentials;
 mod auth_oauth2;
 mod config_secrets;
 mod connect_sessions;
+mod connect_ui;
 mod control_plane;
 mod credential_hosts;
 mod dashboard;

@@ -123,6 +123,9 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {addr}"))?;
     println!("Lasso is running at {public_url}");
     println!("Dashboard: {public_url}/ui/ (sign in with the secret key below)");
+    println!(
+        "Connect UI: {public_url}/connect-ui/ (openConnectUI's baseURL; a session's connect_link opens it)"
+    );
     println!("Secret key of environment `{DEFAULT_ENVIRONMENT}`: {key}");
     let allowed: Vec<String> = ctx
         .outbound

@@ -46,18 +46,29 @@ export function check(condition, message) {
 }
 
 // Runs `steps` (an array of [name, async fn]) in order, printing each; on a failure saves
-// screenshots of the context's pages, prints their paths and exits with status 1.
-export async function run(context, steps) {
+// screenshots of the context's pages, prints their paths and exits with status 1. With
+// `options.everyStep` (a function returning a page), a screenshot of that page is also saved
+// after each step (`step-NN-<name>.png`), and a failure prints those paths too, so the steps
+// that led up to it can be seen.
+export async function run(context, steps, options = {}) {
     let current = 'start';
+    const taken = [];
     try {
         for (const [name, fn] of steps) {
             current = name;
             const started = Date.now();
             await fn();
             console.log(`ok   ${name} (${Date.now() - started} ms)`);
+            if (options.everyStep) {
+                const number = String(taken.length + 1).padStart(2, '0');
+                const file = screenshotPath(`step-${number}-${name}`);
+                await options.everyStep().screenshot({ path: file, fullPage: true });
+                taken.push(file);
+            }
         }
     } catch (error) {
         console.log(`FAIL ${current}: ${error && error.stack ? error.stack : error}`);
+        for (const file of taken) console.log(`screenshot after a step: ${file}`);
         let i = 0;
         for (const page of context.pages()) {
             const file = screenshotPath(`failure-${current}-${i++}`);

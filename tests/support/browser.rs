@@ -2,7 +2,8 @@
 //! Node script of `tests/browser/` that drives Debian's headless Chromium with
 //! `playwright-core` (both installed by `scripts/bootstrap --with-node --with-browser`). The
 //! script gets a fresh profile directory and a screenshot directory; when it fails it saves
-//! screenshots there and prints their paths, and this panics with its output.
+//! screenshots there (of every open page, and of each step before, when the script asks for
+//! them) and prints their paths, and this panics with its output.
 
 use std::path::PathBuf;
 
@@ -35,7 +36,8 @@ pub async fn run_script(script: &str, env: &[(&str, &str)]) -> BrowserRun {
         .join("browser")
         .join(script);
     let profile = temp_dir("lasso-chromium-profile");
-    let screenshots = match env.iter().find(|(k, _)| *k == "LASSO_SCREENSHOT_DIR") {
+    let given = env.iter().find(|(k, _)| *k == "LASSO_SCREENSHOT_DIR");
+    let screenshots = match given {
         Some((_, dir)) => PathBuf::from(dir),
         None => temp_dir("lasso-browser-screenshots"),
     };
@@ -59,7 +61,10 @@ pub async fn run_script(script: &str, env: &[(&str, &str)]) -> BrowserRun {
         screenshots.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_dir(&screenshots);
+    // Passed: the screenshots of its steps are of no more use.
+    if given.is_none() {
+        let _ = std::fs::remove_dir_all(&screenshots);
+    }
     BrowserRun {
         stdout,
         screenshots,

@@ -23,6 +23,7 @@ pub fn router(ctx: Context) -> Router {
     let flushing = ctx.clone();
     routes::router()
         .merge(web::ui::router())
+        .merge(web::connect_ui::router())
         .fallback(routes::not_found)
         // On Lambda, the request's logs are flushed (for a bounded time) before it returns.
         .layer(axum::middleware::from_fn(

@@ -84,14 +84,24 @@ struct SessionBody {
     integrations_config_defaults: Option<BTreeMap<String, IntegrationDefaults>>,
     tags: Option<BTreeMap<String, String>>,
     webhook_url_override: Option<String>,
-    /// Nango's Connect UI texts (`{integration: {docs_connect}}`); Lasso has no Connect UI, so
-    /// they are accepted and ignored.
+    /// Nango's Connect UI texts (`{integration: {docs_connect}}`): accepted and ignored, Lasso's
+    /// Connect UI has no per-integration texts.
     #[serde(default, rename = "overrides")]
     _overrides: Option<IgnoredAny>,
 }
 
-fn token_json(token: &str, session: &ConnectSession) -> Json<Value> {
-    Json(json!({"data": {"token": token, "expires_at": session.expires_at}}))
+/// The answer to a created session. `connect_link` opens the hosted Connect UI in a tab; the
+/// token rides in the URL's fragment, which browsers never send to a server (nor in a Referer).
+fn token_json(ctx: &Context, token: &str, session: &ConnectSession) -> Json<Value> {
+    let connect_link = format!(
+        "{}/connect-ui/#session_token={token}",
+        ctx.config.public_url.trim_end_matches('/')
+    );
+    Json(json!({"data": {
+        "token": token,
+        "connect_link": connect_link,
+        "expires_at": session.expires_at,
+    }}))
 }
 
 async fn create(
@@ -118,7 +128,7 @@ async fn create(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, token_json(&token, &session)))
+    Ok((StatusCode::CREATED, token_json(&ctx, &token, &session)))
 }
 
 #[derive(Deserialize)]
@@ -131,8 +141,8 @@ struct ReconnectBody {
     integrations_config_defaults: Option<BTreeMap<String, IntegrationDefaults>>,
     tags: Option<BTreeMap<String, String>>,
     webhook_url_override: Option<String>,
-    /// Nango's Connect UI texts (`{integration: {docs_connect}}`); Lasso has no Connect UI, so
-    /// they are accepted and ignored.
+    /// Nango's Connect UI texts (`{integration: {docs_connect}}`): accepted and ignored, Lasso's
+    /// Connect UI has no per-integration texts.
     #[serde(default, rename = "overrides")]
     _overrides: Option<IgnoredAny>,
 }
@@ -162,7 +172,7 @@ async fn reconnect(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, token_json(&token, &session)))
+    Ok((StatusCode::CREATED, token_json(&ctx, &token, &session)))
 }
 
 /// Nango's `ConnectSessionOutput`, without the Connect UI settings.

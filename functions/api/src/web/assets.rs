@@ -7,6 +7,8 @@ use axum::routing::get;
 
 pub const CSS: &str = include_str!("assets/app.css");
 pub const JS: &str = include_str!("assets/app.js");
+/// The hosted Connect UI's script: the SDK's postMessage protocol, views, the OAuth popup.
+pub const CONNECT_JS: &str = include_str!("assets/connect.js");
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
@@ -16,6 +18,11 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
         ],
         body,
     )
+}
+
+/// A script of one UI, served like the shared ones.
+pub fn script(body: &'static str) -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", body)
 }
 
 /// `{prefix}/assets/app.css` and `{prefix}/assets/app.js`, for a UI mounted at `prefix`.

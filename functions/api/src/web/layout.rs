@@ -5,28 +5,37 @@ use maud::{DOCTYPE, Markup, html};
 
 use super::Session;
 
-/// Where the shell's styles and script are served (see [`super::assets::router`]).
+/// Where the dashboard's styles and script are served (see [`super::assets::router`]).
 const ASSETS: &str = "/ui/assets";
 
-fn head(title: &str) -> Markup {
+/// The `<head>` every page shares: the embedded stylesheet and script under `assets` (the
+/// asset path of the UI the page belongs to), then the page's own `scripts`.
+fn head(title: &str, assets: &str, scripts: &[&str]) -> Markup {
     html! {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             meta name="referrer" content="same-origin";
             title { (title) " · Lasso" }
-            link rel="stylesheet" href={ (ASSETS) "/app.css" };
-            script src={ (ASSETS) "/app.js" } defer {}
+            link rel="stylesheet" href={ (assets) "/app.css" };
+            script src={ (assets) "/app.js" } defer {}
+            @for src in scripts { script src=(src) defer {} }
         }
     }
 }
 
 /// A page without navigation (sign-in, errors).
 pub fn bare(title: &str, body: Markup) -> Markup {
+    standalone(title, ASSETS, &[], body)
+}
+
+/// A page with the shared look but no dashboard navigation, its stylesheet and script served
+/// under `assets`, plus `scripts` of its own (the hosted Connect UI).
+pub fn standalone(title: &str, assets: &str, scripts: &[&str], body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(title, assets, scripts))
             body { (body) }
         }
     }
@@ -50,7 +59,7 @@ pub fn page(session: &Session, section: Section, title: &str, body: Markup) -> M
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(title, ASSETS, &[]))
             body {
                 header.top {
                     a.brand href="/ui/" { "Lasso" }

@@ -247,15 +247,37 @@ fn accept_provider_values(target: &mut Target<'_>, values: Map<String, Value>) -
     )
 }
 
-/// A field's `pattern` and `format`. (`prefix` and `suffix` only adorn the Connect UI's input.)
-fn check_value(field: &FieldSchema, value: &str) -> std::result::Result<(), String> {
+/// How a value breaks its field's `pattern` or `format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueProblem {
+    /// It does not match the field's regular expression.
+    Pattern(String),
+    /// It is not a `hostname`, `uri`, `uuid` or `email`, as the field's format says.
+    Format(String),
+}
+
+impl std::fmt::Display for ValueProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValueProblem::Pattern(p) => write!(f, "does not match the expected format `{p}`"),
+            ValueProblem::Format(format) => {
+                write!(f, "must be a {format} (the catalog's `format`)")
+            }
+        }
+    }
+}
+
+/// A field's `pattern` and `format` (`prefix` and `suffix` only adorn the Connect UI's input).
+/// The auth flows refuse connection config values with a problem; the Connect UI also checks
+/// credential fields with it before it sends them.
+pub fn value_problem(field: &FieldSchema, value: &str) -> Option<ValueProblem> {
     // Catalog patterns are JavaScript regular expressions; the few regex-lite cannot compile
     // (look-arounds) are left to the provider, and the host rules still hold for them.
     if let Some(pattern) = &field.pattern
         && let Ok(re) = regex_lite::Regex::new(pattern)
         && !re.is_match(value)
     {
-        return Err(format!("does not match the expected format `{pattern}`"));
+        return Some(ValueProblem::Pattern(pattern.clone()));
     }
     let ok = match field.format.as_deref() {
         Some("hostname") => hosts::is_hostname(value),
@@ -266,14 +288,11 @@ fn check_value(field: &FieldSchema, value: &str) -> std::result::Result<(), Stri
             .is_some_and(|(user, domain)| !user.is_empty() && hosts::is_hostname(domain)),
         _ => true,
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "must be a {} (the catalog's `format`)",
-            field.format.as_deref().unwrap_or_default()
-        ))
-    }
+    (!ok).then(|| ValueProblem::Format(field.format.clone().unwrap_or_default()))
+}
+
+fn check_value(field: &FieldSchema, value: &str) -> std::result::Result<(), String> {
+    value_problem(field, value).map_or(Ok(()), |p| Err(p.to_string()))
 }
 
 /// The scopes to ask for, joined with the provider's separator: `override_scopes`

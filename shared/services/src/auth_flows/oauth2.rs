@@ -203,9 +203,15 @@ fn authorization_url(
     Ok(out)
 }
 
-/// Starts the flow: stores the OAuth session and returns the URL to send the browser to.
-pub async fn authorize(ctx: &Context, caller: &Caller, input: Authorize) -> Result<Started> {
-    let mut target = super::resolve(ctx, caller, &input.request, AuthMode::OAuth2).await?;
+/// What [`authorize`] checks before it starts a flow: the request resolves, its connection
+/// config passes the catalog's checks and host rules, and the integration has its client id and
+/// secret. Returns the target and the client id.
+async fn prepare<'c>(
+    ctx: &'c Context,
+    caller: &Caller,
+    request: &Request,
+) -> Result<(Target<'c>, String)> {
+    let mut target = super::resolve(ctx, caller, request, AuthMode::OAuth2).await?;
     super::check_connection_config(target.provider, &mut target.connection_config)?;
     super::check_hosts(&target)?;
     let key = target.integration.unique_key.clone();
@@ -219,6 +225,18 @@ pub async fn authorize(ctx: &Context, caller: &Caller, input: Authorize) -> Resu
     if target.integration.client_secret(&ctx.cipher)?.is_none() {
         return Err(missing_app_credentials(&key));
     }
+    Ok((target, client_id))
+}
+
+/// Checks a request as [`authorize`] would, starting nothing: the Connect UI asks before it
+/// sends a popup to the provider, so a mistyped field is shown next to the field.
+pub async fn check(ctx: &Context, caller: &Caller, request: &Request) -> Result<()> {
+    prepare(ctx, caller, request).await.map(|_| ())
+}
+
+/// Starts the flow: stores the OAuth session and returns the URL to send the browser to.
+pub async fn authorize(ctx: &Context, caller: &Caller, input: Authorize) -> Result<Started> {
+    let (mut target, client_id) = prepare(ctx, caller, &input.request).await?;
     let from_session = target.connect_session_id.is_some();
     // A connect session's defaults win over what its frontend sends (as in Nango).
     let (user_scope, user_params, scopes_override) = if from_session {

@@ -7,7 +7,9 @@ mod overview;
 mod settings;
 
 use axum::extract::{FromRequestParts, Query, State};
-use axum::http::header::{ACCEPT, CACHE_CONTROL, SET_COOKIE};
+use axum::http::header::{
+    ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, SET_COOKIE, X_FRAME_OPTIONS,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -37,15 +39,22 @@ pub fn router() -> Router<Context> {
         .merge(connections::router())
         .merge(integrations::router())
         .merge(settings::router())
-        .layer(axum::middleware::map_response(no_store))
+        .layer(axum::middleware::map_response(page_headers))
         .merge(super::assets::router("/ui"))
 }
 
-/// Pages show keys once and data of one environment: no browser or proxy may keep them.
-async fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+/// Pages show keys once and data of one environment: no browser or proxy may keep them. And
+/// no other site may frame them: a signed-in session's cookie goes with a framed page, so a
+/// frame could trick a user into clicking its buttons (the Connect UI, which has no cookie,
+/// may be framed).
+async fn page_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
 
