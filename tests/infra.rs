@@ -1167,3 +1167,117 @@ fn group_names_follow_the_control_planes_rule_and_runners_can_have_their_own_dat
         json!({"Fn::Sub": "{{resolve:secretsmanager:${RunnerDatabaseSecretPrefix}${GroupName}}}"})
     );
 }
+
+/// The frontend SDK's auth sockets: a WebSocket API on its own host whose three routes reach
+/// the api function, which alone is told the API's endpoint (stage included) and may post to
+/// its connections and invoke itself for their acks; the stack publishes the socket's URL.
+#[test]
+fn the_auth_sockets_have_a_websocket_api_that_reaches_the_api_function() {
+    let d = deploy(&[]).expect("deploys");
+    let of_type = |ty: &str| -> Vec<(&str, &Value)> {
+        d.resources()
+            .into_iter()
+            .filter(|(_, r)| r["Type"] == ty)
+            .collect()
+    };
+    let sockets: Vec<&str> = of_type("AWS::ApiGatewayV2::Api")
+        .into_iter()
+        .filter(|(_, r)| r["Properties"]["ProtocolType"] == "WEBSOCKET")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(sockets.len(), 1, "one WebSocket API: {sockets:?}");
+    let api = sockets[0];
+    let on_api = |ty: &str| -> Vec<(&str, &Value)> {
+        of_type(ty)
+            .into_iter()
+            .filter(|(_, r)| r["Properties"]["ApiId"] == json!({ "Ref": api }))
+            .collect()
+    };
+
+    // $connect, $disconnect and $default all go to one proxy integration of the api function.
+    let routes: BTreeMap<String, String> = on_api("AWS::ApiGatewayV2::Route")
+        .into_iter()
+        .map(|(_, r)| {
+            (
+                d.string(&r["Properties"]["RouteKey"]).expect("RouteKey"),
+                d.string(&r["Properties"]["Target"]).expect("Target"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["$connect", "$default", "$disconnect"]
+    );
+    let integrations = on_api("AWS::ApiGatewayV2::Integration");
+    assert_eq!(integrations.len(), 1);
+    let (integration, i) = integrations[0];
+    for target in routes.values() {
+        assert_eq!(target, &format!("integrations/<{integration}>"));
+    }
+    assert_eq!(i["Properties"]["IntegrationType"], "AWS_PROXY");
+    assert_eq!(
+        d.string(&i["Properties"]["IntegrationUri"]).unwrap(),
+        "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/<ApiFunction.Arn>/invocations"
+    );
+    assert!(
+        of_type("AWS::Lambda::Permission").iter().any(|(_, p)| {
+            p["Properties"]["FunctionName"] == json!({ "Ref": "ApiFunction" })
+                && d.string(&p["Properties"]["SourceArn"]).unwrap()
+                    == format!("arn:aws:execute-api:us-east-1:123456789012:<{api}>/*")
+        }),
+        "API Gateway may invoke the api function for {api}"
+    );
+
+    // One stage; its name is in the api's endpoint, the published URL and the api's policy.
+    let stages = on_api("AWS::ApiGatewayV2::Stage");
+    assert_eq!(stages.len(), 1);
+    let stage = d.string(&stages[0].1["Properties"]["StageName"]).unwrap();
+    let host = format!("<{api}>.execute-api.us-east-1.amazonaws.com");
+    let t = &d.template;
+    for (id, f) in functions(t) {
+        let env = d.eval(&Value::Object(environment(t, f))).unwrap();
+        let endpoint = env.get("LASSO_AUTH_SOCKET_ENDPOINT");
+        if id == "ApiFunction" {
+            assert_eq!(endpoint, Some(&json!(format!("https://{host}/{stage}"))));
+        } else {
+            assert_eq!(endpoint, None, "{id} does not handle the sockets");
+        }
+    }
+    assert_eq!(
+        d.string(&t["Outputs"]["AuthSocketUrl"]["Value"]).unwrap(),
+        format!("wss://{host}/{stage}")
+    );
+    let policies: Vec<Value> = of_type("AWS::IAM::Policy")
+        .into_iter()
+        .filter(|(_, p)| {
+            p["Properties"]["Roles"]
+                .as_array()
+                .is_some_and(|r| r.contains(&json!({ "Ref": "ApiRole" })))
+        })
+        .flat_map(|(_, p)| {
+            d.eval(&p["Properties"]["PolicyDocument"]["Statement"])
+                .unwrap()
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    let allows = |action: &str, resource: &str| {
+        policies
+            .iter()
+            .any(|s| s["Effect"] == "Allow" && s["Action"] == action && s["Resource"] == resource)
+    };
+    assert!(
+        allows(
+            "execute-api:ManageConnections",
+            &format!(
+                "arn:aws:execute-api:us-east-1:123456789012:<{api}>/{stage}/POST/@connections/*"
+            )
+        ),
+        "the api may post to the sockets: {policies:?}"
+    );
+    assert!(
+        allows("lambda:InvokeFunction", "<ApiFunction.Arn>"),
+        "the api may invoke itself to send acks: {policies:?}"
+    );
+}

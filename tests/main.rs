@@ -7,6 +7,7 @@ mod adapters;
 mod api_basics;
 mod auth_credentials;
 mod auth_oauth2;
+mod auth_socket_gateway;
 mod config_secrets;
 mod connect_sessions;
 mod connect_ui;

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod connection_headers;
 pub mod error;
 pub mod extract;
+pub mod lambda;
 mod routes;
 pub mod web;
 

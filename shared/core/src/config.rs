@@ -164,6 +164,16 @@ pub const SETTINGS: &[Setting] = &[
         description: "Operation logs are written in the background, so a slow log store never holds up a request. When set, each request (and Lambda invocation) then waits at most this long for them before it returns, counting what it leaves unwritten. Unset: 300 on Lambda (a frozen function sends nothing), none elsewhere (`lasso dev`).",
     },
     Setting {
+        name: "LASSO_AUTH_SOCKET_ENDPOINT",
+        default: None,
+        description: "The connection endpoint of the API Gateway WebSocket API that holds the frontend SDK's auth sockets on AWS (`https://<api-id>.execute-api.<region>.amazonaws.com/<stage>`, the stack sets it): the api then handles that API's `$connect`/`$disconnect`/`$default` events and posts each flow's outcome to its socket, from any instance. Unset: only sockets held by the process itself (`lasso dev` serves them at `/`).",
+    },
+    Setting {
+        name: "LASSO_AUTH_SOCKET_ACK_FUNCTION",
+        default: None,
+        description: "The Lambda function invoked asynchronously on `$connect` to send the new socket its `connection_ack` once the connection is open (API Gateway refuses posts while `$connect` runs). Unset: the function itself (`AWS_LAMBDA_FUNCTION_NAME`); required with LASSO_AUTH_SOCKET_ENDPOINT outside Lambda.",
+    },
+    Setting {
         name: "LASSO_LOG_FORMAT",
         default: Some("json"),
         description: "Process log format: `json` (CloudWatch) or `text`.",
@@ -250,6 +260,15 @@ pub enum ActionWait {
     Poll,
 }
 
+/// API Gateway's WebSocket API for the frontend SDK's auth sockets (`LASSO_AUTH_SOCKET_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSocketConfig {
+    /// Where the Management API posts to connections: the API's https URL with its stage.
+    pub endpoint: String,
+    /// The function whose asynchronous invocation sends a new socket its ack.
+    pub ack_function: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
@@ -296,6 +315,8 @@ pub struct Config {
     /// kind (`LASSO_OUTBOUND_ALLOW`).
     pub outbound_allow: Vec<ipnet::IpNet>,
     pub log_format: LogFormat,
+    /// Set on AWS, where API Gateway holds the frontend SDK's sockets.
+    pub auth_socket: Option<AuthSocketConfig>,
 }
 
 impl Config {
@@ -505,6 +526,23 @@ impl Config {
             }
         };
 
+        let auth_socket = match get("LASSO_AUTH_SOCKET_ENDPOINT") {
+            None => None,
+            Some(endpoint) => Some(AuthSocketConfig {
+                endpoint: check_http_url("LASSO_AUTH_SOCKET_ENDPOINT", endpoint)?
+                    .trim_end_matches('/')
+                    .to_string(),
+                ack_function: get("LASSO_AUTH_SOCKET_ACK_FUNCTION")
+                    .or_else(|| lookup("AWS_LAMBDA_FUNCTION_NAME"))
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "LASSO_AUTH_SOCKET_ACK_FUNCTION",
+                            "missing; expected the name of the function that handles the WebSocket API's events (needed with LASSO_AUTH_SOCKET_ENDPOINT outside Lambda)",
+                        )
+                    })?,
+            }),
+        };
+
         Ok(Self {
             database_url: SecretString::from(database_url),
             db_max_connections,
@@ -530,6 +568,7 @@ impl Config {
             providers_file,
             outbound_allow,
             log_format,
+            auth_socket,
         })
     }
 }
@@ -933,6 +972,33 @@ mod tests {
             m.insert("LASSO_RUNNER_QUEUES", bad.into());
             assert_eq!(load(&m).unwrap_err().var, "LASSO_RUNNER_QUEUES", "{bad}");
         }
+    }
+
+    #[test]
+    fn the_auth_socket_api_needs_an_https_endpoint_and_names_its_ack_function() {
+        let mut m = base();
+        assert_eq!(load(&m).unwrap().auth_socket, None);
+        m.insert(
+            "LASSO_AUTH_SOCKET_ENDPOINT",
+            "https://abc.execute-api.us-east-1.amazonaws.com/auth/".into(),
+        );
+        let e = load(&m).unwrap_err();
+        assert_eq!(e.var, "LASSO_AUTH_SOCKET_ACK_FUNCTION", "{e}");
+
+        // On Lambda the function acks through itself.
+        m.insert("AWS_LAMBDA_FUNCTION_NAME", "lasso-api".into());
+        assert_eq!(
+            load(&m).unwrap().auth_socket,
+            Some(AuthSocketConfig {
+                endpoint: "https://abc.execute-api.us-east-1.amazonaws.com/auth".into(),
+                ack_function: "lasso-api".into(),
+            })
+        );
+        m.insert("LASSO_AUTH_SOCKET_ACK_FUNCTION", "acker".into());
+        assert_eq!(load(&m).unwrap().auth_socket.unwrap().ack_function, "acker");
+
+        m.insert("LASSO_AUTH_SOCKET_ENDPOINT", "wss://abc/auth".into());
+        assert_eq!(load(&m).unwrap_err().var, "LASSO_AUTH_SOCKET_ENDPOINT");
     }
 
     #[test]

@@ -63,6 +63,13 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// API Gateway's WebSocket API (posting to a connection) or the invocation that acks one.
+    #[error("auth socket: {message}")]
+    AuthSocket {
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     #[error("could not decrypt a stored secret (wrong LASSO_ENCRYPTION_KEY?)")]
     Decrypt,
     /// A script project did not compile; every problem, each naming file, line and column.
@@ -106,6 +113,7 @@ impl Error {
             Self::ScriptStore { .. } => "Lasso.ScriptStore",
             Self::Transport { .. } => "Lasso.Transport",
             Self::LogSink { .. } => "Lasso.LogSink",
+            Self::AuthSocket { .. } => "Lasso.AuthSocket",
             Self::Decrypt => "Lasso.Decrypt",
             Self::Compile(_) => "Lasso.Compile",
             Self::Internal(_) => "Lasso.Internal",

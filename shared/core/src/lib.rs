@@ -7,6 +7,7 @@
 //! functions and the CLI), so nothing here knows about a flow, a sandbox or a compiler.
 
 pub mod adapters;
+pub mod auth_socket_connections;
 pub mod checkpoints;
 pub mod config;
 pub mod connect_sessions;

@@ -9,7 +9,9 @@ use crate::Result;
 use crate::adapters::log_sink::{BufferedLogSink, OpenSearchLogSink, PostgresLogSink};
 use crate::adapters::script_store::{DirScriptStore, S3ScriptStore};
 use crate::adapters::transport::RunnerQueues;
+use crate::adapters::websocket_api::WebSocketApi;
 use crate::adapters::{LogSink, ScriptStore, TaskTransport};
+use crate::auth_sockets::AuthSockets;
 use crate::config::{Config, LogSinkConfig, OpenSearchAuth, ScriptStoreConfig, TransportConfig};
 use crate::crypto::Cipher;
 use crate::outbound;
@@ -40,8 +42,9 @@ pub struct Context {
     pub fetch_http: outbound::Client,
     /// Wakes synchronous action calls when their task finishes (`LASSO_ACTION_WAIT`).
     pub completions: Arc<crate::queue::completions::Completions>,
-    /// The frontend SDK's auth sockets open in this process (`nango.auth()`).
-    pub auth_sockets: Arc<crate::auth_sockets::AuthSockets>,
+    /// The frontend SDK's auth sockets (`nango.auth()`): those open in this process, and
+    /// API Gateway's WebSocket API's when `LASSO_AUTH_SOCKET_ENDPOINT` is set.
+    pub auth_sockets: Arc<AuthSockets>,
 }
 
 impl Context {
@@ -51,6 +54,7 @@ impl Context {
     pub async fn from_config(config: Config) -> Result<Self> {
         let needs_aws = matches!(config.script_store, ScriptStoreConfig::S3 { .. })
             || matches!(config.transport, TransportConfig::Sqs { .. })
+            || config.auth_socket.is_some()
             || matches!(
                 config.log_sink,
                 LogSinkConfig::OpenSearch {
@@ -118,13 +122,26 @@ impl Context {
             );
         }
         let http = crate::http::client(policy.clone())?;
+        let gateway = match &config.auth_socket {
+            Some(socket) => Some((
+                db.clone(),
+                WebSocketApi::new(
+                    sdk.as_ref().ok_or_else(|| {
+                        crate::Error::Internal("no AWS configuration for the WebSocket API".into())
+                    })?,
+                    &socket.endpoint,
+                    socket.ack_function.clone(),
+                ),
+            )),
+            None => None,
+        };
         Ok(Self {
+            auth_sockets: Arc::new(AuthSockets::new(gateway)),
             completions: Arc::new(crate::queue::completions::Completions::new(
                 config.action_wait,
                 config.database_url.clone(),
             )),
             bundles: Arc::default(),
-            auth_sockets: Arc::default(),
             http,
             proxy_http: crate::http::proxy_client(policy.clone())?,
             fetch_http: crate::http::fetch_client(policy.clone())?,

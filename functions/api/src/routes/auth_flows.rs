@@ -177,7 +177,9 @@ async fn oauth_connect(
         Err(e) => {
             let parts = error_parts(e).await;
             if let Some(id) = &socket {
-                ctx.auth_sockets.error(id, &parts.code, &parts.message);
+                ctx.auth_sockets
+                    .error(id, &parts.code, &parts.message)
+                    .await;
             }
             // A browser opened this URL in a popup: tell it (and the opener) on a page.
             if wants_html(&headers) {
@@ -236,7 +238,8 @@ async fn page_for(ctx: &Context, finished: oauth2::Finished) -> Response {
         Ok(outcome) => {
             if let Some(id) = &finished.ws_client_id {
                 ctx.auth_sockets
-                    .success(id, &outcome.provider_config_key, &outcome.connection_id);
+                    .success(id, &outcome.provider_config_key, &outcome.connection_id)
+                    .await;
             }
             auth_page(
                 StatusCode::OK,
@@ -258,7 +261,9 @@ async fn page_for(ctx: &Context, finished: oauth2::Finished) -> Response {
         Err(e) => {
             let parts = error_parts(e.into()).await;
             if let Some(id) = &finished.ws_client_id {
-                ctx.auth_sockets.error(id, &parts.code, &parts.message);
+                ctx.auth_sockets
+                    .error(id, &parts.code, &parts.message)
+                    .await;
             }
             error_page(parts.status, &parts.code, &parts.message, opener)
         }

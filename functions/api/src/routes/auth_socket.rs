@@ -1,7 +1,8 @@
 //! `GET /` with `Upgrade: websocket`: the socket of Nango's frontend SDK (`nango.auth()`). It
 //! is sent the ack with its `ws_client_id` at once, then the outcome of the OAuth flow started
 //! with that id (see `lasso_services::auth_sockets`). Served where the api runs as a server
-//! (`lasso dev`); API Gateway's HTTP API does not pass upgrades on.
+//! (`lasso dev`); API Gateway's HTTP API does not pass upgrades on, so on AWS a WebSocket API
+//! holds the socket and sends its events to the function (`crate::lambda`).
 
 use std::time::Duration;
 

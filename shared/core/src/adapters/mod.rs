@@ -4,6 +4,7 @@
 pub mod log_sink;
 pub mod script_store;
 pub mod transport;
+pub mod websocket_api;
 
 pub use log_sink::LogSink;
 pub use script_store::ScriptStore;
