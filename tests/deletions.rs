@@ -167,7 +167,9 @@ async fn an_open_deletion_window_outlives_the_task_that_opened_it() {
     // trackDeletesStart in one execution (a task that has ended since), trackDeletesEnd in a
     // later one: between the two no task runs the window, and the purge must leave it be.
     let (window, opener) = (Uuid::new_v4(), Uuid::new_v4());
-    records::begin_window(&ctx.db, window, opener).await.unwrap();
+    records::begin_window(&ctx.db, window, opener)
+        .await
+        .unwrap();
     let page: Vec<_> = (1..=2)
         .map(|n| json!({"id": n.to_string(), "title": "t", "state": "open"}))
         .collect();
@@ -175,12 +177,11 @@ async fn an_open_deletion_window_outlives_the_task_that_opened_it() {
         .await
         .unwrap();
     lasso_services::scheduler::tick(ctx).await.unwrap();
-    let seen: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM records.run_seen WHERE run_id = $1")
-            .bind(window)
-            .fetch_one(&ctx.db)
-            .await
-            .unwrap();
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM records.run_seen WHERE run_id = $1")
+        .bind(window)
+        .fetch_one(&ctx.db)
+        .await
+        .unwrap();
     assert_eq!(seen, 2, "the purge took an open window's seen set");
     let deleted = records::delete_unseen_keys(&ctx.db, &scope, window)
         .await

@@ -243,6 +243,7 @@ error_codes! {
     ActionOutputTooLarge = "action_output_too_large",
     ActionExpired = "action_expired",
     ActionCancelled = "action_cancelled",
+    ActionTimeout = "action_timeout",
     DatabaseUnavailable = "database_unavailable",
     ServerError = "server_error",
 }

@@ -8,6 +8,7 @@ use lasso_core::outbound::{self, Client};
 use serde_json::{Value as Json, json};
 
 use crate::HostError;
+use crate::budget::RunBudget;
 
 /// What a fetch gave: the answer for the SDK and a line for the run's log.
 pub struct Fetched {
@@ -32,7 +33,9 @@ fn refused(reason: impl std::fmt::Display) -> Fetched {
 
 /// Sends the SDK's `{url, method, headers, body}` (body in base64) and reads at most
 /// `max_bytes` of the answer.
-pub async fn send(client: &Client, args: &Json, max_bytes: usize) -> Result<Fetched, HostError> {
+/// The answer's body is read against `budget`: no larger than one answer may be, and held
+/// against the run's memory while it is read.
+pub async fn send(client: &Client, args: &Json, budget: &RunBudget) -> Result<Fetched, HostError> {
     let raw = args["url"]
         .as_str()
         .filter(|u| !u.is_empty())
@@ -72,16 +75,19 @@ pub async fn send(client: &Client, args: &Json, max_bytes: usize) -> Result<Fetc
         .filter_map(|(k, v)| Some(json!([k.as_str(), v.to_str().ok()?])))
         .collect();
     let final_url = response.url().clone();
+    const WHAT: &str = "uncontrolledFetch: the answer";
+    let mut held = budget.reserve(WHAT, 0)?;
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
         .map_err(|e| failed(format!("reading the answer failed: {}", e.without_url())))?
     {
-        if body.len() + chunk.len() > max_bytes {
-            return Err(failed(format!(
-                "the answer is larger than {max_bytes} bytes"
-            )));
+        let needed = body.len() + chunk.len();
+        budget.check_response(WHAT, needed)?;
+        let more = needed.saturating_sub(held.bytes());
+        if more > 0 {
+            budget.grow(&mut held, WHAT, more)?;
         }
         body.extend_from_slice(&chunk);
     }

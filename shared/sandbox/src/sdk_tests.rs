@@ -62,6 +62,7 @@ fn limits(timeout: Duration) -> Limits {
     Limits {
         memory_bytes: 16 * 1024 * 1024,
         timeout,
+        ..Limits::default()
     }
 }
 

@@ -100,7 +100,7 @@ pub async fn run_for_script(
             Outcome::Pending(_) => unreachable!("a finished task has an outcome"),
         },
         None => Err(Error::ScriptFailed {
-            code: "action_timeout",
+            code: ErrorCode::ActionTimeout,
             message: format!(
                 "action `{action}` ({id}) did not finish before the calling script's deadline"
             ),

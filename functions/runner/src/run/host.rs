@@ -45,8 +45,6 @@ struct Task {
     ctx: Context,
     connection: Connection,
     function: DeployedFunction,
-    /// The task running the script, whose windows of `trackDeletesStart`/`End` it owns.
-    task_id: Uuid,
     /// A full sync's run id, to record the ids it sees.
     run: Option<Uuid>,
     /// The run's limits: what the host holds for the script (answers being read) counts
@@ -84,7 +82,6 @@ impl TaskHost {
                 ctx,
                 connection,
                 function,
-                task_id,
                 run,
                 budget,
             }),

@@ -83,7 +83,7 @@ pub fn failure(error: &Error, name: &str, fields: &[Field]) -> Failure {
         Error::BadRequest { code, message }
         | Error::Provider { code, message }
         | Error::Unreachable { code, message }
-        | Error::NotFound { code, message } => with(code, Some(message.clone())),
+        | Error::NotFound { code, message } => with(code.as_str(), Some(message.clone())),
         Error::Unauthorized(_) => with("session_expired", None),
         // Our own fault: logged, and nothing of it shown.
         other => {
@@ -97,6 +97,7 @@ pub fn failure(error: &Error, name: &str, fields: &[Field]) -> Failure {
 mod tests {
     use super::*;
     use crate::web::connect_ui::fields::Input;
+    use lasso_services::ErrorCode;
 
     fn field(name: &str, label: &str) -> Field {
         Field {
@@ -118,7 +119,7 @@ mod tests {
         let fields = [field("params[subdomain]", "Subdomain")];
         let refused = failure(
             &Error::BadRequest {
-                code: "connection_test_failed",
+                code: ErrorCode::ConnectionTestFailed,
                 message: "Keys did not accept the credentials: 401".into(),
             },
             "Keys",

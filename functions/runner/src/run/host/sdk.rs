@@ -12,9 +12,9 @@ use lasso_services::connections::{self, Credentials};
 use lasso_services::logs::Level;
 use lasso_services::records::{self, Cursor, ListQuery, Scope};
 use lasso_services::syncs::{self, Selection, SyncIdentifier, SyncMode};
-use lasso_services::{Error, checkpoints, environments, integrations, script_locks};
+use lasso_services::{Error, ErrorCode, checkpoints, environments, integrations, script_locks};
 
-use super::{LogLine, MAX_RESPONSE_BYTES, Task, TaskHost, str_field};
+use super::{LogLine, Task, TaskHost, str_field};
 
 /// Records per `listRecords` page (Nango's).
 const LIST_PAGE: i64 = 100;
@@ -66,11 +66,13 @@ fn for_scripts(credentials: &Credentials) -> Value {
 /// A failed action as Nango's client throws it: `err.response` holds the API's error body.
 fn action_failure(action: &str, e: Error) -> HostError {
     let (status, code, payload) = match &e {
-        Error::ActionError { payload } => (400, "action_script_runtime_error", payload.clone()),
+        Error::ActionError { payload } => {
+            (400, ErrorCode::ActionScriptRuntimeError, payload.clone())
+        }
         Error::ScriptFailed { code, payload, .. } => (424, *code, payload.clone()),
         Error::NotFound { code, .. } => (404, *code, Value::Null),
-        Error::Invalid { .. } => (400, "invalid_request", Value::Null),
-        _ => (500, "server_error", Value::Null),
+        Error::Invalid { .. } => (400, ErrorCode::InvalidRequest, Value::Null),
+        _ => (500, ErrorCode::ServerError, Value::Null),
     };
     let message = match &e {
         Error::ActionError { payload } => payload["message"]
@@ -235,7 +237,7 @@ impl Task {
         args: &Value,
     ) -> Result<Value, HostError> {
         let started = std::time::Instant::now();
-        let fetched = fetch::send(&self.ctx.fetch_http, args, MAX_RESPONSE_BYTES).await?;
+        let fetched = fetch::send(&self.ctx.fetch_http, args, &self.budget).await?;
         if let Some((status, line)) = fetched.log {
             host.record(LogLine {
                 level: if status >= 400 {
