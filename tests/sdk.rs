@@ -1,8 +1,8 @@
 //! The rest of Nango's script SDK in deployed scripts (tests/fixtures/sdk-project), each call
 //! checked by its effect: records read back with listRecords / getRecordsByIds, the token and
 //! the integration (never its client secret), uncontrolledFetch under the outbound policy,
-//! locks, actions calling actions, scripts triggering and starting syncs, and merging
-//! strategies.
+//! locks, actions calling actions, scripts triggering and starting syncs, merging strategies,
+//! and the abort signal of a paused sync's run.
 
 use std::time::Duration;
 
@@ -411,5 +411,54 @@ async fn set_merging_strategy_decides_whether_a_save_overrides_a_newer_write() {
     let (n1, n2) = merge_with(&s, "ignore_if_modified_after").await;
     assert_eq!(n1, "from a webhook");
     assert_eq!(n2, "from the sync, again");
+    s.workers.stop().await;
+}
+
+#[tokio::test]
+async fn abort_signal_aborts_when_the_sync_is_paused() {
+    // A short heartbeat: the runner learns of the pause within a second.
+    let s = sdk(&[("LASSO_HEARTBEAT_SECS", "1".to_string())]).await;
+    let select = json!({"provider_config_key": "fakehub", "connection_id": "acme", "syncs": ["wait-for-abort"]});
+    let (status, body) = s.api.post("/sync/trigger", select.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the sync to wait", Duration::from_secs(60), || async {
+        let (_, body) = s
+            .api
+            .get("/connections/acme?provider_config_key=fakehub")
+            .await;
+        (body["metadata"]["waiting"] == true).then_some(())
+    })
+    .await;
+    let (status, body) = s.api.post("/sync/pause", select).await;
+    assert_eq!(status, 200, "{body}");
+    // The script saw the signal abort, and its SDK calls refused from then on; its log is
+    // stored with the cancelled run.
+    let line: String = eventually("the script's log", Duration::from_secs(60), || async {
+        sqlx::query_as::<_, (String,)>(
+            "SELECT message FROM logs.messages WHERE message LIKE 'abort seen:%'",
+        )
+        .fetch_optional(&s.ctx.db)
+        .await
+        .unwrap()
+        .map(|(m,)| m)
+    })
+    .await;
+    let seen: Value = serde_json::from_str(line.trim_start_matches("abort seen: ")).unwrap();
+    assert_eq!(seen["aborted"], true);
+    assert!(
+        seen["reason"].as_str().unwrap().contains("cancelled"),
+        "{seen}"
+    );
+    assert!(
+        seen["refused"].as_str().unwrap().contains("aborted"),
+        "{seen}"
+    );
+    let (state,): (String,) = sqlx::query_as(
+        "SELECT state::text FROM queue.tasks WHERE kind = 'sync' AND name = 'wait-for-abort'",
+    )
+    .fetch_one(&s.ctx.db)
+    .await
+    .unwrap();
+    assert_eq!(state, "CANCELLED");
     s.workers.stop().await;
 }
