@@ -245,3 +245,41 @@ var cjs_default = action;
         .unwrap_err();
     assert_eq!(err.kind, ScriptErrorKind::ActionError, "{err:?}");
 }
+
+#[tokio::test]
+async fn timers_console_and_the_rest_of_what_scripts_use() {
+    let out = eval(
+        r#"import { randomUUID } from 'crypto';
+        export default async function () {
+            const order = [];
+            const t = setTimeout(() => order.push('cancelled'), 1);
+            clearTimeout(t);
+            await new Promise((r) => setTimeout((a, b) => { order.push(a + b); r(); }, 5, 'x', 'y'));
+            // Later than the cleared timer's deadline: had it not been cleared, it ran by now.
+            await new Promise((r) => setTimeout(r, 20));
+            const logs = ['log', 'info', 'warn', 'error', 'debug'].map((m) => typeof console[m]);
+            return {
+                order, logs,
+                bytes: Buffer.byteLength('é'),
+                binary: Buffer.from([0xff, 0x41]).toString('binary'),
+                zero: Buffer.alloc(3).toString('hex'),
+                filled: Buffer.alloc(5, 'ab').toString(),
+                uuid: randomUUID().length,
+                webcrypto: typeof crypto.randomUUID(),
+            };
+        }"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["order"], json!(["xy"]));
+    assert_eq!(
+        out["logs"],
+        json!(["function", "function", "function", "function", "function"])
+    );
+    assert_eq!(out["bytes"], 2);
+    assert_eq!(out["binary"], "\u{ff}A");
+    assert_eq!(out["zero"], "000000");
+    assert_eq!(out["filled"], "ababa");
+    assert_eq!(out["uuid"], 36);
+    assert_eq!(out["webcrypto"], "string");
+}
