@@ -99,11 +99,10 @@ impl Task {
         format!("{}:trackDeletes:{model}", self.function.name)
     }
 
-    /// Nango's `getToken`: an OAuth2 access token as a string, OAuth1's pair, else the
-    /// credentials object; refreshed first when it expires soon.
-    pub(super) async fn get_token(&self) -> Result<Value, HostError> {
+    /// The task's connection as stored now, its token refreshed first when it expires soon.
+    async fn fresh_connection(&self) -> Result<connections::Connection, HostError> {
         let c = &self.connection;
-        let fresh = connections::get(
+        let stored = connections::get(
             &self.ctx.db,
             &self.ctx.cipher,
             c.environment_id,
@@ -111,7 +110,13 @@ impl Task {
             &c.connection_id,
         )
         .await?;
-        let fresh = lasso_services::refresh::fresh(&self.ctx, fresh, false).await?;
+        Ok(lasso_services::refresh::fresh(&self.ctx, stored, false).await?)
+    }
+
+    /// Nango's `getToken`: an OAuth2 access token as a string, OAuth1's pair, else the
+    /// credentials object; refreshed first when it expires soon.
+    pub(super) async fn get_token(&self) -> Result<Value, HostError> {
+        let fresh = self.fresh_connection().await?;
         Ok(match &fresh.credentials {
             Credentials::OAuth2(token) => Value::String(token.access_token.clone()),
             other => for_scripts(other),
@@ -120,16 +125,7 @@ impl Task {
 
     /// The connection as `getConnection` shows it, without a client secret.
     pub(super) async fn get_connection(&self) -> Result<Value, HostError> {
-        let c = &self.connection;
-        let fresh = connections::get(
-            &self.ctx.db,
-            &self.ctx.cipher,
-            c.environment_id,
-            &c.provider_config_key,
-            &c.connection_id,
-        )
-        .await?;
-        let fresh = lasso_services::refresh::fresh(&self.ctx, fresh, false).await?;
+        let fresh = self.fresh_connection().await?;
         let mut answer = connections::public_json(&fresh, &fresh.credentials);
         if let Value::Object(credentials) = &mut answer["credentials"] {
             credentials.remove("client_secret");
