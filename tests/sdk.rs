@@ -267,6 +267,17 @@ async fn schedule_state(s: &Setup) -> String {
     state
 }
 
+/// How many runs of the `notes` sync have succeeded.
+async fn succeeded_runs(s: &Setup) -> i64 {
+    let (done,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM queue.tasks WHERE kind = 'sync' AND name = 'notes' AND state = 'SUCCEEDED'",
+    )
+    .fetch_one(&s.ctx.db)
+    .await
+    .unwrap();
+    done
+}
+
 #[tokio::test]
 async fn trigger_sync_runs_the_sync_now_and_start_sync_resumes_its_schedule() {
     let s = sdk(&[]).await;
@@ -284,13 +295,7 @@ async fn trigger_sync_runs_the_sync_now_and_start_sync_resumes_its_schedule() {
     );
     // A run of the paused schedule: its task ran and saved; the schedule stays paused.
     eventually("the triggered run", Duration::from_secs(60), || async {
-        let (done,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM queue.tasks WHERE kind = 'sync' AND name = 'notes' AND state = 'SUCCEEDED'",
-        )
-        .fetch_one(&s.ctx.db)
-        .await
-        .unwrap();
-        (done == 1).then_some(())
+        (succeeded_runs(&s).await == 1).then_some(())
     })
     .await;
     assert_eq!(records::count(&s.ctx.db, &scope).await.unwrap(), 1);
@@ -307,15 +312,11 @@ async fn trigger_sync_runs_the_sync_now_and_start_sync_resumes_its_schedule() {
     );
     assert_eq!(schedule_state(&s).await, "STARTED");
     // Due now: the scheduler runs it.
-    eventually("the started schedule's run", Duration::from_secs(60), || async {
-        let (done,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM queue.tasks WHERE kind = 'sync' AND name = 'notes' AND state = 'SUCCEEDED'",
-        )
-        .fetch_one(&s.ctx.db)
-        .await
-        .unwrap();
-        (done >= 2).then_some(())
-    })
+    eventually(
+        "the started schedule's run",
+        Duration::from_secs(60),
+        || async { (succeeded_runs(&s).await >= 2).then_some(()) },
+    )
     .await;
     s.workers.stop().await;
 }
