@@ -69,18 +69,22 @@ pub async fn reconcile<'e>(
     scope: ReconcileScope,
 ) -> Result<ReconcileReport> {
     let (created, updated, deleted): (i64, i64, i64) = sqlx::query_as(
-        "WITH wanted AS MATERIALIZED (
-            SELECT f.environment_id, c.id AS connection_id, f.name,
+        "WITH fns AS MATERIALIZED (
+            SELECT f.environment_id, f.integration_id, f.name,
                    f.config ->> 'runs' AS frequency,
                    -- Capped at 100 years: one absurd frequency must not fail every reconcile.
                    LEAST((f.config ->> 'frequency_secs')::numeric, 3153600000)::bigint
                        AS frequency_secs,
                    COALESCE((f.config ->> 'auto_start')::boolean, true) AS auto_start
             FROM function_versions f
-            JOIN connections c ON c.integration_id = f.integration_id
             WHERE f.active AND f.type = 'sync'
               AND ($1::bigint IS NULL OR f.environment_id = $1)
-              AND ($2::bigint IS NULL OR c.id = $2)
+         ), wanted AS MATERIALIZED (
+            -- Each sync's config is read once, not once per connection.
+            SELECT fns.environment_id, c.id AS connection_id, fns.name, fns.frequency,
+                   fns.frequency_secs, fns.auto_start
+            FROM fns JOIN connections c ON c.integration_id = fns.integration_id
+            WHERE ($2::bigint IS NULL OR c.id = $2)
          ), upserted AS (
             INSERT INTO queue.schedules AS s (id, environment_id, connection_id, function_name,
                 state, frequency, frequency_secs, next_execution_at)
@@ -111,8 +115,15 @@ pub async fn reconcile<'e>(
             WHERE s.state <> 'DELETED'
               AND ($1::bigint IS NULL OR s.environment_id = $1)
               AND ($2::bigint IS NULL OR s.connection_id = $2)
-              AND NOT EXISTS (SELECT 1 FROM wanted w
-                              WHERE w.connection_id = s.connection_id AND w.name = s.function_name)
+              -- Index probes per schedule rather than a join with `wanted`: the generic plan
+              -- of the prepared statement misjudged its size and scanned all of it for each
+              -- schedule, seconds a tick at a few thousand connections.
+              AND NOT EXISTS (
+                SELECT 1 FROM connections c
+                JOIN function_versions f ON f.integration_id = c.integration_id
+                 AND f.type = 'sync' AND f.name = s.function_name AND f.active
+                WHERE c.id = s.connection_id
+                  AND ($1::bigint IS NULL OR f.environment_id = $1))
             RETURNING 1
          )
          SELECT (SELECT count(*) FROM upserted WHERE inserted),
