@@ -153,17 +153,25 @@ macro_rules! insert_tasks_for_target {
          SELECT queue.uuid_v7(), s.environment_id, 'sync', 'env:' || s.environment_id,
                 s.function_name,
                 jsonb_build_object(
-                    'integration', i.unique_key, 'connection_id', c.connection_id,
+                    'integration', s.integration, 'connection_id', s.connection_id,
                     'function', s.function_name,
-                    'full', target.reset OR f.config ->> 'sync_type' = 'full',
+                    'full', target.reset OR s.sync_type = 'full',
                     'last_sync_date', CASE WHEN target.reset THEN NULL ELSE last_ok.started_at END),
                 $2, s.id
          FROM target
-         JOIN queue.schedules s ON s.id = target.id
-         JOIN connections c ON c.id = s.connection_id
-         JOIN integrations i ON i.id = c.integration_id
-         JOIN function_versions f ON f.integration_id = c.integration_id AND f.type = 'sync'
-                                 AND f.name = s.function_name AND f.active
+         -- Index lookups per target schedule: OFFSET 0 keeps the planner from joining every
+         -- schedule of the integration first (it did, misjudging the row counts, at each tick).
+         CROSS JOIN LATERAL (
+            SELECT s.id, s.environment_id, s.function_name, c.connection_id,
+                   i.unique_key AS integration, f.config ->> 'sync_type' AS sync_type
+            FROM queue.schedules s
+            JOIN connections c ON c.id = s.connection_id
+            JOIN integrations i ON i.id = c.integration_id
+            JOIN function_versions f ON f.integration_id = c.integration_id AND f.type = 'sync'
+                                    AND f.name = s.function_name AND f.active
+            WHERE s.id = target.id
+            OFFSET 0
+         ) s
          LEFT JOIN LATERAL (
             SELECT t.started_at FROM queue.tasks t
             WHERE t.schedule_id = s.id AND t.state = 'SUCCEEDED'
