@@ -14,6 +14,9 @@
 //! Then the knee: the same with more schedules (or fewer, when the first step missed) in
 //! shorter windows, to find where lag p99 passes 5 s.
 //!
+//! `lasso dev` gets the bench's environment, so Lasso settings (`LASSO_ENVIRONMENT_CONCURRENCY`:
+//! every connection here is in one environment) apply to it.
+//!
 //! Settings: `LASSO_BENCH_DATABASE_URL` (scripts/bench sets it); `LASSO_BENCH_SCALE_SECS`, the
 //! first step's window (default 120); `LASSO_BENCH_SCALE_KNEE_SECS`, the knee steps' windows
 //! (default 60); `LASSO_BENCH_SCALE_SCHEDULES`, the first step's schedules (default 10,000);
@@ -514,13 +517,15 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "`lasso dev`: {} ({}), `RUST_LOG=warn`; load average at the start: {}. Runs' first due times spread over the 30 s period; {} s warm-up before each window. Runs never created (the schedule's previous run still going) or not started within {} s of the window's end count as later than any lag.",
+        "`lasso dev`: {} ({}), `RUST_LOG=warn`, `LASSO_ENVIRONMENT_CONCURRENCY` {} (all connections are in one environment, so at most that many runs are dispatched or running at once); load average at the start: {}. Runs' first due times spread over the 30 s period; {} s warm-up before each window. Runs never created (the schedule's previous run still going) or not started within {} s of the window's end count as later than any lag.",
         binary.display(),
         if cfg!(debug_assertions) {
             "debug build"
         } else {
             "release build"
         },
+        std::env::var("LASSO_ENVIRONMENT_CONCURRENCY")
+            .unwrap_or_else(|_| "20 (the default)".into()),
         load.split(' ').take(3).collect::<Vec<_>>().join(" "),
         WARMUP.as_secs(),
         DRAIN.as_secs(),
