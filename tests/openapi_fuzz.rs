@@ -86,6 +86,23 @@ async fn every_documented_operation_reaches_a_handler() {
     }
 }
 
+const FUZZ_CONFIG: &str = r#"
+[dictionaries.integration]
+values = ["fuzz"]
+
+[dictionaries.connection]
+values = ["fuzz-connection"]
+
+[parameters]
+"path.provider_config_key" = { dictionary = "integration", probability = 0.5 }
+"path.unique_key" = { dictionary = "integration", probability = 0.5 }
+"query.provider_config_key" = { dictionary = "integration", probability = 0.5 }
+"header.Provider-Config-Key" = { dictionary = "integration", probability = 0.5 }
+"path.connection_id" = { dictionary = "connection", probability = 0.5 }
+"query.connection_id" = { dictionary = "connection", probability = 0.5 }
+"header.Connection-Id" = { dictionary = "connection", probability = 0.5 }
+"#;
+
 /// Also fails when schemathesis is missing: `make test` installs it (`scripts/bootstrap
 /// --with-schemathesis`), so its absence is a broken setup, not a reason to skip.
 #[tokio::test(flavor = "multi_thread")]
@@ -98,7 +115,14 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     );
     let (base, key) = seeded_api().await;
     let reports = temp_dir("lasso-schemathesis");
+    // Half the generated identifiers name the seeded integration and connection, so the cases
+    // reach real rows (connections read and refreshed, records, syncs, the proxy) as well as
+    // unknown ones.
+    let config = reports.join("schemathesis.toml");
+    std::fs::write(&config, FUZZ_CONFIG).unwrap();
     let output = tokio::process::Command::new(&st)
+        .arg("--config-file")
+        .arg(&config)
         .arg("run")
         .arg(format!("{base}/openapi.json"))
         .args([
@@ -131,9 +155,11 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
         .unwrap_or_else(|e| panic!("running {}: {e}", st.display()));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
+    // Its summary (operations, cases, checks) stays in the test's output.
+    println!("{stdout}");
     assert!(
         stdout.contains(SCHEMATHESIS) || stdout.contains("Schemathesis v4.32.5"),
-        "expected {SCHEMATHESIS}:\n{stdout}"
+        "expected {SCHEMATHESIS}:\n{stdout}\n{stderr}"
     );
     assert!(
         output.status.success(),
