@@ -67,7 +67,15 @@ async fn every_documented_operation_reaches_a_handler() {
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() > 40, "{} paths", paths.len());
+    let mut operation_ids = std::collections::HashSet::new();
     for (path, item) in paths {
+        for operation in item.as_object().unwrap().values() {
+            let id = operation["operationId"].as_str().expect("operationId");
+            assert!(
+                operation_ids.insert(id.to_string()),
+                "operationId {id} repeats"
+            );
+        }
         let concrete = path.replace('{', "x").replace('}', "");
         for method in item.as_object().unwrap().keys() {
             let method: reqwest::Method = method.to_uppercase().parse().unwrap();

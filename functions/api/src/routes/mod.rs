@@ -107,9 +107,41 @@ pub fn router() -> (Router<Context>, utoipa::openapi::OpenApi) {
     let paths = std::mem::take(&mut doc.paths.paths);
     doc.paths.paths = paths
         .into_iter()
-        .map(|(path, item)| (path.replace("{*", "{"), item))
+        .map(|(path, mut item)| {
+            let path = path.replace("{*", "{");
+            name_operations(&path, &mut item);
+            (path, item)
+        })
         .collect();
     (router, doc)
+}
+
+/// OpenAPI wants operation ids unique; the handlers' names (`list`, `get_one`) repeat across
+/// modules, so each operation is named by its method and path: `get_connections_connection_id`,
+/// `get_records_slash` for `GET /records/`.
+fn name_operations(path: &str, item: &mut utoipa::openapi::PathItem) {
+    let words: Vec<&str> = path
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut tail = words.join("_");
+    if path.len() > 1 && path.ends_with('/') {
+        tail.push_str("_slash");
+    }
+    for (method, operation) in [
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("options", &mut item.options),
+        ("head", &mut item.head),
+        ("patch", &mut item.patch),
+        ("trace", &mut item.trace),
+    ] {
+        if let Some(operation) = operation {
+            operation.operation_id = Some(format!("{method}_{tail}"));
+        }
+    }
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
