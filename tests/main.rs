@@ -27,6 +27,7 @@ mod logs;
 mod nango_cli;
 mod nango_client;
 mod oauth_binding;
+mod openapi_fuzz;
 mod outbound_policy;
 mod outcomes;
 mod providers;

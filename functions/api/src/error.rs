@@ -6,7 +6,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lasso_services::Error;
 pub use lasso_services::ErrorCode;
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{RefOr, schema::SchemaType};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -43,16 +47,49 @@ impl ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-fn body(code: ErrorCode, message: &str, errors: Option<serde_json::Value>) -> serde_json::Value {
-    let mut error = json!({"code": code, "message": message});
-    if let Some(errors) = errors {
-        error["errors"] = errors;
-    }
-    json!({ "error": error })
+/// Every error answer of the API (the OpenAPI document's `ErrorBody`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-fn with_payload(mut body: serde_json::Value, payload: &serde_json::Value) -> serde_json::Value {
-    body["error"]["payload"] = payload.clone();
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    #[schema(schema_with = error_code_schema)]
+    pub code: ErrorCode,
+    pub message: String,
+    /// What was wrong, item by item: `{"field", "message"}` for bad input, the diagnostics of a
+    /// failed compilation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub errors: Option<serde_json::Value>,
+    /// What a failed action threw (`action_script_runtime_error`, `action_script_failure`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Value>,
+}
+
+/// `ErrorCode` as a string enum of every code ([`ErrorCode::ALL`]), so the document lists
+/// exactly the codes the server can answer with.
+fn error_code_schema() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::String))
+        .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+}
+
+fn body(code: ErrorCode, message: &str, errors: Option<serde_json::Value>) -> ErrorBody {
+    ErrorBody {
+        error: ErrorDetail {
+            code,
+            message: message.to_string(),
+            errors,
+            payload: None,
+        },
+    }
+}
+
+fn with_payload(mut body: ErrorBody, payload: &serde_json::Value) -> ErrorBody {
+    body.error.payload = Some(payload.clone());
     body
 }
 

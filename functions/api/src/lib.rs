@@ -7,6 +7,9 @@ pub mod error;
 pub mod extract;
 pub mod lambda;
 mod routes;
+// The dashboard's and the Connect UI's HTML pages and assets: routes of their own, left out of
+// the OpenAPI document (functions/api/clippy.toml).
+#[allow(clippy::disallowed_methods)]
 pub mod web;
 
 use axum::Router;
@@ -23,6 +26,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(ctx: Context) -> Router {
     let flushing = ctx.clone();
     routes::router()
+        .0
         .merge(web::ui::router())
         .merge(web::connect_ui::router())
         .fallback(routes::not_found)
@@ -41,6 +45,11 @@ pub fn router(ctx: Context) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(ctx)
+}
+
+/// The OpenAPI 3.1 document of [`router`]'s API routes (served at `GET /openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::router().1
 }
 
 /// The span of one request: its id, method and path, never the query string, which can carry

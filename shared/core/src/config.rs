@@ -154,6 +154,11 @@ pub const SETTINGS: &[Setting] = &[
         description: "Comma-separated CIDRs that requests made for tenants (proxy, token and refresh calls, credential checks, webhooks, `uncontrolledFetch`) may reach although the outbound policy refuses them: loopback, private, link-local (instance metadata), unique-local, CGNAT, IPv4-mapped IPv6 and other special-purpose addresses, e.g. `10.20.0.0/16`. Unset: none (deployed functions). `lasso dev` defaults to `127.0.0.0/8,::1/128` and says so at start-up.",
     },
     Setting {
+        name: "LASSO_OUTBOUND_ONLY",
+        default: None,
+        description: "Comma-separated CIDRs that confine requests made for tenants: any address outside them is refused, and host names other than `localhost` are refused without being resolved (the special-purpose refusals still apply, so loopback also needs `LASSO_OUTBOUND_ALLOW`). For test runs that must not reach any other host, e.g. `127.0.0.0/8` while the API is fuzzed. Unset: not confined.",
+    },
+    Setting {
         name: "LASSO_PREVIOUS_ENCRYPTION_KEYS",
         default: None,
         description: "Comma-separated encryption keys that still decrypt, while `lasso keys rotate` re-seals every stored secret under `LASSO_ENCRYPTION_KEY`; remove them once it reports nothing left. Secret.",
@@ -314,6 +319,8 @@ pub struct Config {
     /// Addresses the outbound policy lets tenants' requests reach although it refuses their
     /// kind (`LASSO_OUTBOUND_ALLOW`).
     pub outbound_allow: Vec<ipnet::IpNet>,
+    /// When not empty, the only addresses tenants' requests may reach (`LASSO_OUTBOUND_ONLY`).
+    pub outbound_only: Vec<ipnet::IpNet>,
     pub log_format: LogFormat,
     /// Set on AWS, where API Gateway holds the frontend SDK's sockets.
     pub auth_socket: Option<AuthSocketConfig>,
@@ -514,6 +521,7 @@ impl Config {
 
         let providers_file = get("LASSO_PROVIDERS_FILE").map(PathBuf::from);
         let outbound_allow = parse_cidrs("LASSO_OUTBOUND_ALLOW", get("LASSO_OUTBOUND_ALLOW"))?;
+        let outbound_only = parse_cidrs("LASSO_OUTBOUND_ONLY", get("LASSO_OUTBOUND_ONLY"))?;
 
         let log_format = match or_default("LASSO_LOG_FORMAT").as_str() {
             "json" => LogFormat::Json,
@@ -567,6 +575,7 @@ impl Config {
             heartbeat_interval: Duration::from_secs(heartbeat_secs),
             providers_file,
             outbound_allow,
+            outbound_only,
             log_format,
             auth_socket,
         })

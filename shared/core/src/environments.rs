@@ -16,7 +16,7 @@ pub struct Environment {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct EnvironmentVariable {
     pub name: String,
     pub value: String,

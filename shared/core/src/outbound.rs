@@ -33,16 +33,28 @@ pub struct Refused {
 }
 
 /// The outbound address policy: special-purpose addresses are refused unless one of `allow`
-/// contains them.
+/// contains them; when `only` is not empty, so is every address outside it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     allow: Vec<IpNet>,
+    only: Vec<IpNet>,
 }
 
 impl Policy {
     /// The production policy with the operator's exceptions.
     pub fn new(allow: Vec<IpNet>) -> Self {
-        Self { allow }
+        Self {
+            allow,
+            only: Vec::new(),
+        }
+    }
+
+    /// The policy confined to `only` (`LASSO_OUTBOUND_ONLY`; empty: not confined): any other
+    /// address is refused, and so is any host name but `localhost`, unresolved, so a fuzzed or
+    /// hostile URL cannot even make a DNS query leave the machine.
+    pub fn confined_to(mut self, only: Vec<IpNet>) -> Self {
+        self.only = only;
+        self
     }
 
     /// The exceptions, for start-up logs.
@@ -52,18 +64,31 @@ impl Policy {
 
     /// Whether the policy lets a request reach `ip`; the refusal says why not.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        let embedded = embedded_ipv4(ip).map(IpAddr::V4);
+        let within = |nets: &[IpNet]| {
+            nets.iter()
+                .any(|net| net.contains(&ip) || embedded.is_some_and(|e| net.contains(&e)))
+        };
+        if !self.only.is_empty() && !within(&self.only) {
+            return Err(format!("{ip} is outside LASSO_OUTBOUND_ONLY"));
+        }
         let Some(kind) = special_purpose(ip) else {
             return Ok(());
         };
-        let embedded = embedded_ipv4(ip).map(IpAddr::V4);
-        if self
-            .allow
-            .iter()
-            .any(|net| net.contains(&ip) || embedded.is_some_and(|e| net.contains(&e)))
-        {
+        if within(&self.allow) {
             return Ok(());
         }
         Err(format!("{ip} is {kind}"))
+    }
+
+    /// Whether a host name may be resolved at all: always, unless the policy is confined, when
+    /// only `localhost` may.
+    pub fn check_name(&self, name: &str) -> Result<(), String> {
+        if self.only.is_empty() || name.eq_ignore_ascii_case("localhost") {
+            Ok(())
+        } else {
+            Err("host names other than localhost are not resolved under LASSO_OUTBOUND_ONLY".into())
+        }
     }
 
     /// Checks a URL before it is sent: an http(s) URL whose host, when it is a literal address,
@@ -80,7 +105,7 @@ impl Policy {
             None => Err(refused("the URL has no host".into())),
             Some(Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)).map_err(refused),
             Some(Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)).map_err(refused),
-            Some(Host::Domain(_)) => Ok(()),
+            Some(Host::Domain(name)) => self.check_name(name).map_err(refused),
         }
     }
 
@@ -225,6 +250,12 @@ impl Resolver {
 
     /// The permitted addresses of `name` (port 0), or why there are none.
     pub async fn resolve_name(&self, name: &str) -> Result<Vec<SocketAddr>, ResolveError> {
+        self.policy.check_name(name).map_err(|reason| {
+            ResolveError::Refused(Refused {
+                host: name.to_string(),
+                reason,
+            })
+        })?;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, 0))
             .await
             .map_err(ResolveError::Lookup)?
@@ -452,6 +483,46 @@ mod tests {
         }
         for refused in ["10.2.0.1", "169.254.169.254", "192.168.0.1", "fd00::1"] {
             assert!(policy.check_ip(ip(refused)).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_confined_policy_refuses_everything_outside_it_and_every_name_but_localhost() {
+        let policy = Policy::new(nets(&["127.0.0.0/8"])).confined_to(nets(&["127.0.0.0/8"]));
+        for allowed in ["127.0.0.1", "127.3.2.1", "::ffff:127.0.0.1"] {
+            assert!(policy.check_ip(ip(allowed)).is_ok(), "{allowed}");
+        }
+        for refused in [
+            "8.8.8.8",
+            "93.184.216.34",
+            "2606:4700::1111",
+            "10.0.0.1",
+            "::1",
+        ] {
+            let reason = policy.check_ip(ip(refused)).unwrap_err();
+            assert!(
+                reason.contains("LASSO_OUTBOUND_ONLY"),
+                "{refused}: {reason}"
+            );
+        }
+        assert!(policy.check_name("localhost").is_ok());
+        for url in ["https://example.com/", "http://api.github.com/x"] {
+            let e = policy.check_url(&Url::parse(url).unwrap()).unwrap_err();
+            assert!(e.to_string().contains("LASSO_OUTBOUND_ONLY"), "{url}: {e}");
+        }
+        // Confinement does not lift the special-purpose refusals: loopback still needs
+        // LASSO_OUTBOUND_ALLOW.
+        let unallowed = Policy::default().confined_to(nets(&["127.0.0.0/8"]));
+        assert!(unallowed.check_ip(ip("127.0.0.1")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_confined_resolver_refuses_names_without_looking_them_up() {
+        let policy = Policy::new(nets(&["127.0.0.0/8"])).confined_to(nets(&["127.0.0.0/8"]));
+        let resolver = Resolver::new(Arc::new(policy));
+        match resolver.resolve_name("example.com").await {
+            Err(ResolveError::Refused(r)) => assert!(r.reason.contains("LASSO_OUTBOUND_ONLY")),
+            other => panic!("expected a refusal, got {other:?}"),
         }
     }
 

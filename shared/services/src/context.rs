@@ -113,12 +113,22 @@ impl Context {
         // Requests hand their logs to a buffer written in the background: a slow log store
         // never holds one up (`LASSO_LOG_FLUSH_MS` bounds the wait before a Lambda returns).
         let logs: Arc<dyn LogSink> = Arc::new(BufferedLogSink::new(store));
-        let policy = Arc::new(outbound::Policy::new(config.outbound_allow.clone()));
+        let policy = Arc::new(
+            outbound::Policy::new(config.outbound_allow.clone())
+                .confined_to(config.outbound_only.clone()),
+        );
         if !policy.exceptions().is_empty() {
             let listed: Vec<String> = policy.exceptions().iter().map(|n| n.to_string()).collect();
             tracing::info!(
                 allow = %listed.join(","),
                 "outbound policy: requests for tenants may reach these addresses (LASSO_OUTBOUND_ALLOW)"
+            );
+        }
+        if !config.outbound_only.is_empty() {
+            let listed: Vec<String> = config.outbound_only.iter().map(|n| n.to_string()).collect();
+            tracing::info!(
+                only = %listed.join(","),
+                "outbound policy: requests for tenants may reach only these addresses (LASSO_OUTBOUND_ONLY)"
             );
         }
         let http = crate::http::client(policy.clone())?;

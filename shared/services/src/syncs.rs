@@ -23,7 +23,7 @@ use crate::{Error, ErrorCode, Result, checkpoints, connections, dispatcher, webh
 pub const SYNC_MAX_ATTEMPTS: i32 = 3;
 
 /// A sync as clients name it: `"name"`, `"name::variant"` or `{"name", "variant"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum SyncIdentifier {
     Name(String),

@@ -1,30 +1,32 @@
 //! Actions: `POST /action/trigger` (waits for the output, or answers at once with `X-Async`)
 //! and `GET /action/:id` (an async action's output or state).
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use lasso_services::Context;
 use lasso_services::actions::{self, Outcome, Trigger};
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Env;
 use crate::connection_headers::{ConnectionHeaders, text};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Body;
 
-pub fn router() -> Router<Context> {
-    Router::new()
-        .route("/action/trigger", post(trigger))
-        .route("/action/{id}", get(result))
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(trigger))
+        .routes(routes!(result))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct TriggerBody {
     action_name: String,
     /// Absent is null, as in Nango.
@@ -41,6 +43,20 @@ fn flag(headers: &HeaderMap, name: &'static str) -> ApiResult<bool> {
     }
 }
 
+/// Runs an action: waits for its output, or answers 202 at once with `X-Async: true`.
+#[utoipa::path(
+    post,
+    path = "/action/trigger",
+    tag = "actions",
+    security(("secret_key" = [])),
+    params(("Connection-Id" = String, Header, description = "The connection id"), ("Provider-Config-Key" = String, Header, description = "The integration's unique key"), ("X-Async" = Option<String>, Header, description = "`true` to answer at once"), ("X-Max-Retries" = Option<String>, Header, description = "Retries of a failed run (a whole number)")),
+    request_body = TriggerBody,
+    responses(
+        (status = 200, description = "The action's output, as its script returned it", body = serde_json::Value),
+        (status = 202, description = "Still running (or `X-Async`): `{\"id\", \"statusUrl\"}`, with a `Location` header", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn trigger(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -76,6 +92,19 @@ async fn trigger(
     Ok(answer(outcome))
 }
 
+/// An asynchronous action's output, or 202 while it runs.
+#[utoipa::path(
+    get,
+    path = "/action/{id}",
+    tag = "actions",
+    security(("secret_key" = [])),
+    params(("id" = String, Path, description = "The action id (a UUID)")),
+    responses(
+        (status = 200, description = "The action's output, as its script returned it", body = serde_json::Value),
+        (status = 202, description = "Still running (or `X-Async`): `{\"id\", \"statusUrl\"}`, with a `Location` header", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn result(
     State(ctx): State<Context>,
     Env(env): Env,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header::{
     ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERER,
@@ -12,8 +13,6 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use lasso_services::Context;
 use lasso_services::auth_flows::{Outcome, Request, direct, oauth2};
 use lasso_services::auth_sockets::MAX_CLIENT_ID_LEN;
@@ -21,25 +20,23 @@ use lasso_services::crypto::random_token;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+
 use crate::auth::AuthCaller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Body, Query};
 
-pub fn router() -> Router<Context> {
-    Router::new()
-        .route("/oauth/connect/{provider_config_key}", get(oauth_connect))
-        .route("/oauth/callback", get(oauth_callback))
-        .merge(
-            // The SDK calls these with `fetch` from the app's own origin.
-            Router::new()
-                .route(
-                    "/oauth2/auth/{provider_config_key}",
-                    post(client_credentials),
-                )
-                .route("/api-auth/api-key/{provider_config_key}", post(api_key))
-                .route("/api-auth/basic/{provider_config_key}", post(basic))
-                .route_layer(super::cors::session_token_endpoints()),
-        )
+pub fn router() -> OpenApiRouter<Context> {
+    // The SDK calls the last three with `fetch` from the app's own origin.
+    let cors = super::cors::session_token_endpoints;
+    OpenApiRouter::new()
+        .routes(routes!(oauth_connect))
+        .routes(routes!(oauth_callback))
+        .routes(routes!(client_credentials).layer(cors()))
+        .routes(routes!(api_key).layer(cors()))
+        .routes(routes!(basic).layer(cors()))
 }
 
 /// The query string of an auth endpoint, as Nango's frontend SDK writes it.
@@ -124,6 +121,18 @@ fn wants_html(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/html"))
 }
 
+/// Starts an OAuth flow: redirects the browser to the provider's authorization page.
+#[utoipa::path(
+    get,
+    path = "/oauth/connect/{provider_config_key}",
+    tag = "auth",
+    security(("connect_session_token_query" = []), ("connect_session_token" = []), ("secret_key" = [])),
+    params(("provider_config_key" = String, Path, description = "The integration's unique key"), ("connection_id" = Option<String>, Query, description = "The connection id to create or replace (secret key callers)"), ("user_scope" = Option<String>, Query), ("ws_client_id" = Option<String>, Query, description = "The frontend SDK's socket, told the outcome")),
+    responses(
+        (status = 302, description = "To the provider's authorization URL"),
+        (status = "default", description = "An error: an HTML page for a browser (`Accept: text/html`), else `ErrorBody`", content((ErrorBody = "application/json"), (String = "text/html"))),
+    ),
+)]
 async fn oauth_connect(
     State(ctx): State<Context>,
     Path(provider_config_key): Path<String>,
@@ -196,6 +205,17 @@ async fn oauth_connect(
     }
 }
 
+/// The provider's redirect back: finishes the OAuth flow and answers the popup's HTML page.
+#[utoipa::path(
+    get,
+    path = "/oauth/callback",
+    tag = "auth",
+    params(("code" = Option<String>, Query), ("state" = Option<String>, Query), ("error" = Option<String>, Query), ("error_description" = Option<String>, Query)),
+    responses(
+        (status = 200, description = "The page that tells the opener the outcome and closes", content_type = "text/html", body = String),
+        (status = "default", description = "An error: an HTML page for a browser (`Accept: text/html`), else `ErrorBody`", content((ErrorBody = "application/json"), (String = "text/html"))),
+    ),
+)]
 async fn oauth_callback(
     State(ctx): State<Context>,
     headers: HeaderMap,
@@ -405,13 +425,26 @@ fn auth_page(
         .into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ClientCredentialsBody {
     client_id: Option<String>,
     client_secret: Option<String>,
 }
 
+/// Creates a connection from OAuth2 client credentials.
+#[utoipa::path(
+    post,
+    path = "/oauth2/auth/{provider_config_key}",
+    tag = "auth",
+    security(("connect_session_token_query" = []), ("connect_session_token" = []), ("secret_key" = [])),
+    params(("provider_config_key" = String, Path, description = "The integration's unique key"), ("connection_id" = Option<String>, Query, description = "The connection id to create or replace (secret key callers)")),
+    request_body = ClientCredentialsBody,
+    responses(
+        (status = 200, description = "`{\"providerConfigKey\", \"connectionId\"}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn client_credentials(
     State(ctx): State<Context>,
     Path(provider_config_key): Path<String>,
@@ -433,13 +466,26 @@ async fn client_credentials(
     Ok(outcome_json(&outcome))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ApiKeyBody {
     #[serde(rename = "apiKey")]
     api_key: String,
 }
 
+/// Creates a connection from an API key (checked against the provider when it has a check).
+#[utoipa::path(
+    post,
+    path = "/api-auth/api-key/{provider_config_key}",
+    tag = "auth",
+    security(("connect_session_token_query" = []), ("connect_session_token" = []), ("secret_key" = [])),
+    params(("provider_config_key" = String, Path, description = "The integration's unique key"), ("connection_id" = Option<String>, Query, description = "The connection id to create or replace (secret key callers)")),
+    request_body = ApiKeyBody,
+    responses(
+        (status = 200, description = "`{\"providerConfigKey\", \"connectionId\"}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn api_key(
     State(ctx): State<Context>,
     Path(provider_config_key): Path<String>,
@@ -452,13 +498,26 @@ async fn api_key(
     Ok(outcome_json(&outcome))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BasicBody {
     username: String,
     password: String,
 }
 
+/// Creates a connection from a username and password.
+#[utoipa::path(
+    post,
+    path = "/api-auth/basic/{provider_config_key}",
+    tag = "auth",
+    security(("connect_session_token_query" = []), ("connect_session_token" = []), ("secret_key" = [])),
+    params(("provider_config_key" = String, Path, description = "The integration's unique key"), ("connection_id" = Option<String>, Query, description = "The connection id to create or replace (secret key callers)")),
+    request_body = BasicBody,
+    responses(
+        (status = 200, description = "`{\"providerConfigKey\", \"connectionId\"}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn basic(
     State(ctx): State<Context>,
     Path(provider_config_key): Path<String>,

@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use lasso_services::Context;
 use lasso_services::connect_sessions::{
     self, ConnectSession, IntegrationDefaults, NewReconnectSession, NewSession,
@@ -15,26 +14,24 @@ use lasso_services::connections::{EndUser, Organization};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::auth::{Env, SessionToken};
-use crate::error::ApiResult;
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::Body;
 
-pub fn router() -> Router<Context> {
-    Router::new()
-        .route("/connect/sessions", post(create))
-        .route("/connect/sessions/reconnect", post(reconnect))
-        .route(
-            "/connect/session",
-            get(get_one)
-                .delete(delete_one)
-                // On the method router, so a preflight (OPTIONS) reaches it too.
-                .layer(super::cors::session_token_endpoints()),
-        )
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(reconnect))
+        // On the method router, so a preflight (OPTIONS) reaches it too.
+        .routes(routes!(get_one, delete_one).layer(super::cors::session_token_endpoints()))
 }
 
 /// Nango's `EndUserInput`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EndUserBody {
     id: String,
@@ -59,7 +56,7 @@ impl From<EndUserBody> for EndUser {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OrganizationBody {
     id: String,
@@ -75,18 +72,20 @@ impl From<OrganizationBody> for Organization {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SessionBody {
     end_user: Option<EndUserBody>,
     organization: Option<OrganizationBody>,
     allowed_integrations: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
     integrations_config_defaults: Option<BTreeMap<String, IntegrationDefaults>>,
     tags: Option<BTreeMap<String, String>>,
     webhook_url_override: Option<String>,
     /// Nango's Connect UI texts (`{integration: {docs_connect}}`): accepted and ignored, Lasso's
     /// Connect UI has no per-integration texts.
     #[serde(default, rename = "overrides")]
+    #[schema(value_type = Option<Object>)]
     _overrides: Option<IgnoredAny>,
 }
 
@@ -104,6 +103,18 @@ fn token_json(ctx: &Context, token: &str, session: &ConnectSession) -> Json<Valu
     }}))
 }
 
+/// Creates a connect session for an end user; its token authorizes the Connect UI and the frontend SDK.
+#[utoipa::path(
+    post,
+    path = "/connect/sessions",
+    tag = "connect",
+    security(("secret_key" = [])),
+    request_body = SessionBody,
+    responses(
+        (status = 201, description = "`{\"data\": {token, connect_link, expires_at}}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn create(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -131,22 +142,36 @@ async fn create(
     Ok((StatusCode::CREATED, token_json(&ctx, &token, &session)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReconnectBody {
     connection_id: String,
     integration_id: String,
     end_user: Option<EndUserBody>,
     organization: Option<OrganizationBody>,
+    #[schema(value_type = Option<Object>)]
     integrations_config_defaults: Option<BTreeMap<String, IntegrationDefaults>>,
     tags: Option<BTreeMap<String, String>>,
     webhook_url_override: Option<String>,
     /// Nango's Connect UI texts (`{integration: {docs_connect}}`): accepted and ignored, Lasso's
     /// Connect UI has no per-integration texts.
     #[serde(default, rename = "overrides")]
+    #[schema(value_type = Option<Object>)]
     _overrides: Option<IgnoredAny>,
 }
 
+/// Creates a connect session that re-authorizes an existing connection.
+#[utoipa::path(
+    post,
+    path = "/connect/sessions/reconnect",
+    tag = "connect",
+    security(("secret_key" = [])),
+    request_body = ReconnectBody,
+    responses(
+        (status = 201, description = "`{\"data\": {token, connect_link, expires_at}}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn reconnect(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -175,7 +200,17 @@ async fn reconnect(
     Ok((StatusCode::CREATED, token_json(&ctx, &token, &session)))
 }
 
-/// Nango's `ConnectSessionOutput`, without the Connect UI settings.
+/// The session of the token: Nango's `ConnectSessionOutput`, without the Connect UI settings.
+#[utoipa::path(
+    get,
+    path = "/connect/session",
+    tag = "connect",
+    security(("connect_session_token" = [])),
+    responses(
+        (status = 200, description = "`{\"data\": {endUser, tags, expires_at, ...}}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn get_one(SessionToken(session): SessionToken) -> Json<Value> {
     let end_user = session.end_user.as_ref().map(|u| {
         json!({
@@ -206,6 +241,17 @@ async fn get_one(SessionToken(session): SessionToken) -> Json<Value> {
     Json(json!({ "data": data }))
 }
 
+/// Ends the session of the token.
+#[utoipa::path(
+    delete,
+    path = "/connect/session",
+    tag = "connect",
+    security(("connect_session_token" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn delete_one(
     State(ctx): State<Context>,
     SessionToken(session): SessionToken,

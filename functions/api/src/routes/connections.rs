@@ -1,10 +1,9 @@
 //! Connections: list, import, get (with credentials), patch, delete, and metadata, under
 //! `/connections` and Nango's legacy `/connection`.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use lasso_services::connections::{
     self, ConnectionPatch, Credentials, EndUser, ListFilter, NewConnection,
 };
@@ -12,35 +11,193 @@ use lasso_services::refresh;
 use lasso_services::{Context, integrations};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Env;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::extract::{Body, Query};
 
-pub fn router() -> Router<Context> {
-    Router::new()
-        .route("/connections", get(list).post(import))
-        .route(
-            "/connections/metadata",
-            post(set_metadata).patch(update_metadata),
-        )
-        .route(
-            "/connections/{connection_id}",
-            get(get_one).patch(patch_one).delete(delete_one),
-        )
-        // Nango's singular legacy routes, which the `nango` CLI (`nango dryrun` reads
-        // `GET /connection/:id`) and older clients still call: the same handlers.
-        .route("/connection", get(list).post(import))
-        .route(
-            "/connection/metadata",
-            post(set_metadata).patch(update_metadata),
-        )
-        .route(
-            "/connection/{connection_id}",
-            get(get_one).patch(patch_one).delete(delete_one),
-        )
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(list, import))
+        .routes(routes!(set_metadata, update_metadata))
+        .routes(routes!(get_one, patch_one, delete_one))
+        .merge(legacy::router())
 }
 
+/// Nango's singular legacy routes, which the `nango` CLI (`nango dryrun` reads
+/// `GET /connection/:id`) and older clients still call: the same handlers, each under its own
+/// operation of the document.
+mod legacy {
+    use super::*;
+
+    pub fn router() -> OpenApiRouter<Context> {
+        OpenApiRouter::new()
+            .routes(routes!(list, import))
+            .routes(routes!(set_metadata, update_metadata))
+            .routes(routes!(get_one, patch_one, delete_one))
+    }
+
+    /// The environment's connections, filtered. (Nango's legacy singular path)
+    #[utoipa::path(
+        get,
+        path = "/connection",
+        tag = "connections",
+        security(("secret_key" = [])),
+        params(("connectionId" = Option<String>, Query, description = "Only this connection id"), ("search" = Option<String>, Query, description = "Matches connection ids and end users"), ("endUserId" = Option<String>, Query), ("endUserOrganizationId" = Option<String>, Query), ("integrationId" = Option<String>, Query, description = "Integration unique keys, comma-separated"), ("limit" = Option<i64>, Query, description = "Page size (default 100)"), ("page" = Option<i64>, Query, description = "Page number, from 0")),
+        responses(
+            (status = 200, description = "`{\"connections\": [connection summary]}`", body = Object),
+            (status = "default", description = "An error", body = ErrorBody),
+        ),
+    )]
+    async fn list(
+        ctx: State<Context>,
+        env: Env,
+        params: Query<Vec<(String, String)>>,
+    ) -> ApiResult<Json<Value>> {
+        super::list(ctx, env, params).await
+    }
+
+    /// Imports a connection with credentials obtained elsewhere. (Nango's legacy singular path)
+    #[utoipa::path(
+        post,
+        path = "/connection",
+        tag = "connections",
+        security(("secret_key" = [])),
+        request_body = ImportBody,
+        responses(
+            (status = 201, description = "The connection in Nango's `ApiPublicConnectionFull` shape, with its credentials", body = Object),
+            (status = "default", description = "An error", body = ErrorBody),
+        ),
+    )]
+    async fn import(
+        ctx: State<Context>,
+        env: Env,
+        body: Body<ImportBody>,
+    ) -> ApiResult<(StatusCode, Json<Value>)> {
+        super::import(ctx, env, body).await
+    }
+
+    /// Replaces the metadata of one or more connections. (Nango's legacy singular path)
+    #[utoipa::path(
+        post,
+        path = "/connection/metadata",
+        tag = "connections",
+        security(("secret_key" = [])),
+        request_body = MetadataBody,
+        responses(
+            (status = 200, description = "`{connection_id, provider_config_key, metadata}`", body = Object),
+            (status = "default", description = "An error", body = ErrorBody),
+        ),
+    )]
+    async fn set_metadata(
+        ctx: State<Context>,
+        env: Env,
+        body: Body<MetadataBody>,
+    ) -> ApiResult<Json<Value>> {
+        super::set_metadata(ctx, env, body).await
+    }
+
+    /// Merges into the metadata of one or more connections. (Nango's legacy singular path)
+    #[utoipa::path(
+        patch,
+        path = "/connection/metadata",
+        tag = "connections",
+        security(("secret_key" = [])),
+        request_body = MetadataBody,
+        responses(
+            (status = 200, description = "`{connection_id, provider_config_key, metadata}`", body = Object),
+            (status = "default", description = "An error", body = ErrorBody),
+        ),
+    )]
+    async fn update_metadata(
+        ctx: State<Context>,
+        env: Env,
+        body: Body<MetadataBody>,
+    ) -> ApiResult<Json<Value>> {
+        super::update_metadata(ctx, env, body).await
+    }
+
+    /// One connection with its credentials, refreshed when they are expired. (Nango's legacy singular path)
+    #[utoipa::path(
+        get,
+        path = "/connection/{connection_id}",
+        tag = "connections",
+        security(("secret_key" = [])),
+        params(("connection_id" = String, Path, description = "The connection id"), GetParams),
+        responses(
+            (status = 200, description = "The connection in Nango's `ApiPublicConnectionFull` shape, with its credentials", body = Object),
+            (status = "default", description = "An error", body = ErrorBody),
+        ),
+    )]
+    async fn get_one(
+        ctx: State<Context>,
+        env: Env,
+        id: Path<String>,
+        params: Query<GetParams>,
+    ) -> ApiResult<Json<Value>> {
+        super::get_one(ctx, env, id, params).await
+    }
+
+    /// Updates a connection's end user, tags or webhook URL override. (Nango's legacy singular path)
+    #[utoipa::path(
+        patch,
+        path = "/connection/{connection_id}",
+        tag = "connections",
+        security(("secret_key" = [])),
+        params(("connection_id" = String, Path, description = "The connection id"), KeyParam),
+        request_body = PatchBody,
+        responses(
+            (status = 200, description = "`{\"success\": true}`", body = Object),
+            (status = "default", description = "An error", body = ErrorBody),
+        ),
+    )]
+    async fn patch_one(
+        ctx: State<Context>,
+        env: Env,
+        id: Path<String>,
+        params: Query<KeyParam>,
+        body: Body<PatchBody>,
+    ) -> ApiResult<Json<Value>> {
+        super::patch_one(ctx, env, id, params, body).await
+    }
+
+    /// Deletes a connection. (Nango's legacy singular path)
+    #[utoipa::path(
+        delete,
+        path = "/connection/{connection_id}",
+        tag = "connections",
+        security(("secret_key" = [])),
+        params(("connection_id" = String, Path, description = "The connection id"), KeyParam),
+        responses(
+            (status = 200, description = "`{\"success\": true}`", body = Object),
+            (status = "default", description = "An error", body = ErrorBody),
+        ),
+    )]
+    async fn delete_one(
+        ctx: State<Context>,
+        env: Env,
+        id: Path<String>,
+        params: Query<KeyParam>,
+    ) -> ApiResult<Json<Value>> {
+        super::delete_one(ctx, env, id, params).await
+    }
+}
+
+/// The environment's connections, filtered.
+#[utoipa::path(
+    get,
+    path = "/connections",
+    tag = "connections",
+    security(("secret_key" = [])),
+    params(("connectionId" = Option<String>, Query, description = "Only this connection id"), ("search" = Option<String>, Query, description = "Matches connection ids and end users"), ("endUserId" = Option<String>, Query), ("endUserOrganizationId" = Option<String>, Query), ("integrationId" = Option<String>, Query, description = "Integration unique keys, comma-separated"), ("limit" = Option<i64>, Query, description = "Page size (default 100)"), ("page" = Option<i64>, Query, description = "Page number, from 0")),
+    responses(
+        (status = 200, description = "`{\"connections\": [connection summary]}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn list(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -89,19 +246,34 @@ async fn list(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ImportBody {
     connection_id: Option<String>,
     provider_config_key: String,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
+    #[schema(value_type = Option<Object>)]
     connection_config: Option<Map<String, Value>>,
     credentials: Value,
     end_user: Option<EndUser>,
+    #[schema(value_type = Option<Object>)]
     tags: Option<Map<String, Value>>,
     webhook_url_override: Option<String>,
 }
 
+/// Imports a connection with credentials obtained elsewhere.
+#[utoipa::path(
+    post,
+    path = "/connections",
+    tag = "connections",
+    security(("secret_key" = [])),
+    request_body = ImportBody,
+    responses(
+        (status = 201, description = "The connection in Nango's `ApiPublicConnectionFull` shape, with its credentials", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn import(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -149,7 +321,8 @@ async fn import(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GetParams {
     provider_config_key: Option<String>,
     #[serde(default)]
@@ -168,6 +341,18 @@ fn required_key(key: Option<String>) -> ApiResult<String> {
     })
 }
 
+/// One connection with its credentials, refreshed when they are expired.
+#[utoipa::path(
+    get,
+    path = "/connections/{connection_id}",
+    tag = "connections",
+    security(("secret_key" = [])),
+    params(("connection_id" = String, Path, description = "The connection id"), GetParams),
+    responses(
+        (status = 200, description = "The connection in Nango's `ApiPublicConnectionFull` shape, with its credentials", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn get_one(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -186,19 +371,34 @@ async fn get_one(
     Ok(Json(connections::public_json(&connection, &credentials)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct KeyParam {
     provider_config_key: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchBody {
     end_user: Option<EndUser>,
+    #[schema(value_type = Option<Object>)]
     tags: Option<Map<String, Value>>,
     webhook_url_override: Option<String>,
 }
 
+/// Updates a connection's end user, tags or webhook URL override.
+#[utoipa::path(
+    patch,
+    path = "/connections/{connection_id}",
+    tag = "connections",
+    security(("secret_key" = [])),
+    params(("connection_id" = String, Path, description = "The connection id"), KeyParam),
+    request_body = PatchBody,
+    responses(
+        (status = 200, description = "`{\"success\": true}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn patch_one(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -232,6 +432,18 @@ async fn patch_one(
     Ok(Json(json!({"success": true})))
 }
 
+/// Deletes a connection.
+#[utoipa::path(
+    delete,
+    path = "/connections/{connection_id}",
+    tag = "connections",
+    security(("secret_key" = [])),
+    params(("connection_id" = String, Path, description = "The connection id"), KeyParam),
+    responses(
+        (status = 200, description = "`{\"success\": true}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn delete_one(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -243,11 +455,12 @@ async fn delete_one(
     Ok(Json(json!({"success": true})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MetadataBody {
     connection_id: Value,
     provider_config_key: String,
+    #[schema(value_type = Object)]
     metadata: Map<String, Value>,
 }
 
@@ -288,6 +501,18 @@ async fn write_metadata(
     })))
 }
 
+/// Replaces the metadata of one or more connections.
+#[utoipa::path(
+    post,
+    path = "/connections/metadata",
+    tag = "connections",
+    security(("secret_key" = [])),
+    request_body = MetadataBody,
+    responses(
+        (status = 200, description = "`{connection_id, provider_config_key, metadata}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn set_metadata(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -296,6 +521,18 @@ async fn set_metadata(
     write_metadata(&ctx, env.id, body, false).await
 }
 
+/// Merges into the metadata of one or more connections.
+#[utoipa::path(
+    patch,
+    path = "/connections/metadata",
+    tag = "connections",
+    security(("secret_key" = [])),
+    request_body = MetadataBody,
+    responses(
+        (status = 200, description = "`{connection_id, provider_config_key, metadata}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn update_metadata(
     State(ctx): State<Context>,
     Env(env): Env,

@@ -2,34 +2,45 @@
 //! `GET /integrations/:uniqueKey/functions` and `GET /integrations/:uniqueKey/functions/:name`
 //! (Nango's shape).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use lasso_services::scripts::store::{self, DeployedFunction};
 use lasso_services::scripts::{self, DeployOutcome, DeployRequest, FunctionType, Trigger};
 use lasso_services::{Context, Error, integrations};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::auth::Env;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::Query;
 
 /// A deploy carries every bundle inline. Lambda accepts request payloads up to 6 MB, so a
 /// larger body could not reach the function there anyway.
 pub const MAX_DEPLOY_BODY_BYTES: usize = 6 * 1024 * 1024;
 
-pub fn router() -> Router<Context> {
-    Router::new()
-        .route(
-            "/scripts/deploy",
-            post(deploy).layer(DefaultBodyLimit::max(MAX_DEPLOY_BODY_BYTES)),
-        )
-        .route("/integrations/{unique_key}/functions", get(list))
-        .route("/integrations/{unique_key}/functions/{name}", get(get_one))
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(deploy).layer(DefaultBodyLimit::max(MAX_DEPLOY_BODY_BYTES)))
+        .routes(routes!(list))
+        .routes(routes!(get_one))
 }
 
+/// Deploys compiled functions (what `lasso deploy` sends).
+#[utoipa::path(
+    post,
+    path = "/scripts/deploy",
+    tag = "functions",
+    security(("secret_key" = [])),
+    request_body(content = Object, content_type = "application/json", description = "`DeployRequest`: the integration, its functions and their bundles"),
+    responses(
+        (status = 200, description = "What was deployed and removed (`DeployOutcome`)", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn deploy(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -55,7 +66,8 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
     #[serde(rename = "type")]
@@ -75,6 +87,18 @@ fn parse_type(value: Option<&str>) -> Result<Option<FunctionType>, Error> {
         .transpose()
 }
 
+/// The functions deployed for an integration, in Nango's shape.
+#[utoipa::path(
+    get,
+    path = "/integrations/{unique_key}/functions",
+    tag = "functions",
+    security(("secret_key" = [])),
+    params(("unique_key" = String, Path, description = "The integration's unique key"), ListParams),
+    responses(
+        (status = 200, description = "`{\"data\": [function], \"pagination\": {total, page, limit}}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn list(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -111,13 +135,26 @@ async fn list(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct GetParams {
     #[serde(rename = "type")]
     function_type: Option<String>,
 }
 
+/// One deployed function.
+#[utoipa::path(
+    get,
+    path = "/integrations/{unique_key}/functions/{name}",
+    tag = "functions",
+    security(("secret_key" = [])),
+    params(("unique_key" = String, Path, description = "The integration's unique key"), ("name" = String, Path, description = "The function's name"), GetParams),
+    responses(
+        (status = 200, description = "`{\"data\": function}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn get_one(
     State(ctx): State<Context>,
     Env(env): Env,

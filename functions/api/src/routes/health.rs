@@ -1,17 +1,27 @@
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use lasso_services::Context;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 
-pub fn router() -> Router<Context> {
-    Router::new().route("/health", get(health))
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new().routes(routes!(health))
 }
 
 /// Liveness plus a database round trip, for load balancers and `make dev`.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\", \"database\": \"ok\"}`", body = Object),
+        (status = "default", description = "An error (503 `database_unavailable`)", body = ErrorBody),
+    ),
+)]
 async fn health(State(ctx): State<Context>) -> ApiResult<Json<Value>> {
     lasso_services::db::ping(&ctx.db).await.map_err(|e| {
         tracing::error!(error = %e, "health check: database unreachable");

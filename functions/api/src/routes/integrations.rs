@@ -1,8 +1,7 @@
 //! Integrations CRUD: `GET|POST /integrations`, `GET|PATCH|DELETE /integrations/:uniqueKey`.
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use lasso_services::environments::Environment;
 use lasso_services::integrations::{
     self, AppCredentials, Integration, IntegrationPatch, NewIntegration,
@@ -11,18 +10,18 @@ use lasso_services::{Context, Error};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Env;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Body, Query};
 
-pub fn router() -> Router<Context> {
-    Router::new()
-        .route("/integrations", get(list).post(create))
-        .route(
-            "/integrations/{unique_key}",
-            get(get_one).patch(update).delete(delete_one),
-        )
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update, delete_one))
 }
 
 /// Nango's `ApiPublicIntegration`, with the optional includes.
@@ -69,6 +68,17 @@ fn integration_json(
     Ok(out)
 }
 
+/// The environment's integrations.
+#[utoipa::path(
+    get,
+    path = "/integrations",
+    tag = "integrations",
+    security(("secret_key" = [])),
+    responses(
+        (status = 200, description = "`{\"data\": [integration]}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn list(State(ctx): State<Context>, Env(env): Env) -> ApiResult<Json<Value>> {
     let all = integrations::list(&ctx.db, env.id).await?;
     let data = all
@@ -79,7 +89,7 @@ async fn list(State(ctx): State<Context>, Env(env): Env) -> ApiResult<Json<Value
 }
 
 /// The `credentials` object of create and update bodies.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CredentialsBody {
     #[serde(rename = "type")]
     kind: String,
@@ -106,7 +116,7 @@ impl CredentialsBody {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     provider: String,
@@ -114,10 +124,24 @@ struct CreateBody {
     display_name: Option<String>,
     credentials: Option<CredentialsBody>,
     forward_webhooks: Option<bool>,
+    #[schema(value_type = Option<Object>)]
     integration_config: Option<Map<String, Value>>,
+    #[schema(value_type = Option<Object>)]
     custom: Option<Map<String, Value>>,
 }
 
+/// Creates an integration.
+#[utoipa::path(
+    post,
+    path = "/integrations",
+    tag = "integrations",
+    security(("secret_key" = [])),
+    request_body = CreateBody,
+    responses(
+        (status = 200, description = "`{\"data\": integration}`: `unique_key`, `provider`, `display_name`, `logo`, `forward_webhooks`, `created_at`, `updated_at`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn create(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -158,7 +182,8 @@ async fn create(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct IncludeParams {
     /// `include=credentials`, `include=webhook`, or both comma-separated.
     include: Option<String>,
@@ -166,6 +191,18 @@ struct IncludeParams {
     include_array: Option<String>,
 }
 
+/// One integration, with its credentials and webhook URL when `include` asks for them.
+#[utoipa::path(
+    get,
+    path = "/integrations/{unique_key}",
+    tag = "integrations",
+    security(("secret_key" = [])),
+    params(("unique_key" = String, Path, description = "The integration's unique key"), IncludeParams),
+    responses(
+        (status = 200, description = "`{\"data\": integration}`: `unique_key`, `provider`, `display_name`, `logo`, `forward_webhooks`, `created_at`, `updated_at`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn get_one(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -189,17 +226,32 @@ async fn get_one(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
     unique_key: Option<String>,
     display_name: Option<String>,
     credentials: Option<CredentialsBody>,
     forward_webhooks: Option<bool>,
+    #[schema(value_type = Option<Object>)]
     integration_config: Option<Map<String, Value>>,
+    #[schema(value_type = Option<Object>)]
     custom: Option<Map<String, Value>>,
 }
 
+/// Updates an integration.
+#[utoipa::path(
+    patch,
+    path = "/integrations/{unique_key}",
+    tag = "integrations",
+    security(("secret_key" = [])),
+    params(("unique_key" = String, Path, description = "The integration's unique key")),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "`{\"data\": integration}`: `unique_key`, `provider`, `display_name`, `logo`, `forward_webhooks`, `created_at`, `updated_at`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn update(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -236,6 +288,18 @@ async fn update(
     ))
 }
 
+/// Deletes an integration and its connections.
+#[utoipa::path(
+    delete,
+    path = "/integrations/{unique_key}",
+    tag = "integrations",
+    security(("secret_key" = [])),
+    params(("unique_key" = String, Path, description = "The integration's unique key")),
+    responses(
+        (status = 200, description = "`{\"success\": true}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn delete_one(
     State(ctx): State<Context>,
     Env(env): Env,

@@ -1,24 +1,25 @@
 //! The logs API (Lasso's own shape): search operations, list an operation's messages.
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use lasso_services::Context;
 use lasso_services::adapters::log_sink::{MAX_PAGE, MessageQuery};
 use lasso_services::logs::{OperationKind, OperationQuery, OperationState};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Env;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Query;
 
-pub fn router() -> Router<Context> {
-    Router::new()
-        .route("/logs/operations", get(search))
-        .route("/logs/operations/{id}/messages", get(messages))
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(search))
+        .routes(routes!(messages))
 }
 
 const DEFAULT_LIMIT: usize = 50;
@@ -43,6 +44,18 @@ fn timestamp(field: &str, value: &str) -> ApiResult<DateTime<Utc>> {
     })
 }
 
+/// Searches the environment's operations (syncs, actions, webhooks, auth, proxy), newest first.
+#[utoipa::path(
+    get,
+    path = "/logs/operations",
+    tag = "logs",
+    security(("secret_key" = [])),
+    params(("kind" = Option<String>, Query, description = "Operation kinds, comma-separated"), ("state" = Option<String>, Query, description = "Operation states, comma-separated"), ("integration" = Option<String>, Query), ("connection" = Option<String>, Query), ("script" = Option<String>, Query), ("from" = Option<String>, Query, description = "RFC 3339 timestamp"), ("to" = Option<String>, Query, description = "RFC 3339 timestamp"), ("q" = Option<String>, Query, description = "Free text"), ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query, description = "Page size (default 50)")),
+    responses(
+        (status = 200, description = "`{\"data\": [operation], \"next_cursor\": string|null}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn search(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -80,6 +93,18 @@ async fn search(
     ))
 }
 
+/// The messages of one operation, oldest first.
+#[utoipa::path(
+    get,
+    path = "/logs/operations/{id}/messages",
+    tag = "logs",
+    security(("secret_key" = [])),
+    params(("id" = String, Path, description = "The operation id (a UUID)"), ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
+    responses(
+        (status = 200, description = "`{\"data\": [message], \"next_cursor\": string|null}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn messages(
     State(ctx): State<Context>,
     Env(env): Env,

@@ -3,31 +3,39 @@
 //! (`POST /cli/telemetry`, accepted and dropped). The singular `/connection/*` routes
 //! `nango dryrun` reads live with the other connection routes.
 
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use lasso_services::Context;
 use lasso_services::scripts::nango_deploy::{self, Confirmation, DeployedSync, NangoDeployBody};
 
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+
 use crate::auth::Env;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::RawBody;
 use crate::routes::functions::{MAX_DEPLOY_BODY_BYTES, parse_json};
 
-pub fn router() -> Router<Context> {
-    Router::new()
-        .route(
-            "/sync/deploy/confirmation",
-            post(confirmation).layer(DefaultBodyLimit::max(MAX_DEPLOY_BODY_BYTES)),
-        )
-        .route(
-            "/sync/deploy",
-            post(deploy).layer(DefaultBodyLimit::max(MAX_DEPLOY_BODY_BYTES)),
-        )
-        .route("/cli/telemetry", post(telemetry))
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(confirmation).layer(DefaultBodyLimit::max(MAX_DEPLOY_BODY_BYTES)))
+        .routes(routes!(deploy).layer(DefaultBodyLimit::max(MAX_DEPLOY_BODY_BYTES)))
+        .routes(routes!(telemetry))
 }
 
+/// What `nango deploy` would change, for its confirmation prompt.
+#[utoipa::path(
+    post,
+    path = "/sync/deploy/confirmation",
+    tag = "nango-cli",
+    security(("secret_key" = [])),
+    request_body(content = Object, content_type = "application/json", description = "What `nango deploy` sends (`NangoDeployBody`)"),
+    responses(
+        (status = 200, description = "Nango's deploy confirmation: what would be added, updated and removed", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn confirmation(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -39,6 +47,18 @@ async fn confirmation(
     ))
 }
 
+/// Deploys what `nango deploy` compiled.
+#[utoipa::path(
+    post,
+    path = "/sync/deploy",
+    tag = "nango-cli",
+    security(("secret_key" = [])),
+    request_body(content = Object, content_type = "application/json", description = "What `nango deploy` sends (`NangoDeployBody`)"),
+    responses(
+        (status = 200, description = "The deployed syncs and actions, in Nango's shape", body = Vec<Object>),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn deploy(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -59,6 +79,15 @@ async fn deploy(
 }
 
 /// The CLI reports usage here, fire-and-forget; Lasso keeps none of it.
+#[utoipa::path(
+    post,
+    path = "/cli/telemetry",
+    tag = "nango-cli",
+    request_body(content = serde_json::Value, content_type = "application/json", description = "Ignored"),
+    responses(
+        (status = 204, description = "Accepted and dropped"),
+    ),
+)]
 async fn telemetry() -> StatusCode {
     StatusCode::NO_CONTENT
 }

@@ -1,21 +1,23 @@
 //! `GET /providers` and `GET /providers/:provider`: the catalog in Nango's public shape
 //! (`GetPublicProviders` / `GetPublicProvider`), each entry with its `name` and `logo_url`.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use lasso_services::Context;
 use lasso_services::providers::Provider;
 use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Env;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, ErrorBody};
 
-pub fn router() -> Router<Context> {
-    Router::new()
-        .route("/providers", get(list))
-        .route("/providers/{provider}", get(show))
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
 }
 
 #[derive(Serialize)]
@@ -43,13 +45,27 @@ impl<'a> ApiProvider<'a> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Matches provider names and display names; empty matches every provider.
     search: Option<String>,
 }
 
 // The entries borrow from the catalog, so the responses are serialized inside the handlers.
 
+/// The provider catalog, `{"data": [provider]}`.
+#[utoipa::path(
+    get,
+    path = "/providers",
+    tag = "providers",
+    security(("secret_key" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`{\"data\": [provider]}`: each entry of Nango's catalog with its `name` and `logo_url`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn list(
     State(ctx): State<Context>,
     _env: Env,
@@ -64,6 +80,18 @@ async fn list(
     Ok(Json(Data { data }).into_response())
 }
 
+/// One provider of the catalog, `{"data": provider}`.
+#[utoipa::path(
+    get,
+    path = "/providers/{provider}",
+    tag = "providers",
+    security(("secret_key" = [])),
+    params(("provider" = String, Path, description = "The provider's name, e.g. `github`")),
+    responses(
+        (status = 200, description = "`{\"data\": provider}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn show(
     State(ctx): State<Context>,
     _env: Env,

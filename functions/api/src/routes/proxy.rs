@@ -4,7 +4,6 @@
 //! and `Accept` go to the provider. The provider's status, headers and body come back unchanged,
 //! the body streamed.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
@@ -14,6 +13,8 @@ use futures::StreamExt;
 use lasso_services::logs::{Level, MessageKind, OperationKind, OperationLog, OperationState};
 use lasso_services::proxy::{self, MAX_REQUEST_BODY, ProxyRequest};
 use lasso_services::{Context, Error, connections};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::auth::Env;
 use crate::connection_headers::{ConnectionHeaders, text};
@@ -21,14 +22,67 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 
 const FORWARD_PREFIX: &str = "nango-proxy-";
 
-pub fn router() -> Router<Context> {
+pub fn router() -> OpenApiRouter<Context> {
     // The catch-all needs a non-empty rest; `/proxy/` and `/proxy` call the base URL itself.
-    Router::new()
-        .route("/proxy/{*endpoint}", any(call))
-        .route("/proxy/", any(call))
-        .route("/proxy", any(call))
+    // Every method reaches the handler (which refuses CONNECT, TRACE), not only the documented
+    // ones: OpenAPI has no CONNECT operation.
+    OpenApiRouter::new()
+        .routes(routes!(call).map(|_| any(call)))
+        .routes(routes!(call_base_slash).map(|_| any(call_base_slash)))
+        .routes(routes!(call_base).map(|_| any(call_base)))
 }
 
+/// The proxy, calling the base URL itself.
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options, trace),
+    path = "/proxy/",
+    tag = "proxy",
+    security(("secret_key" = [])),
+    params(("Connection-Id" = String, Header, description = "The connection id"), ("Provider-Config-Key" = String, Header, description = "The integration's unique key"), ("Retries" = Option<String>, Header, description = "Retries of a failed call (a whole number)"), ("Retry-On" = Option<String>, Header, description = "Status codes to retry, comma-separated"), ("Base-Url-Override" = Option<String>, Header, description = "Another base URL for this call")),
+    responses(
+        (status = "default", description = "The provider's answer, status, headers and body unchanged; or an error of Lasso's (`ErrorBody`) when the call could not be made", body = serde_json::Value),
+    ),
+)]
+async fn call_base_slash(
+    ctx: State<Context>,
+    env: Env,
+    names: ConnectionHeaders,
+    request: Request,
+) -> ApiResult<Response> {
+    call(ctx, env, names, request).await
+}
+
+/// The proxy, calling the base URL itself.
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options, trace),
+    path = "/proxy",
+    tag = "proxy",
+    security(("secret_key" = [])),
+    params(("Connection-Id" = String, Header, description = "The connection id"), ("Provider-Config-Key" = String, Header, description = "The integration's unique key"), ("Retries" = Option<String>, Header, description = "Retries of a failed call (a whole number)"), ("Retry-On" = Option<String>, Header, description = "Status codes to retry, comma-separated"), ("Base-Url-Override" = Option<String>, Header, description = "Another base URL for this call")),
+    responses(
+        (status = "default", description = "The provider's answer, status, headers and body unchanged; or an error of Lasso's (`ErrorBody`) when the call could not be made", body = serde_json::Value),
+    ),
+)]
+async fn call_base(
+    ctx: State<Context>,
+    env: Env,
+    names: ConnectionHeaders,
+    request: Request,
+) -> ApiResult<Response> {
+    call(ctx, env, names, request).await
+}
+
+/// Calls the provider's API with the connection's credentials; `Nango-Proxy-<Name>` headers, `Content-Type` and `Accept` are passed on.
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options, trace),
+    path = "/proxy/{*endpoint}",
+    tag = "proxy",
+    security(("secret_key" = [])),
+    params(("endpoint" = String, Path, description = "The provider's path, after its base URL"), ("Connection-Id" = String, Header, description = "The connection id"), ("Provider-Config-Key" = String, Header, description = "The integration's unique key"), ("Retries" = Option<String>, Header, description = "Retries of a failed call (a whole number)"), ("Retry-On" = Option<String>, Header, description = "Status codes to retry, comma-separated"), ("Base-Url-Override" = Option<String>, Header, description = "Another base URL for this call")),
+    responses(
+        (status = "default", description = "The provider's answer, status, headers and body unchanged; or an error of Lasso's (`ErrorBody`) when the call could not be made", body = serde_json::Value),
+    ),
+)]
 async fn call(
     State(ctx): State<Context>,
     Env(env): Env,

@@ -1,28 +1,42 @@
 //! The records read API: `GET /records` and `PATCH /records/prune`.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::{get, patch};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use lasso_services::records::{self, Action, Cursor, ListQuery, Scope};
 use lasso_services::{Context, connections};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Env;
 use crate::connection_headers::ConnectionHeaders;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Body, Query};
 
-pub fn router() -> Router<Context> {
-    Router::new()
-        .route("/records", get(list))
-        .route("/records/", get(list))
-        .route("/records/prune", patch(prune))
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(list_with_slash))
+        .routes(routes!(prune))
 }
 
 const DEFAULT_LIMIT: i64 = 100;
 
+/// A page of a connection's records of one model.
+#[utoipa::path(
+    get,
+    path = "/records",
+    tag = "records",
+    security(("secret_key" = [])),
+    params(("Connection-Id" = String, Header, description = "The connection id"), ("Provider-Config-Key" = String, Header, description = "The integration's unique key"), ("model" = String, Query, description = "The model (required)"), ("variant" = Option<String>, Query), ("modified_after" = Option<String>, Query, description = "ISO-8601 timestamp"), ("delta" = Option<String>, Query, description = "Same as `modified_after` (deprecated by Nango)"), ("limit" = Option<i64>, Query, description = "Page size (default 100)"), ("filter" = Option<String>, Query, description = "`added`, `updated`, `deleted`, comma-separated"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"), ("ids" = Option<Vec<String>>, Query, description = "Only these record ids")),
+    responses(
+        (status = 200, description = "`{\"records\": [record], \"next_cursor\": string|null}`; each record carries `_nango_metadata`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn list(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -84,7 +98,28 @@ async fn list(
     ))
 }
 
-#[derive(Deserialize)]
+/// `GET /records` with a trailing slash, as some of Nango's clients send it.
+#[utoipa::path(
+    get,
+    path = "/records/",
+    tag = "records",
+    security(("secret_key" = [])),
+    params(("Connection-Id" = String, Header, description = "The connection id"), ("Provider-Config-Key" = String, Header, description = "The integration's unique key"), ("model" = String, Query, description = "The model (required)"), ("variant" = Option<String>, Query), ("modified_after" = Option<String>, Query, description = "ISO-8601 timestamp"), ("delta" = Option<String>, Query, description = "Same as `modified_after` (deprecated by Nango)"), ("limit" = Option<i64>, Query, description = "Page size (default 100)"), ("filter" = Option<String>, Query, description = "`added`, `updated`, `deleted`, comma-separated"), ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"), ("ids" = Option<Vec<String>>, Query, description = "Only these record ids")),
+    responses(
+        (status = 200, description = "`{\"records\": [record], \"next_cursor\": string|null}`; each record carries `_nango_metadata`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
+async fn list_with_slash(
+    ctx: State<Context>,
+    env: Env,
+    headers: ConnectionHeaders,
+    params: Query<Vec<(String, String)>>,
+) -> ApiResult<Json<Value>> {
+    list(ctx, env, headers, params).await
+}
+
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PruneBody {
     model: String,
@@ -93,6 +128,19 @@ struct PruneBody {
     limit: Option<i64>,
 }
 
+/// Deletes the payloads of records up to a cursor.
+#[utoipa::path(
+    patch,
+    path = "/records/prune",
+    tag = "records",
+    security(("secret_key" = [])),
+    params(("Connection-Id" = String, Header, description = "The connection id"), ("Provider-Config-Key" = String, Header, description = "The integration's unique key")),
+    request_body = PruneBody,
+    responses(
+        (status = 200, description = "`{\"count\": n, \"has_more\": bool}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn prune(
     State(ctx): State<Context>,
     Env(env): Env,

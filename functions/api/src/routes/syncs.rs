@@ -1,30 +1,29 @@
 //! Nango's sync API: `POST /sync/trigger`, `POST /sync/pause`, `POST /sync/start`,
 //! `GET /sync/status` and `PUT /sync/update-connection-frequency`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use lasso_services::Context;
 use lasso_services::syncs::{self, Selection, SyncIdentifier, SyncMode};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Env;
 use crate::connection_headers::text;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ApiResult, ErrorBody, ErrorCode};
 use crate::extract::{Body, Query};
 
-pub fn router() -> Router<Context> {
-    Router::new()
-        .route("/sync/trigger", post(trigger))
-        .route("/sync/pause", post(pause))
-        .route("/sync/start", post(start))
-        .route("/sync/status", get(status))
-        .route(
-            "/sync/update-connection-frequency",
-            put(update_connection_frequency),
-        )
+pub fn router() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(trigger))
+        .routes(routes!(pause))
+        .routes(routes!(start))
+        .routes(routes!(status))
+        .routes(routes!(update_connection_frequency))
 }
 
 fn names(syncs: Vec<SyncIdentifier>) -> ApiResult<Vec<String>> {
@@ -38,7 +37,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TriggerOpts {
     #[serde(default)]
@@ -47,7 +46,7 @@ struct TriggerOpts {
     empty_cache: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TriggerBody {
     syncs: Vec<SyncIdentifier>,
@@ -60,6 +59,19 @@ struct TriggerBody {
     opts: Option<TriggerOpts>,
 }
 
+/// Runs syncs now (incremental, or a full resync).
+#[utoipa::path(
+    post,
+    path = "/sync/trigger",
+    tag = "syncs",
+    security(("secret_key" = [])),
+    params(("Provider-Config-Key" = Option<String>, Header, description = "When the body has no `provider_config_key`"), ("Connection-Id" = Option<String>, Header, description = "When the body has no `connection_id`")),
+    request_body = TriggerBody,
+    responses(
+        (status = 200, description = "`{\"success\": true}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn trigger(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -94,7 +106,7 @@ async fn trigger(
     Ok(Json(json!({"success": true})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ScheduleBody {
     syncs: Vec<SyncIdentifier>,
@@ -112,6 +124,18 @@ impl ScheduleBody {
     }
 }
 
+/// Pauses syncs' schedules.
+#[utoipa::path(
+    post,
+    path = "/sync/pause",
+    tag = "syncs",
+    security(("secret_key" = [])),
+    request_body = ScheduleBody,
+    responses(
+        (status = 200, description = "`{\"success\": true}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn pause(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -121,6 +145,18 @@ async fn pause(
     Ok(Json(json!({"success": true})))
 }
 
+/// Resumes syncs' schedules.
+#[utoipa::path(
+    post,
+    path = "/sync/start",
+    tag = "syncs",
+    security(("secret_key" = [])),
+    request_body = ScheduleBody,
+    responses(
+        (status = 200, description = "`{\"success\": true}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn start(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -130,7 +166,8 @@ async fn start(
     Ok(Json(json!({"success": true})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StatusParams {
     /// `*`, or names (`name` or `name::variant`) separated by commas.
@@ -139,6 +176,18 @@ struct StatusParams {
     connection_id: Option<String>,
 }
 
+/// The state of syncs for one integration, or one connection.
+#[utoipa::path(
+    get,
+    path = "/sync/status",
+    tag = "syncs",
+    security(("secret_key" = [])),
+    params(StatusParams),
+    responses(
+        (status = 200, description = "`{\"syncs\": [status]}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn status(
     State(ctx): State<Context>,
     Env(env): Env,
@@ -171,7 +220,7 @@ async fn status(
     Ok(Json(json!({ "syncs": found })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FrequencyBody {
     sync_name: String,
@@ -182,6 +231,18 @@ struct FrequencyBody {
     frequency: Option<String>,
 }
 
+/// Overrides a sync's frequency for one connection (`null` goes back to the sync's own).
+#[utoipa::path(
+    put,
+    path = "/sync/update-connection-frequency",
+    tag = "syncs",
+    security(("secret_key" = [])),
+    request_body = FrequencyBody,
+    responses(
+        (status = 200, description = "`{\"frequency\": string}`", body = Object),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 async fn update_connection_frequency(
     State(ctx): State<Context>,
     Env(env): Env,

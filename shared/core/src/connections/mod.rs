@@ -16,7 +16,7 @@ use crate::integrations::{self, Integration};
 use crate::{Error, ErrorCode, Result};
 
 /// The end user a connection belongs to (Nango's `end_user`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EndUser {
     pub id: String,
     #[serde(default)]
@@ -24,12 +24,13 @@ pub struct EndUser {
     #[serde(default)]
     pub display_name: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub tags: Option<Map<String, Value>>,
     #[serde(default)]
     pub organization: Option<Organization>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Organization {
     pub id: String,
     #[serde(default)]
