@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lasso_cli::workers::Workers;
 use lasso_services::queue::completions::Check;
-use lasso_services::queue::{NewTask, TaskKind, TaskState, tasks};
+use lasso_services::queue::{NewTask, Payload, TaskKind, TaskState, tasks};
 use lasso_services::{Context, environments, runner_groups};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
@@ -340,7 +340,12 @@ async fn a_sync_action_past_the_wait_limit_answers_with_its_async_id() {
 async fn wait_for_task(ctx: &Context, env_id: i64, delay: Duration) -> (usize, Duration) {
     let id = tasks::insert(
         &ctx.db,
-        &[NewTask::new(env_id, TaskKind::Action, "by-hand", json!({}))],
+        &[NewTask::new(
+            env_id,
+            TaskKind::Action,
+            "by-hand",
+            function_payload("i", "c", "by-hand", None),
+        )],
     )
     .await
     .unwrap()[0];
@@ -441,7 +446,12 @@ async fn another_environments_actions_are_not_found() {
     // Tasks of other kinds are not actions either.
     let script_task = tasks::insert(
         &s.ctx.db,
-        &[NewTask::new(s.env_id, TaskKind::Script, "x", json!({}))],
+        &[NewTask::new(
+            s.env_id,
+            TaskKind::Script,
+            "x",
+            Payload::script("x.js", Value::Null),
+        )],
     )
     .await
     .unwrap()[0];

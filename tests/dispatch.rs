@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use lasso_runner::run::{self as runner, Outcome};
 use lasso_services::adapters::transport::RunnerQueues;
-use lasso_services::queue::{NewTask, TaskState, tasks};
+use lasso_services::queue::{NewTask, Payload, TaskState, tasks};
 use lasso_services::{Context, dispatcher, environments};
 use lasso_tests::*;
 use serde_json::json;
@@ -71,7 +71,7 @@ fn sleeper_task(env: i64, n: usize) -> NewTask {
         env,
         lasso_services::queue::TaskKind::Script,
         "sleeper",
-        json!({"script_key": "sleeper.js", "input": {"n": n}}),
+        Payload::script("sleeper.js", json!({"n": n})),
     )
 }
 
@@ -658,7 +658,10 @@ async fn batched_start_and_succeed_change_only_tasks_in_the_expected_state() {
     expected.sort();
     assert_eq!(finished_ids, expected);
     for (id, payload) in &finished {
-        assert_eq!(payload["script_key"], "sleeper.js", "{id}");
+        assert!(
+            matches!(payload, Payload::Script { script_key, .. } if script_key == "sleeper.js"),
+            "{id}: {payload:?}"
+        );
         let task = tasks::get(&ctx.db, *id).await.unwrap().unwrap();
         assert_eq!(task.state, TaskState::Succeeded);
         assert_eq!(task.output, Some(json!({"task": id.to_string()})));

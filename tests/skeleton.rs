@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use lasso_cli::event_source::{self, Mapping};
 use lasso_cli::workers::Workers;
-use lasso_services::queue::{NewTask, TaskKind, TaskState, tasks};
+use lasso_services::queue::{NewTask, Payload, TaskKind, TaskState, tasks};
 use lasso_services::{Context, environments};
 use lasso_tests::*;
 use serde_json::json;
@@ -29,7 +29,7 @@ async fn enqueue(ctx: &Context, env_id: i64, script_key: &str, input: serde_json
             env_id,
             TaskKind::Script,
             "skeleton",
-            json!({"script_key": script_key, "input": input}),
+            Payload::script(script_key, input),
         )],
     )
     .await

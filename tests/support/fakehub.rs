@@ -221,7 +221,7 @@ pub async fn run(s: &Setup, kind: TaskKind, function: &str, input: Option<Value>
 
 /// A function task for connection `acme`, as [`run`] queues it.
 pub fn task(s: &Setup, kind: TaskKind, function: &str, input: Option<Value>) -> NewTask {
-    let payload = json!({"integration": "fakehub", "connection_id": "acme", "function": function, "input": input});
+    let payload = crate::function_payload("fakehub", "acme", function, input);
     NewTask::new(s.env_id, kind, function, payload)
 }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use lasso_services::config::Config;
+use lasso_services::queue::{FunctionPayload, Payload};
 use lasso_services::{Context, db};
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -20,6 +21,24 @@ const HOW_TO_START: &str = "start the test services first: `make test` does it, 
 
 fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set; {HOW_TO_START}"))
+}
+
+/// The payload of a task that runs `function` of `integration` for `connection_id`.
+pub fn function_payload(
+    integration: &str,
+    connection_id: &str,
+    function: &str,
+    input: Option<serde_json::Value>,
+) -> Payload {
+    Payload::Function(FunctionPayload {
+        integration: integration.into(),
+        connection_id: connection_id.into(),
+        function: function.into(),
+        input,
+        full: false,
+        last_sync_date: None,
+        async_caller: false,
+    })
 }
 
 /// Admin URL of the test Postgres cluster.

@@ -16,17 +16,14 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::context::Context;
-use crate::queue::FunctionPayload;
 use crate::queue::completions::Check;
+use crate::queue::{FunctionPayload, Payload};
 use crate::queue::{NewTask, Task, TaskKind, TaskState, tasks};
 use crate::scripts::{self, FunctionType};
 use crate::{Error, ErrorCode, Result, connections, dispatcher, webhooks};
 
 /// The most retries a caller may ask for (Nango's limit).
 pub const MAX_RETRIES: u32 = 5;
-/// Set in the task's payload when someone waits for the `async_action` webhook rather than
-/// for the HTTP answer.
-const ASYNC_FLAG: &str = "async";
 
 /// One `POST /action/trigger`.
 #[derive(Debug, Clone)]
@@ -136,18 +133,15 @@ async fn start(ctx: &Context, environment_id: i64, trigger: Trigger) -> Result<U
     );
     function?;
     connection?;
-    let mut payload = serde_json::to_value(FunctionPayload {
+    let payload = Payload::Function(FunctionPayload {
         integration: trigger.integration,
         connection_id: trigger.connection_id,
         function: trigger.action.clone(),
         input: Some(trigger.input),
         full: false,
         last_sync_date: None,
-    })
-    .expect("function payload serializes");
-    if trigger.run_async {
-        payload[ASYNC_FLAG] = Value::Bool(true);
-    }
+        async_caller: trigger.run_async,
+    });
     let mut task = NewTask::new(environment_id, TaskKind::Action, trigger.action, payload);
     task.max_attempts = trigger.max_retries as i32 + 1;
     dispatcher::enqueue_now(ctx, &task).await
@@ -214,8 +208,7 @@ async fn go_async(ctx: &Context, environment_id: i64, id: Uuid) -> Result<Outcom
         if task.state.is_terminal() {
             return outcome(task);
         }
-        let flag = Map::from_iter([(ASYNC_FLAG.to_string(), Value::Bool(true))]);
-        if tasks::patch_unfinished_payload(&ctx.db, task.id, &Value::Object(flag)).await? {
+        if tasks::flag_async_caller(&ctx.db, task.id).await? {
             return Ok(Outcome::Pending(Pending::of(id)));
         }
     }
@@ -267,7 +260,7 @@ fn failure(task: &Task) -> Error {
 
 /// For the runner, once it recorded an action's success (`payload` as the task finished with
 /// it): an async caller gets its webhook.
-pub async fn succeeded(ctx: &Context, task: &Task, payload: &Value) {
+pub async fn succeeded(ctx: &Context, task: &Task, payload: &Payload) {
     notify_async_caller(ctx, task, payload).await;
 }
 
@@ -289,25 +282,26 @@ pub async fn fail(ctx: &Context, task: &Task, error: &Value) -> Result<()> {
 /// HTTP answer. `payload` is the one the finishing statement returned: the flag [`go_async`]
 /// sets only on unfinished tasks, so it is there exactly when the caller stopped waiting. A
 /// failure to queue the webhook is logged: the task's outcome is recorded by then.
-async fn notify_async_caller(ctx: &Context, task: &Task, payload: &Value) {
-    if payload.get(ASYNC_FLAG) != Some(&Value::Bool(true)) {
+async fn notify_async_caller(ctx: &Context, task: &Task, payload: &Payload) {
+    let Some(payload) = payload.function().filter(|p| p.async_caller) else {
         return;
-    }
+    };
     if let Err(e) = try_notify_async_caller(ctx, task, payload).await {
         tracing::error!(task_id = %task.id, error = %e, "could not queue the async_action webhook");
     }
 }
 
-async fn try_notify_async_caller(ctx: &Context, task: &Task, payload: &Value) -> Result<()> {
-    let id = task.id;
-    let payload: FunctionPayload = serde_json::from_value(payload.clone())
-        .map_err(|e| Error::Internal(format!("action task {id} has a bad payload: {e}")))?;
-    let first = tasks::first_attempt(&ctx.db, id).await?;
+async fn try_notify_async_caller(
+    ctx: &Context,
+    task: &Task,
+    payload: &FunctionPayload,
+) -> Result<()> {
+    let first = tasks::first_attempt(&ctx.db, task.id).await?;
     webhooks::emit(
         ctx,
         task.environment_id,
         None,
-        &async_action_body(&payload, &Pending::of(first)),
+        &async_action_body(payload, &Pending::of(first)),
     )
     .await?;
     Ok(())
@@ -335,7 +329,7 @@ mod tests {
             kind: TaskKind::Action,
             group_key: "env:1".into(),
             name: "a".into(),
-            payload: Value::Null,
+            payload: Payload::script("a.js", Value::Null),
             state,
             attempt: 1,
             max_attempts: 1,

@@ -47,7 +47,7 @@ use crate::integrations::Integration;
 use crate::integrations::webhook_routing::{Encoding, REQUIRE_SIGNATURES_KEY, Signature};
 use crate::logs::{Level, MessageKind, OperationKind, OperationLog, OperationState};
 use crate::providers::hosts::WebhookScheme;
-use crate::queue::FunctionPayload;
+use crate::queue::{FunctionPayload, Payload};
 use crate::queue::{NewTask, TaskKind, tasks};
 use crate::scripts::store;
 use crate::{Error, ErrorCode, Result, dispatcher, environments, integrations, webhooks};
@@ -426,12 +426,13 @@ async fn route(
                     input: Some(body.clone()),
                     full: false,
                     last_sync_date: None,
+                    async_caller: false,
                 };
                 NewTask::new(
                     environment_id,
                     TaskKind::Webhook,
                     sync.clone(),
-                    serde_json::to_value(payload).expect("function payload serializes"),
+                    Payload::Function(payload),
                 )
             })
         })

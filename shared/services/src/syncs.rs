@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::context::Context;
 use crate::integrations::{self, Integration};
 use crate::queue::schedules::{self, ReconcileScope, Schedule, ScheduleState};
-use crate::queue::{FunctionPayload, ModelResult};
+use crate::queue::{FunctionPayload, ModelResult, Payload};
 use crate::queue::{Task, TaskState, tasks};
 use crate::records::{self, DEFAULT_VARIANT, Scope};
 use crate::scripts::store::{self, DeployedFunction};
@@ -372,10 +372,8 @@ fn classify(schedule: ScheduleState, latest: Option<TaskState>) -> &'static str 
     }
 }
 
-fn run_type(payload: Option<&Value>, sync_type: Option<SyncType>) -> &'static str {
-    let payload: Option<FunctionPayload> =
-        payload.and_then(|p| serde_json::from_value(p.clone()).ok());
-    match payload {
+fn run_type(payload: Option<&Payload>, sync_type: Option<SyncType>) -> &'static str {
+    match payload.and_then(Payload::function) {
         Some(p) if p.full && sync_type == Some(SyncType::Incremental) => "FULL",
         Some(p) if p.last_sync_date.is_some() => "INCREMENTAL",
         _ => "INITIAL",
@@ -494,17 +492,14 @@ fn result_webhook(
 /// without changes sends none, as in Nango. Failures to queue are logged, not returned: the
 /// run is recorded by then, and the outbox retries deliveries that fail.
 pub async fn run_succeeded(ctx: &Context, task: &Task, output: &Value) {
-    let (Ok(payload), Some(started_at)) = (
-        serde_json::from_value::<FunctionPayload>(task.payload.clone()),
-        task.started_at,
-    ) else {
+    let (Some(payload), Some(started_at)) = (task.payload.function(), task.started_at) else {
         return;
     };
     for (model, counts) in results(Some(output)).unwrap_or_default() {
         if counts.added + counts.updated + counts.deleted == 0 {
             continue;
         }
-        let body = result_webhook(&payload, started_at, &model, &counts);
+        let body = result_webhook(payload, started_at, &model, &counts);
         if let Err(e) = webhooks::emit(ctx, task.environment_id, None, &body).await {
             tracing::error!(task = %task.id, %model, error = %e, "could not queue the sync webhook");
         }
@@ -514,7 +509,7 @@ pub async fn run_succeeded(ctx: &Context, task: &Task, output: &Value) {
 /// Sends the environment's webhook for a sync run that failed (Nango's `success: false` shape,
 /// one per model of the sync), so a receiver learns of errors without polling the status.
 pub async fn run_failed(ctx: &Context, task: &Task, error: &Value) {
-    let Ok(payload) = serde_json::from_value::<FunctionPayload>(task.payload.clone()) else {
+    let Some(payload) = task.payload.function() else {
         return;
     };
     let models = match store::get_active(
@@ -537,7 +532,7 @@ pub async fn run_failed(ctx: &Context, task: &Task, error: &Value) {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     let failed_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     for model in models {
-        let mut body = sync_webhook(&payload, &model, false);
+        let mut body = sync_webhook(payload, &model, false);
         body["error"] = json!({
             "type": error.get("kind").and_then(Value::as_str).unwrap_or("script_error"),
             "description": error.get("message").and_then(Value::as_str).unwrap_or_default(),
@@ -617,7 +612,7 @@ mod tests {
 
     #[test]
     fn run_types() {
-        let p = |v: Value| Some(v);
+        let p = |v: Value| Some(serde_json::from_value::<Payload>(v).unwrap());
         assert_eq!(run_type(None, Some(SyncType::Full)), "INITIAL");
         let full = json!({"integration": "h", "connection_id": "c", "function": "f", "full": true});
         assert_eq!(

@@ -11,6 +11,7 @@ use sqlx::{FromRow, PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::Result;
+use crate::queue::Payload;
 use crate::queue::tasks::TaskState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
@@ -131,7 +132,7 @@ pub async fn reconcile<'e>(
 }
 
 /// The INSERT of one sync task per schedule of the CTE `target (id, reset)`, as
-/// `runner::FunctionPayload`: a `reset` run is full and starts from nothing; otherwise the
+/// [`FunctionPayload`](super::FunctionPayload): a `reset` run is full and starts from nothing; otherwise the
 /// sync's own type decides `full`, and `last_sync_date` is when the schedule's last successful
 /// run started (a change made upstream while that run was going is not missed). A schedule
 /// with an active task gets none. Returns (task id, schedule id) per created task.
@@ -354,7 +355,8 @@ pub struct RunHistory {
     pub schedule_id: Uuid,
     /// The newest task: its state and payload.
     pub latest_state: Option<TaskState>,
-    pub latest_payload: Option<Value>,
+    #[sqlx(json(nullable))]
+    pub latest_payload: Option<Payload>,
     /// When the newest finished task finished, whatever its outcome.
     pub finished_at: Option<DateTime<Utc>>,
     /// The output of the newest successful task.
