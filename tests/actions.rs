@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lasso_cli::workers::Workers;
 use lasso_services::queue::completions::Check;
 use lasso_services::queue::{NewTask, Payload, TaskKind, TaskState, tasks};
 use lasso_services::{Context, environments, runner_groups};
@@ -21,32 +20,27 @@ use uuid::Uuid;
 const PROVIDERS: &str = "acme:\n  display_name: Acme\n  auth_mode: API_KEY\n  proxy:\n    base_url: http://127.0.0.1:9\n    headers:\n      authorization: Bearer ${apiKey}\n";
 
 struct Setup {
-    ctx: Context,
-    api: Api,
+    app: TestApp,
     env_id: i64,
-    _workers: Workers,
 }
+
+setup_derefs_to_app!(Setup);
 
 /// An environment with integration `acme`, connection `conn-1`, the fixture project deployed,
 /// and the scheduler, dispatcher and runner loops running, with extra `settings`.
-async fn setup(settings: &[(&str, String)]) -> Setup {
-    let db = fresh_database().await;
-    let mut all = vec![(
-        "LASSO_PROVIDERS_FILE",
-        providers_file(PROVIDERS).display().to_string(),
-    )];
-    all.extend(settings.iter().cloned());
-    let ctx = Context::build(config(&db, &all), None).unwrap();
-    let (env, key) = environments::create(&ctx.db, "actions").await.unwrap();
-    let api = Api::new(&serve_api(ctx.clone()).await, &key);
-    add_integration_and_connection(&api).await;
-    deploy_fixture(&ctx, env.id, "actions-project").await;
-    let workers = Workers::start(ctx.clone());
+async fn setup(settings: &[(&'static str, String)]) -> Setup {
+    let app = TestApp::builder()
+        .providers(PROVIDERS)
+        .settings(settings)
+        .environment("actions")
+        .workers()
+        .start()
+        .await;
+    add_integration_and_connection(&app.api).await;
+    deploy_fixture(&app.ctx, app.env.id, "actions-project").await;
     Setup {
-        ctx,
-        api,
-        env_id: env.id,
-        _workers: workers,
+        env_id: app.env.id,
+        app,
     }
 }
 

@@ -13,7 +13,7 @@ use lasso_tests::{deploy_fixture, eventually, function_payload};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-async fn sdk(settings: &[(&str, String)]) -> Setup {
+async fn sdk(settings: &[(&'static str, String)]) -> Setup {
     let mut all = vec![("LASSO_SCRIPT_TIMEOUT_SECS", "60".to_string())];
     all.extend(settings.iter().cloned());
     let s = setup(&all).await;

@@ -12,10 +12,13 @@ use lasso_services::{Context, db};
 use secrecy::SecretString;
 use sqlx::PgPool;
 
+pub mod app;
 pub mod auth;
 pub mod browser;
 pub mod fakehub;
 pub mod receiver;
+
+pub use app::{TestApp, TestAppBuilder};
 
 const HOW_TO_START: &str = "start the test services first: `make test` does it, or `eval \"$(scripts/services start && scripts/services env)\"`";
 
@@ -207,8 +210,13 @@ pub fn config(db: &TestDb, settings: &[(&str, String)]) -> Config {
 
 /// The AWS SDK configuration pointing at moto.
 pub fn aws_sdk_config() -> aws_config::SdkConfig {
+    aws_sdk_config_at(&aws_endpoint())
+}
+
+/// The AWS SDK configuration for every service at `endpoint`, with test credentials.
+pub fn aws_sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
-        .endpoint_url(aws_endpoint())
+        .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
             aws_sdk_s3::config::Credentials::new("test", "test", None, None, "lasso-tests"),
