@@ -4,6 +4,7 @@
 //! that outlasts the wait limit, how waiters are woken (LISTEN/NOTIFY, or polling), isolation
 //! between environments, and Nango's Node client.
 
+use lasso_services::EnvironmentId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -21,7 +22,7 @@ const PROVIDERS: &str = "acme:\n  display_name: Acme\n  auth_mode: API_KEY\n  pr
 
 struct Setup {
     app: TestApp,
-    env_id: i64,
+    env_id: EnvironmentId,
 }
 
 setup_derefs_to_app!(Setup);
@@ -331,7 +332,7 @@ async fn a_sync_action_past_the_wait_limit_answers_with_its_async_id() {
 }
 
 /// An action task finished by hand after `delay`, with `Completions::wait` counting its checks.
-async fn wait_for_task(ctx: &Context, env_id: i64, delay: Duration) -> (usize, Duration) {
+async fn wait_for_task(ctx: &Context, env_id: EnvironmentId, delay: Duration) -> (usize, Duration) {
     let id = tasks::insert(
         &ctx.db,
         &[NewTask::new(

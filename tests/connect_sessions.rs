@@ -4,6 +4,7 @@
 //! re-authorize one connection; and environments that cannot reach each other.
 
 use chrono::{Duration, Utc};
+use lasso_services::EnvironmentId;
 use lasso_services::connections::{self, Credentials};
 use lasso_services::crypto::token_digest;
 use lasso_services::environments::Environment;
@@ -112,7 +113,12 @@ impl Setup {
         answer["data"]["token"].as_str().unwrap().to_string()
     }
 
-    async fn connection(&self, env: i64, key: &str, id: &str) -> Option<connections::Connection> {
+    async fn connection(
+        &self,
+        env: EnvironmentId,
+        key: &str,
+        id: &str,
+    ) -> Option<connections::Connection> {
         connections::get(&self.ctx.db, &self.ctx.cipher, env, key, id)
             .await
             .ok()

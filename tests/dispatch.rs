@@ -1,6 +1,7 @@
 //! The dispatcher: per-environment concurrency under concurrent dispatchers and runners,
 //! fairness across environments, release on a failed send, and re-sending stuck tasks.
 
+use lasso_services::EnvironmentId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,7 +67,7 @@ impl Cluster {
     }
 }
 
-fn sleeper_task(env: i64, n: usize) -> NewTask {
+fn sleeper_task(env: EnvironmentId, n: usize) -> NewTask {
     NewTask::new(
         env,
         lasso_services::queue::TaskKind::Script,
@@ -150,7 +151,7 @@ fn spawn_sampler(
     })
 }
 
-async fn count_in_state(ctx: &Context, env: i64, state: &str) -> i64 {
+async fn count_in_state(ctx: &Context, env: EnvironmentId, state: &str) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM queue.tasks WHERE environment_id = $1 AND state::text = $2",
     )
@@ -291,7 +292,7 @@ async fn claims_share_out_the_batch_and_skip_full_groups() {
     .await
     .unwrap();
     let claimed = tasks::claim_for_dispatch(&ctx.db, 4, LIMIT).await.unwrap();
-    let mut envs: Vec<i64> = claimed.iter().map(|t| t.environment_id).collect();
+    let mut envs: Vec<EnvironmentId> = claimed.iter().map(|t| t.environment_id).collect();
     envs.sort();
     let mut all = big.clone();
     all.push(small.id);

@@ -3,6 +3,7 @@
 //! syncs with the payload, forwarding as Nango's signed `forward` webhook, signature checks,
 //! and the answers for unknown environments and integrations, bad bodies and big ones.
 
+use lasso_services::EnvironmentId;
 use std::time::Duration;
 
 use lasso_services::connections;
@@ -16,7 +17,7 @@ const PROVIDERS: &str = "acme:\n  display_name: Acme\n  auth_mode: API_KEY\n  pr
 
 struct Setup {
     app: TestApp,
-    env_id: i64,
+    env_id: EnvironmentId,
     env_uuid: Uuid,
     http: reqwest::Client,
 }

@@ -4,6 +4,7 @@
 //! here (the house rules keep test traffic on loopback): `127.0.0.1` exercises literal-address
 //! URLs, `localhost` the resolver step, where a name is checked on the address it resolves to.
 
+use lasso_services::EnvironmentId;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::Request;
@@ -68,7 +69,7 @@ inside-cc:
 
 struct Setup {
     app: TestApp,
-    env_id: i64,
+    env_id: EnvironmentId,
 }
 
 setup_derefs_to_app!(Setup);

@@ -3,6 +3,7 @@
 //! retries, 401 -> refresh -> retry, streaming, the base-URL rule, environment isolation, and
 //! credentials kept out of errors and logs.
 
+use lasso_services::EnvironmentId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -250,7 +251,7 @@ fake-down:
 struct Lasso {
     fake: Fake,
     app: TestApp,
-    env_id: i64,
+    env_id: EnvironmentId,
     http: reqwest::Client,
 }
 
@@ -293,7 +294,7 @@ impl Lasso {
     /// `csecret`) and connection `conn` on it.
     async fn connect_in(
         &self,
-        env_id: i64,
+        env_id: EnvironmentId,
         key: &str,
         provider: &str,
         conn: &str,

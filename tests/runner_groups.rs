@@ -4,6 +4,7 @@
 //! SQS, both inspected) to its own runner, which refuses a message put on the wrong queue; and
 //! `lasso dev`'s loops run a queue and a runner per group.
 
+use lasso_services::EnvironmentId;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use uuid::Uuid;
 
 struct Group {
     name: String,
-    env_id: i64,
+    env_id: EnvironmentId,
     connection: i64,
 }
 
@@ -293,7 +294,7 @@ async fn a_runner_records_retries_of_its_own_groups_actions_only() {
 
 const MARKER: &str = "export default async function (nango, input) { return { ran: input.who }; }";
 
-fn script_task(env_id: i64, who: &str) -> NewTask {
+fn script_task(env_id: EnvironmentId, who: &str) -> NewTask {
     NewTask::new(
         env_id,
         TaskKind::Script,

@@ -3,6 +3,7 @@
 //! store, runs it in the sandbox and records the outcome — on moto (S3 + SQS) and on the local
 //! adapters inside `lasso dev`'s loops.
 
+use lasso_services::EnvironmentId;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +23,12 @@ const THROWER: &str = "export default async function () {
     throw new Error('the upstream API said no');
 }";
 
-async fn enqueue(ctx: &Context, env_id: i64, script_key: &str, input: serde_json::Value) -> Uuid {
+async fn enqueue(
+    ctx: &Context,
+    env_id: EnvironmentId,
+    script_key: &str,
+    input: serde_json::Value,
+) -> Uuid {
     tasks::insert(
         &ctx.db,
         &[NewTask::new(

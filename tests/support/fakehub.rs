@@ -1,6 +1,7 @@
 //! A fake provider API and an environment running the fakehub fixture project
 //! (tests/fixtures/fakehub-project), for tests of scripts, orchestration and logs.
 
+use lasso_services::EnvironmentId;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -128,7 +129,7 @@ async fn list_tickets(State(up): State<Arc<Upstream>>, Query(q): Query<PageQuery
 
 pub struct Setup {
     pub app: TestApp,
-    pub env_id: i64,
+    pub env_id: EnvironmentId,
     pub connection: i64,
     pub upstream: Arc<Upstream>,
     pub workers: Workers,

@@ -1,6 +1,7 @@
 //! Test support: the real services started by `scripts/services` (Postgres, moto, Elasticsearch),
 //! a fresh migrated database per test, and contexts wired to either adapter set.
 
+use lasso_services::EnvironmentId;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -375,7 +376,7 @@ pub fn node_modules() -> PathBuf {
 }
 
 /// Compiles `tests/fixtures/<project>` and deploys it to the environment, as `lasso deploy` does.
-pub async fn deploy_fixture(ctx: &Context, environment_id: i64, project: &str) {
+pub async fn deploy_fixture(ctx: &Context, environment_id: EnvironmentId, project: &str) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(project);

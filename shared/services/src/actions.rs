@@ -10,6 +10,7 @@
 //! Retries (`X-Max-Retries`) are new tasks chained by `retry_of`; the id a caller holds is the
 //! first attempt's, and it always answers for the latest attempt.
 
+use crate::EnvironmentId;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
@@ -67,7 +68,11 @@ pub enum Outcome {
 /// Runs the action: at once and waits for its output, or returns [`Outcome::Pending`] for an
 /// async call or one that outlasted `LASSO_ACTION_WAIT_SECS`. A failed action is an
 /// [`Error::ActionError`] or [`Error::ScriptFailed`].
-pub async fn trigger(ctx: &Context, environment_id: i64, trigger: Trigger) -> Result<Outcome> {
+pub async fn trigger(
+    ctx: &Context,
+    environment_id: EnvironmentId,
+    trigger: Trigger,
+) -> Result<Outcome> {
     let deadline = Instant::now() + ctx.config.action_wait_timeout;
     let (run_async, retries) = (trigger.run_async, trigger.max_retries > 0);
     let id = start(ctx, environment_id, trigger).await?;
@@ -85,7 +90,7 @@ pub async fn trigger(ctx: &Context, environment_id: i64, trigger: Trigger) -> Re
 /// outcome stays readable at `GET /action/:id`).
 pub async fn run_for_script(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     trigger: Trigger,
     deadline: Instant,
 ) -> Result<Value> {
@@ -108,7 +113,7 @@ pub async fn run_for_script(
 
 /// Checks the action and connection exist and queues the action's task, sent to the runners
 /// at once. Returns its id.
-async fn start(ctx: &Context, environment_id: i64, trigger: Trigger) -> Result<Uuid> {
+async fn start(ctx: &Context, environment_id: EnvironmentId, trigger: Trigger) -> Result<Uuid> {
     if trigger.max_retries > MAX_RETRIES {
         return Err(Error::invalid(
             "X-Max-Retries",
@@ -150,7 +155,7 @@ async fn start(ctx: &Context, environment_id: i64, trigger: Trigger) -> Result<U
 /// Waits until action `id` (its latest attempt) finishes, or `deadline`: `None` then.
 async fn wait(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     id: Uuid,
     retries: bool,
     deadline: Instant,
@@ -183,7 +188,7 @@ async fn wait(
 
 /// The state of action `id` of the environment (`GET /action/:id`): its output, pending, or
 /// its failure as an error. `not_found` for an id the environment has no action for.
-pub async fn result(ctx: &Context, environment_id: i64, id: Uuid) -> Result<Outcome> {
+pub async fn result(ctx: &Context, environment_id: EnvironmentId, id: Uuid) -> Result<Outcome> {
     let task = latest(ctx, environment_id, id).await?;
     if task.state.is_terminal() {
         outcome(task)
@@ -192,7 +197,7 @@ pub async fn result(ctx: &Context, environment_id: i64, id: Uuid) -> Result<Outc
     }
 }
 
-async fn latest(ctx: &Context, environment_id: i64, id: Uuid) -> Result<Task> {
+async fn latest(ctx: &Context, environment_id: EnvironmentId, id: Uuid) -> Result<Task> {
     tasks::latest_attempt(&ctx.db, environment_id, id)
         .await?
         .filter(|t| t.kind == TaskKind::Action)
@@ -202,7 +207,7 @@ async fn latest(ctx: &Context, environment_id: i64, id: Uuid) -> Result<Task> {
 /// The wait ran out: the caller gets the id instead, and the webhook when the action finishes.
 /// The flag is set on the latest attempt only while it is unfinished, so an action that
 /// finished meanwhile is answered with its result instead.
-async fn go_async(ctx: &Context, environment_id: i64, id: Uuid) -> Result<Outcome> {
+async fn go_async(ctx: &Context, environment_id: EnvironmentId, id: Uuid) -> Result<Outcome> {
     loop {
         let task = latest(ctx, environment_id, id).await?;
         if task.state.is_terminal() {
@@ -325,7 +330,7 @@ mod tests {
     fn task(state: TaskState, error: Value) -> Task {
         Task {
             id: Uuid::nil(),
-            environment_id: 1,
+            environment_id: EnvironmentId(1),
             kind: TaskKind::Action,
             group_key: "env:1".into(),
             name: "a".into(),

@@ -33,6 +33,7 @@
 //! webhook URL as Nango's `forward` webhook (one per matched connection, or one without a
 //! connection id when none matched).
 
+use crate::EnvironmentId;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
@@ -360,7 +361,7 @@ pub async fn receive(
 
 async fn route(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     provider_config_key: &str,
     headers: &HeaderMap,
     raw: &[u8],

@@ -2,6 +2,7 @@
 //! connection's frequency, read their status. Schedules and their tasks live in the queue
 //! ([`schedules`], [`tasks`]).
 
+use crate::EnvironmentId;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -118,7 +119,7 @@ struct Target {
 }
 
 impl Target {
-    fn selected(&self, environment_id: i64) -> schedules::Selected {
+    fn selected(&self, environment_id: EnvironmentId) -> schedules::Selected {
         schedules::Selected {
             environment_id,
             integration_id: self.integration.id,
@@ -130,7 +131,11 @@ impl Target {
 
 /// `unknown_provider_config`, `unknown_connection` or `unknown_sync` for what the environment
 /// does not have.
-async fn resolve(ctx: &Context, environment_id: i64, selection: &Selection) -> Result<Target> {
+async fn resolve(
+    ctx: &Context,
+    environment_id: EnvironmentId,
+    selection: &Selection,
+) -> Result<Target> {
     let integration =
         integrations::get(&ctx.db, environment_id, &selection.provider_config_key).await?;
     let connection = match &selection.connection_id {
@@ -186,7 +191,7 @@ fn none_found(selection: &Selection) -> Error {
 /// The target's schedules (`lock`: see [`schedules::find`]); `no_syncs_found` when none.
 async fn selected<'e>(
     db: impl sqlx::PgExecutor<'e>,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     target: &Target,
     selection: &Selection,
     lock: bool,
@@ -212,7 +217,7 @@ fn describe(schedules: &[&Schedule]) -> String {
 /// cache, the records) in the same transaction. Returns the created tasks' ids.
 pub async fn trigger(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     selection: &Selection,
     mode: SyncMode,
 ) -> Result<Vec<Uuid>> {
@@ -257,7 +262,11 @@ pub async fn trigger(
 
 /// Pauses the selected schedules and cancels their active runs; a running script stops at its
 /// runner's next heartbeat.
-pub async fn pause(ctx: &Context, environment_id: i64, selection: &Selection) -> Result<()> {
+pub async fn pause(
+    ctx: &Context,
+    environment_id: EnvironmentId,
+    selection: &Selection,
+) -> Result<()> {
     let target = resolve(ctx, environment_id, selection).await?;
     let mut tx = ctx.db.begin().await?;
     let found = selected(&mut *tx, environment_id, &target, selection, true).await?;
@@ -274,7 +283,11 @@ pub async fn pause(ctx: &Context, environment_id: i64, selection: &Selection) ->
 }
 
 /// Starts the selected schedules that are paused, with their next run due now.
-pub async fn start(ctx: &Context, environment_id: i64, selection: &Selection) -> Result<()> {
+pub async fn start(
+    ctx: &Context,
+    environment_id: EnvironmentId,
+    selection: &Selection,
+) -> Result<()> {
     let target = resolve(ctx, environment_id, selection).await?;
     let found = selected(&ctx.db, environment_id, &target, selection, false).await?;
     let ids: Vec<Uuid> = found.iter().map(|s| s.id).collect();
@@ -286,7 +299,7 @@ pub async fn start(ctx: &Context, environment_id: i64, selection: &Selection) ->
 /// sync; at least every 30 seconds. Returns the frequency now in effect.
 pub async fn update_frequency(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     selection: &Selection,
     frequency: Option<&str>,
 ) -> Result<String> {
@@ -390,7 +403,7 @@ fn results(output: Option<&Value>) -> Option<BTreeMap<String, ModelResult>> {
 /// integration (`GET /sync/status`); unknown names are an error, an empty list means all.
 pub async fn status(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     selection: &Selection,
 ) -> Result<Vec<SyncStatus>> {
     let target = resolve(ctx, environment_id, selection).await?;

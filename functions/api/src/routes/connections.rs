@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use lasso_services::EnvironmentId;
 use lasso_services::connections::{
     self, ConnectionPatch, Credentials, EndUser, ListFilter, NewConnection,
 };
@@ -267,7 +268,7 @@ impl MetadataBody {
 
 async fn write_metadata(
     ctx: &Context,
-    env_id: i64,
+    env_id: EnvironmentId,
     body: MetadataBody,
     merge: bool,
 ) -> ApiResult<Json<Value>> {

@@ -5,6 +5,7 @@
 //! At most one task of a schedule is active: tasks are inserted with `ON CONFLICT DO NOTHING`
 //! against the partial unique index on `queue.tasks (schedule_id)`.
 
+use crate::EnvironmentId;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, Transaction};
@@ -28,13 +29,13 @@ pub enum ScheduleState {
 /// Which schedules a [`reconcile`] looks at; `None` means all.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ReconcileScope {
-    pub environment: Option<i64>,
+    pub environment: Option<EnvironmentId>,
     /// A connection's row id (`connections.id`).
     pub connection: Option<i64>,
 }
 
 impl ReconcileScope {
-    pub fn environment(environment_id: i64) -> Self {
+    pub fn environment(environment_id: EnvironmentId) -> Self {
         Self {
             environment: Some(environment_id),
             connection: None,
@@ -235,7 +236,7 @@ pub async fn create_tasks(
 #[derive(Debug, Clone, FromRow)]
 pub struct Schedule {
     pub id: Uuid,
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     /// The connection's row id.
     pub connection: i64,
     /// The connection's public id.
@@ -270,7 +271,7 @@ macro_rules! select_schedules {
 /// (row id) or all, and the named syncs.
 #[derive(Debug, Clone)]
 pub struct Selected {
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub integration_id: i64,
     pub connection: Option<i64>,
     pub names: Vec<String>,

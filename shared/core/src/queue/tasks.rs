@@ -1,5 +1,6 @@
 //! SQL for `queue.tasks`, in named functions.
 
+use crate::EnvironmentId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -78,7 +79,7 @@ pub struct TaskMessage {
 
 #[derive(Debug, Clone)]
 pub struct NewTask {
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub kind: TaskKind,
     pub group_key: String,
     pub name: String,
@@ -90,7 +91,7 @@ pub struct NewTask {
 impl NewTask {
     /// A one-attempt task grouped by its environment.
     pub fn new(
-        environment_id: i64,
+        environment_id: EnvironmentId,
         kind: TaskKind,
         name: impl Into<String>,
         payload: Payload,
@@ -110,7 +111,7 @@ impl NewTask {
 #[derive(Debug, Clone, FromRow)]
 pub struct Task {
     pub id: Uuid,
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub kind: TaskKind,
     pub group_key: String,
     pub name: String,
@@ -596,7 +597,11 @@ pub async fn fail_with_retry(
 
 /// The latest attempt of the retry chain that starts at `id`, in the environment: the task
 /// itself when it was not retried. `None` when the environment has no task `id`.
-pub async fn latest_attempt(db: &PgPool, environment_id: i64, id: Uuid) -> Result<Option<Task>> {
+pub async fn latest_attempt(
+    db: &PgPool,
+    environment_id: EnvironmentId,
+    id: Uuid,
+) -> Result<Option<Task>> {
     let row: Option<Task> = sqlx::query_as(concat!(
         "WITH RECURSIVE chain AS (
             SELECT id, 0 AS depth FROM queue.tasks WHERE id = $1 AND environment_id = $2
