@@ -6,6 +6,7 @@
 //! `LASSO_BENCH_DATABASE_URL` names the cluster (scripts/bench starts one with default
 //! settings, fsync on). Prints a Markdown table.
 
+use lasso_services::EnvironmentId;
 use std::time::{Duration, Instant};
 
 use lasso_services::environments;
@@ -40,7 +41,7 @@ fn ms(d: Duration) -> String {
 /// Operations over the last week, newest last: kinds and states mixed, one in a hundred
 /// failed, two messages each; one sync's message has a word no other has (`conn-76` runs
 /// syncs: kind and connection both follow `n`).
-async fn populate(db: &sqlx::PgPool, environment_id: i64) -> anyhow::Result<()> {
+async fn populate(db: &sqlx::PgPool, environment_id: EnvironmentId) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO logs.operations
             (id, environment_id, kind, state, integration, connection, script, started_at,

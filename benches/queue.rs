@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
 use lasso_cli::event_source::{self, Mapping};
-use lasso_services::queue::{NewTask, TaskKind, TaskMessage, tasks};
+use lasso_services::queue::{NewTask, Payload, TaskKind, TaskMessage, tasks};
 use lasso_services::{Context, dispatcher, environments};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 mod support;
 
@@ -163,7 +163,14 @@ async fn lasso(
     }
 
     let new: Vec<NewTask> = (0..n)
-        .map(|_| NewTask::new(env.id, TaskKind::Script, "noop", json!({})))
+        .map(|_| {
+            NewTask::new(
+                env.id,
+                TaskKind::Script,
+                "noop",
+                Payload::script("noop.js", Value::Null),
+            )
+        })
         .collect();
     let started = Instant::now();
     for chunk in new.chunks(ENQUEUE_BATCH) {

@@ -4,13 +4,13 @@
 //! that outlasts the wait limit, how waiters are woken (LISTEN/NOTIFY, or polling), isolation
 //! between environments, and Nango's Node client.
 
+use lasso_services::EnvironmentId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lasso_cli::workers::Workers;
 use lasso_services::queue::completions::Check;
-use lasso_services::queue::{NewTask, TaskKind, TaskState, tasks};
+use lasso_services::queue::{NewTask, Payload, TaskKind, TaskState, tasks};
 use lasso_services::{Context, environments, runner_groups};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
@@ -21,32 +21,27 @@ use uuid::Uuid;
 const PROVIDERS: &str = "acme:\n  display_name: Acme\n  auth_mode: API_KEY\n  proxy:\n    base_url: http://127.0.0.1:9\n    headers:\n      authorization: Bearer ${apiKey}\n";
 
 struct Setup {
-    ctx: Context,
-    api: Api,
-    env_id: i64,
-    _workers: Workers,
+    app: TestApp,
+    env_id: EnvironmentId,
 }
+
+setup_derefs_to_app!(Setup);
 
 /// An environment with integration `acme`, connection `conn-1`, the fixture project deployed,
 /// and the scheduler, dispatcher and runner loops running, with extra `settings`.
-async fn setup(settings: &[(&str, String)]) -> Setup {
-    let db = fresh_database().await;
-    let mut all = vec![(
-        "LASSO_PROVIDERS_FILE",
-        providers_file(PROVIDERS).display().to_string(),
-    )];
-    all.extend(settings.iter().cloned());
-    let ctx = Context::build(config(&db, &all), None).unwrap();
-    let (env, key) = environments::create(&ctx.db, "actions").await.unwrap();
-    let api = Api::new(&serve_api(ctx.clone()).await, &key);
-    add_integration_and_connection(&api).await;
-    deploy_fixture(&ctx, env.id, "actions-project").await;
-    let workers = Workers::start(ctx.clone());
+async fn setup(settings: &[(&'static str, String)]) -> Setup {
+    let app = TestApp::builder()
+        .providers(PROVIDERS)
+        .settings(settings)
+        .environment("actions")
+        .workers()
+        .start()
+        .await;
+    add_integration_and_connection(&app.api).await;
+    deploy_fixture(&app.ctx, app.env.id, "actions-project").await;
     Setup {
-        ctx,
-        api,
-        env_id: env.id,
-        _workers: workers,
+        env_id: app.env.id,
+        app,
     }
 }
 
@@ -337,10 +332,15 @@ async fn a_sync_action_past_the_wait_limit_answers_with_its_async_id() {
 }
 
 /// An action task finished by hand after `delay`, with `Completions::wait` counting its checks.
-async fn wait_for_task(ctx: &Context, env_id: i64, delay: Duration) -> (usize, Duration) {
+async fn wait_for_task(ctx: &Context, env_id: EnvironmentId, delay: Duration) -> (usize, Duration) {
     let id = tasks::insert(
         &ctx.db,
-        &[NewTask::new(env_id, TaskKind::Action, "by-hand", json!({}))],
+        &[NewTask::new(
+            env_id,
+            TaskKind::Action,
+            "by-hand",
+            function_payload("i", "c", "by-hand", None),
+        )],
     )
     .await
     .unwrap()[0];
@@ -441,7 +441,12 @@ async fn another_environments_actions_are_not_found() {
     // Tasks of other kinds are not actions either.
     let script_task = tasks::insert(
         &s.ctx.db,
-        &[NewTask::new(s.env_id, TaskKind::Script, "x", json!({}))],
+        &[NewTask::new(
+            s.env_id,
+            TaskKind::Script,
+            "x",
+            Payload::script("x.js", Value::Null),
+        )],
     )
     .await
     .unwrap()[0];

@@ -1,6 +1,7 @@
 //! Each adapter round-trips against its real server (moto S3/SQS, Elasticsearch 7.9, Postgres)
 //! and its local twin passes the same checks.
 
+use lasso_services::EnvironmentId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -175,7 +176,12 @@ async fn sqs_transport_reports_failed_sends_by_id() {
     assert_eq!(failed, vec!["only".to_string()]);
 }
 
-fn operation(env: i64, connection: &str, state: OperationState, minutes_ago: i64) -> Operation {
+fn operation(
+    env: EnvironmentId,
+    connection: &str,
+    state: OperationState,
+    minutes_ago: i64,
+) -> Operation {
     Operation {
         id: Uuid::now_v7(),
         environment_id: env,
@@ -210,7 +216,7 @@ fn message(op: &Operation, text: &str) -> Message {
 /// Writes a small history, then searches it every way the sink supports. `settle` waits until
 /// the sink shows `expected` operations for environment 1 (Elasticsearch is near-real-time).
 async fn log_sink_round_trip(sink: Arc<dyn LogSink>) {
-    let env = 1;
+    let env = EnvironmentId(1);
     let ops: Vec<Operation> = (0..7)
         .map(|i| {
             let state = if i % 2 == 0 {
@@ -221,7 +227,7 @@ async fn log_sink_round_trip(sink: Arc<dyn LogSink>) {
             operation(env, if i < 4 { "conn-a" } else { "conn-b" }, state, i)
         })
         .collect();
-    let other_env = operation(2, "conn-a", OperationState::Success, 0);
+    let other_env = operation(EnvironmentId(2), "conn-a", OperationState::Success, 0);
     let mut messages: Vec<Message> = ops
         .iter()
         .map(|o| message(o, "fetched 10 issues"))
@@ -375,7 +381,12 @@ async fn log_sink_round_trip(sink: Arc<dyn LogSink>) {
     let msgs = sink.messages(env, ops[3].id).await.unwrap();
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[0].message, "fetched 10 issues");
-    assert!(sink.messages(2, ops[3].id).await.unwrap().is_empty());
+    assert!(
+        sink.messages(EnvironmentId(2), ops[3].id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let bad_cursor = sink
         .search_operations(&query(&|q| q.cursor = Some("garbage".into())))
@@ -406,7 +417,7 @@ async fn opensearch_log_sink_reports_an_unreachable_server() {
         None,
     )
     .unwrap();
-    let op = operation(1, "c", OperationState::Running, 0);
+    let op = operation(EnvironmentId(1), "c", OperationState::Running, 0);
     let err = sink
         .write(LogBatch {
             operations: vec![op],

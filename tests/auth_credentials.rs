@@ -7,10 +7,8 @@ use std::sync::{Arc, Mutex};
 use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
-use lasso_services::Context;
 use lasso_services::connections::{self, Credentials};
-use lasso_services::environments::{self, Environment};
-use lasso_tests::auth::{WebhookSink, create_integration, listen, serve_api_on};
+use lasso_tests::auth::WebhookSink;
 use lasso_tests::*;
 use serde_json::{Value, json};
 
@@ -82,48 +80,26 @@ fake-basic:
 }
 
 struct Setup {
-    ctx: Context,
-    base: String,
-    key: String,
-    env: Environment,
-    api: FakeApi,
+    app: TestApp,
+    /// The fake provider API.
+    fake: FakeApi,
     hooks: WebhookSink,
-    _db: TestDb,
 }
 
+setup_derefs_to_app!(Setup);
+
 async fn setup() -> Setup {
-    let api = fake_api().await;
-    let db = fresh_database().await;
-    let (listener, base) = listen().await;
-    let cfg = config(
-        &db,
-        &[
-            (
-                "LASSO_PROVIDERS_FILE",
-                providers_file(&catalog(&api.url)).display().to_string(),
-            ),
-            ("LASSO_PUBLIC_URL", base.clone()),
-        ],
-    );
-    let ctx = Context::build(cfg, None).unwrap();
-    serve_api_on(listener, ctx.clone());
-    let (env, key) = environments::create(&ctx.db, "prod").await.unwrap();
-    create_integration(&ctx, env.id, "fake", "fake-key", "").await;
-    create_integration(&ctx, env.id, "fake-unchecked", "fake-key-unchecked", "").await;
-    create_integration(&ctx, env.id, "fb", "fake-basic", "").await;
+    let fake = fake_api().await;
     let hooks = WebhookSink::start().await;
-    environments::set_webhook_url(&ctx.db, &ctx.cipher, env.id, Some(&hooks.url))
-        .await
-        .unwrap();
-    Setup {
-        ctx,
-        base,
-        key,
-        env,
-        api,
-        hooks,
-        _db: db,
-    }
+    let app = TestApp::builder()
+        .providers(&catalog(&fake.url))
+        .integration("fake", "fake-key", "")
+        .integration("fake-unchecked", "fake-key-unchecked", "")
+        .integration("fb", "fake-basic", "")
+        .webhook_url(&hooks.url)
+        .start()
+        .await;
+    Setup { app, fake, hooks }
 }
 
 impl Setup {
@@ -181,7 +157,7 @@ async fn api_key_connections_are_checked_with_the_provider() {
     assert_eq!(stored.connection_config["region"], "eu");
     // The verification call went to the interpolated base URL with the catalog's header.
     {
-        let seen = s.api.seen.lock().unwrap();
+        let seen = s.fake.seen.lock().unwrap();
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].0, "eu");
         assert_eq!(seen[0].1["x-api-key"], "good-key");
@@ -221,7 +197,7 @@ async fn api_key_connections_are_checked_with_the_provider() {
     assert_eq!(api_key(s.credentials("fake", "k1").await), "good-key");
 
     // Connection config is checked against the provider's schema before any call.
-    let calls = s.api.seen.lock().unwrap().len();
+    let calls = s.fake.seen.lock().unwrap().len();
     let (status, body) = s
         .post(
             "/api-auth/api-key/fake?connection_id=k3",
@@ -247,7 +223,7 @@ async fn api_key_connections_are_checked_with_the_provider() {
             .contains("eu, us"),
         "{body}"
     );
-    assert_eq!(s.api.seen.lock().unwrap().len(), calls);
+    assert_eq!(s.fake.seen.lock().unwrap().len(), calls);
 
     // A provider without a verification request takes the key as it is; a new connection id
     // is made when none is given.
@@ -432,7 +408,7 @@ async fn bad_requests_get_the_contract_error_and_store_nothing() {
     assert!(res.text().await.unwrap().contains("connect session token"));
     assert_eq!(s.connection_count().await, 0);
     assert!(
-        s.api.seen.lock().unwrap().is_empty(),
+        s.fake.seen.lock().unwrap().is_empty(),
         "nothing reached the provider"
     );
 }

@@ -7,26 +7,20 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use chrono::{Duration, Utc};
-use lasso_services::Context;
 use lasso_services::connections::{self, Credentials};
-use lasso_services::environments::{self, Environment};
 use lasso_services::integrations::{self, AppCredentials};
-use lasso_tests::auth::{
-    MockOAuthServer, WebhookSink, browser, create_integration, listen, serve_api_on,
-};
+use lasso_tests::auth::{MockOAuthServer, WebhookSink, browser};
 use lasso_tests::*;
 use serde_json::{Value, json};
 use sha2::Digest;
 
 struct Setup {
-    ctx: Context,
-    base: String,
-    key: String,
-    env: Environment,
+    app: TestApp,
     mock: MockOAuthServer,
     hooks: WebhookSink,
-    _db: TestDb,
 }
+
+setup_derefs_to_app!(Setup);
 
 fn catalog(mock: &str) -> String {
     format!(
@@ -64,39 +58,18 @@ mock-cc-broken:
 
 async fn setup(code_expires_in: Option<u64>) -> Setup {
     let mock = MockOAuthServer::start(code_expires_in).await;
-    let db = fresh_database().await;
-    let (listener, base) = listen().await;
-    let cfg = config(
-        &db,
-        &[
-            (
-                "LASSO_PROVIDERS_FILE",
-                providers_file(&catalog(&mock.url)).display().to_string(),
-            ),
-            ("LASSO_PUBLIC_URL", base.clone()),
-        ],
-    );
-    let ctx = Context::build(cfg, None).unwrap();
-    serve_api_on(listener, ctx.clone());
-    let (env, key) = environments::create(&ctx.db, "prod").await.unwrap();
-    create_integration(&ctx, env.id, "mock", "mock-oauth", "read,write").await;
-    create_integration(&ctx, env.id, "mock-basic", "mock-oauth-basic", "").await;
-    create_integration(&ctx, env.id, "svc", "mock-cc", "jobs:read").await;
-    create_integration(&ctx, env.id, "svc-broken", "mock-cc-broken", "").await;
-    create_integration(&ctx, env.id, "shop", "shopify", "").await;
     let hooks = WebhookSink::start().await;
-    environments::set_webhook_url(&ctx.db, &ctx.cipher, env.id, Some(&hooks.url))
-        .await
-        .unwrap();
-    Setup {
-        ctx,
-        base,
-        key,
-        env,
-        mock,
-        hooks,
-        _db: db,
-    }
+    let app = TestApp::builder()
+        .providers(&catalog(&mock.url))
+        .integration("mock", "mock-oauth", "read,write")
+        .integration("mock-basic", "mock-oauth-basic", "")
+        .integration("svc", "mock-cc", "jobs:read")
+        .integration("svc-broken", "mock-cc-broken", "")
+        .integration("shop", "shopify", "")
+        .webhook_url(&hooks.url)
+        .start()
+        .await;
+    Setup { app, mock, hooks }
 }
 
 fn query(url: &str) -> BTreeMap<String, String> {

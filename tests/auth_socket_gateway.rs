@@ -23,10 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use lambda_http::aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lasso_api::lambda::{Event, Handler, Response as Answer};
-use lasso_services::Context;
 use lasso_services::auth_socket_connections as store;
-use lasso_services::environments;
-use lasso_tests::auth::{MockOAuthServer, browser, create_integration, listen, serve_api_on};
+use lasso_tests::auth::{MockOAuthServer, browser};
 use lasso_tests::*;
 use serde_json::{Value, json};
 
@@ -225,12 +223,11 @@ struct Setup {
     /// The instance that got the WebSocket API's events.
     sockets: Handler,
     /// Another instance: it serves the HTTP API, where the OAuth flow runs.
-    base: String,
-    key: String,
-    ctx: Context,
+    app: TestApp,
     _mock: MockOAuthServer,
-    _db: TestDb,
 }
+
+setup_derefs_to_app!(Setup);
 
 fn catalog(mock: &str) -> String {
     format!(
@@ -248,37 +245,20 @@ mock-oauth:
 async fn setup() -> Setup {
     let gateway = Gateway::start().await;
     let mock = MockOAuthServer::start(None).await;
-    let db = fresh_database().await;
-    let (listener, base) = listen().await;
-    let providers = providers_file(&catalog(&mock.url)).display().to_string();
-    let settings = [
-        ("LASSO_PROVIDERS_FILE", providers),
-        ("LASSO_PUBLIC_URL", base.clone()),
-        ("LASSO_AUTH_SOCKET_ENDPOINT", gateway.url.clone()),
-        ("LASSO_AUTH_SOCKET_ACK_FUNCTION", ACK_FUNCTION.to_string()),
-    ];
-    // Lambda's and the Management API's calls go to the recorder (S3 and SQS are unused here).
-    let sdk = aws_config::SdkConfig::builder()
-        .endpoint_url(&gateway.url)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-            aws_sdk_s3::config::Credentials::new("test", "test", None, None, "lasso-tests"),
-        ))
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .build();
-    let sockets = Context::build(config(&db, &settings), Some(sdk.clone())).unwrap();
-    let http = Context::build(config(&db, &settings), Some(sdk)).unwrap();
-    serve_api_on(listener, http.clone());
-    let (env, key) = environments::create(&http.db, "prod").await.unwrap();
-    create_integration(&http, env.id, "mock", "mock-oauth", "read").await;
+    let app = TestApp::builder()
+        .providers(&catalog(&mock.url))
+        .setting("LASSO_AUTH_SOCKET_ENDPOINT", gateway.url.clone())
+        .setting("LASSO_AUTH_SOCKET_ACK_FUNCTION", ACK_FUNCTION)
+        // Lambda's and the Management API's calls go to the recorder (S3 and SQS are unused).
+        .sdk(aws_sdk_config_at(&gateway.url))
+        .integration("mock", "mock-oauth", "read")
+        .start()
+        .await;
     Setup {
         gateway,
-        sockets: Handler::new(sockets),
-        base,
-        key,
-        ctx: http,
+        sockets: Handler::new(app.another_instance()),
+        app,
         _mock: mock,
-        _db: db,
     }
 }
 

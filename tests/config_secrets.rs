@@ -2,7 +2,6 @@
 //! password or a private API key an end user types next to the hostname) are credentials:
 //! encrypted at rest and scrubbed from logs, while the API still hands them back.
 
-use lasso_services::{Context, environments};
 use lasso_tests::*;
 use serde_json::{Value, json};
 
@@ -17,20 +16,11 @@ fn catalog(upstream: &str) -> String {
 #[tokio::test]
 async fn secret_connection_config_fields_are_encrypted_at_rest_and_kept_out_of_logs() {
     let upstream = serve(axum::Router::new().fallback(|| async { "ok" })).await;
-    let db = fresh_database().await;
-    let ctx = Context::build(
-        config(
-            &db,
-            &[(
-                "LASSO_PROVIDERS_FILE",
-                providers_file(&catalog(&upstream)).display().to_string(),
-            )],
-        ),
-        None,
-    )
-    .unwrap();
-    let (_, key) = environments::create(&ctx.db, "vault").await.unwrap();
-    let api = Api::new(&serve_api(ctx).await, &key);
+    let TestApp { api, db, .. } = TestApp::builder()
+        .providers(&catalog(&upstream))
+        .environment("vault")
+        .start()
+        .await;
     let (status, body) = api
         .post(
             "/integrations",

@@ -4,13 +4,11 @@
 //! re-authorize one connection; and environments that cannot reach each other.
 
 use chrono::{Duration, Utc};
-use lasso_services::Context;
+use lasso_services::EnvironmentId;
 use lasso_services::connections::{self, Credentials};
 use lasso_services::crypto::token_digest;
-use lasso_services::environments::{self, Environment};
-use lasso_tests::auth::{
-    MockOAuthServer, WebhookSink, browser, create_integration, listen, serve_api_on,
-};
+use lasso_services::environments::Environment;
+use lasso_tests::auth::{MockOAuthServer, WebhookSink, browser, create_integration};
 use lasso_tests::*;
 use serde_json::{Value, json};
 
@@ -36,55 +34,36 @@ keys:
 }
 
 struct Setup {
-    ctx: Context,
-    base: String,
     /// Environment `prod` (A) and its key.
-    env: Environment,
-    key: String,
+    app: TestApp,
     /// Environment `staging` (B) and its key.
     env_b: Environment,
     key_b: String,
     mock: MockOAuthServer,
     hooks: WebhookSink,
-    _db: TestDb,
 }
+
+setup_derefs_to_app!(Setup);
 
 async fn setup() -> Setup {
     let mock = MockOAuthServer::start(None).await;
-    let db = fresh_database().await;
-    let (listener, base) = listen().await;
-    let cfg = config(
-        &db,
-        &[
-            (
-                "LASSO_PROVIDERS_FILE",
-                providers_file(&catalog(&mock.url)).display().to_string(),
-            ),
-            ("LASSO_PUBLIC_URL", base.clone()),
-        ],
-    );
-    let ctx = Context::build(cfg, None).unwrap();
-    serve_api_on(listener, ctx.clone());
-    let (env, key) = environments::create(&ctx.db, "prod").await.unwrap();
-    let (env_b, key_b) = environments::create(&ctx.db, "staging").await.unwrap();
-    create_integration(&ctx, env.id, "mock", "mock-oauth", "").await;
-    create_integration(&ctx, env.id, "keys", "keys", "").await;
-    create_integration(&ctx, env.id, "other-keys", "keys", "").await;
-    create_integration(&ctx, env_b.id, "b-keys", "keys", "").await;
     let hooks = WebhookSink::start().await;
-    environments::set_webhook_url(&ctx.db, &ctx.cipher, env.id, Some(&hooks.url))
-        .await
-        .unwrap();
+    let app = TestApp::builder()
+        .providers(&catalog(&mock.url))
+        .integration("mock", "mock-oauth", "")
+        .integration("keys", "keys", "")
+        .integration("other-keys", "keys", "")
+        .webhook_url(&hooks.url)
+        .start()
+        .await;
+    let (env_b, api_b) = app.add_environment("staging").await;
+    create_integration(&app.ctx, env_b.id, "b-keys", "keys", "").await;
     Setup {
-        ctx,
-        base,
-        env,
-        key,
+        app,
         env_b,
-        key_b,
+        key_b: api_b.key,
         mock,
         hooks,
-        _db: db,
     }
 }
 
@@ -134,7 +113,12 @@ impl Setup {
         answer["data"]["token"].as_str().unwrap().to_string()
     }
 
-    async fn connection(&self, env: i64, key: &str, id: &str) -> Option<connections::Connection> {
+    async fn connection(
+        &self,
+        env: EnvironmentId,
+        key: &str,
+        id: &str,
+    ) -> Option<connections::Connection> {
         connections::get(&self.ctx.db, &self.ctx.cipher, env, key, id)
             .await
             .ok()

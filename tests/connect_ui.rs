@@ -11,9 +11,7 @@
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
-use lasso_services::Context;
-use lasso_services::environments;
-use lasso_tests::auth::{MockOAuthServer, create_integration, listen, serve_api_on};
+use lasso_tests::auth::MockOAuthServer;
 use lasso_tests::*;
 use serde_json::{Value, json};
 
@@ -104,47 +102,29 @@ not-allowed:
 }
 
 struct Setup {
-    base: String,
-    api: Api,
+    app: TestApp,
     _mock: MockOAuthServer,
-    _db: TestDb,
 }
+
+setup_derefs_to_app!(Setup);
 
 async fn setup() -> Setup {
     let mock = MockOAuthServer::start(None).await;
     let provider = provider_api().await;
-    let db = fresh_database().await;
-    let (listener, base) = listen().await;
-    let cfg = config(
-        &db,
-        &[
-            (
-                "LASSO_PROVIDERS_FILE",
-                providers_file(&catalog(&mock.url, &provider))
-                    .display()
-                    .to_string(),
-            ),
-            ("LASSO_PUBLIC_URL", base.clone()),
-        ],
-    );
-    let ctx = Context::build(cfg, None).unwrap();
-    serve_api_on(listener, ctx.clone());
-    let (env, key) = environments::create(&ctx.db, "prod").await.unwrap();
-    for (key, provider) in [
-        ("mock-oauth", "mock-oauth"),
-        ("keys", "keys"),
-        ("broken-oauth", "broken-oauth"),
-        ("tenant-oauth", "tenant-oauth"),
-        ("basic-thing", "basic-thing"),
-        ("not-allowed", "not-allowed"),
+    let mut app = TestApp::builder().providers(&catalog(&mock.url, &provider));
+    for key in [
+        "mock-oauth",
+        "keys",
+        "broken-oauth",
+        "tenant-oauth",
+        "basic-thing",
+        "not-allowed",
     ] {
-        create_integration(&ctx, env.id, key, provider, "").await;
+        app = app.integration(key, key, "");
     }
     Setup {
-        api: Api::new(&base, &key),
-        base,
+        app: app.start().await,
         _mock: mock,
-        _db: db,
     }
 }
 

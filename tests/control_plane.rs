@@ -1,7 +1,6 @@
 //! Integrations and connections over real HTTP: CRUD, import, list filters and paging,
 //! metadata, encryption at rest, bad input, and isolation between environments.
 
-use lasso_services::environments;
 use lasso_tests::*;
 use serde_json::{Value, json};
 
@@ -12,15 +11,12 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let db = fresh_database().await;
-    let ctx = local_context(&db).await;
-    let (_, key_a) = environments::create(&ctx.db, "env-a").await.unwrap();
-    let (_, key_b) = environments::create(&ctx.db, "env-b").await.unwrap();
-    let base = serve_api(ctx).await;
+    let app = TestApp::builder().environment("env-a").start().await;
+    let (_, b) = app.add_environment("env-b").await;
     Setup {
-        a: Api::new(&base, &key_a),
-        b: Api::new(&base, &key_b),
-        db,
+        a: app.api,
+        b,
+        db: app.db,
     }
 }
 

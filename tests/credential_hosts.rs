@@ -14,10 +14,8 @@ use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use lasso_services::Context;
-use lasso_services::environments;
 use lasso_services::integrations::{self, AppCredentials, NewIntegration};
-use lasso_tests::auth::{browser, listen, serve_api_on};
+use lasso_tests::auth::browser;
 use lasso_tests::*;
 use serde_json::{Value, json};
 
@@ -179,38 +177,20 @@ huge-cc:
     )
 }
 
-struct Setup {
-    ctx: Context,
-    base: String,
-    key: String,
-    env_id: i64,
-    _db: TestDb,
-}
-
 async fn setup(provider_url: &str) -> Setup {
-    let db = fresh_database().await;
-    let (listener, base) = listen().await;
-    let cfg = config(
-        &db,
-        &[
-            (
-                "LASSO_PROVIDERS_FILE",
-                providers_file(&catalog(provider_url)).display().to_string(),
-            ),
-            ("LASSO_PUBLIC_URL", base.clone()),
-        ],
-    );
-    let ctx = Context::build(cfg, None).unwrap();
-    serve_api_on(listener, ctx.clone());
-    let (env, key) = environments::create(&ctx.db, "prod").await.unwrap();
     Setup {
-        ctx,
-        base,
-        key,
-        env_id: env.id,
-        _db: db,
+        app: TestApp::builder()
+            .providers(&catalog(provider_url))
+            .start()
+            .await,
     }
 }
+
+struct Setup {
+    app: TestApp,
+}
+
+setup_derefs_to_app!(Setup);
 
 impl Setup {
     async fn integration(&self, key: &str, provider: &str, custom: Value) {
@@ -220,7 +200,7 @@ impl Setup {
         integrations::create(
             &self.ctx.db,
             &self.ctx.cipher,
-            self.env_id,
+            self.env.id,
             NewIntegration {
                 unique_key: key.into(),
                 provider: provider.into(),

@@ -2,6 +2,7 @@
 //! sink's look-up of one operation, and the whole flow in headless Chromium
 //! (tests/browser/dashboard.mjs).
 
+use lasso_services::EnvironmentId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -427,7 +428,7 @@ async fn a_browser_opening_the_root_is_sent_to_the_dashboard() {
 }
 
 async fn finds_one_operation(sink: Arc<dyn LogSink>) {
-    let env = 41;
+    let env = EnvironmentId(41);
     let mut log = OperationLog::start(
         env,
         OperationKind::Action,
@@ -452,7 +453,10 @@ async fn finds_one_operation(sink: Arc<dyn LogSink>) {
     assert_eq!(op.id, id);
     assert_eq!(op.error.as_deref(), Some("boom"));
     assert!(
-        sink.operation(env + 1, id).await.unwrap().is_none(),
+        sink.operation(EnvironmentId(env.0 + 1), id)
+            .await
+            .unwrap()
+            .is_none(),
         "another environment's"
     );
     assert!(

@@ -3,6 +3,7 @@
 //! the real api, on the directory script store and on S3 (moto); listed, redeployed unchanged,
 //! changed, shrunk, and broken in several ways — a broken deploy changes nothing.
 
+use lasso_services::EnvironmentId;
 use std::path::{Path, PathBuf};
 
 use lasso_cli::deploy as cli;
@@ -38,7 +39,7 @@ struct Setup {
     api: Api,
     base: String,
     key: String,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     _db: TestDb,
 }
 

@@ -1,6 +1,7 @@
 //! The dispatcher: per-environment concurrency under concurrent dispatchers and runners,
 //! fairness across environments, release on a failed send, and re-sending stuck tasks.
 
+use lasso_services::EnvironmentId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use lasso_runner::run::{self as runner, Outcome};
 use lasso_services::adapters::transport::RunnerQueues;
-use lasso_services::queue::{NewTask, TaskState, tasks};
+use lasso_services::queue::{NewTask, Payload, TaskState, tasks};
 use lasso_services::{Context, dispatcher, environments};
 use lasso_tests::*;
 use serde_json::json;
@@ -66,12 +67,12 @@ impl Cluster {
     }
 }
 
-fn sleeper_task(env: i64, n: usize) -> NewTask {
+fn sleeper_task(env: EnvironmentId, n: usize) -> NewTask {
     NewTask::new(
         env,
         lasso_services::queue::TaskKind::Script,
         "sleeper",
-        json!({"script_key": "sleeper.js", "input": {"n": n}}),
+        Payload::script("sleeper.js", json!({"n": n})),
     )
 }
 
@@ -150,7 +151,7 @@ fn spawn_sampler(
     })
 }
 
-async fn count_in_state(ctx: &Context, env: i64, state: &str) -> i64 {
+async fn count_in_state(ctx: &Context, env: EnvironmentId, state: &str) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM queue.tasks WHERE environment_id = $1 AND state::text = $2",
     )
@@ -291,7 +292,7 @@ async fn claims_share_out_the_batch_and_skip_full_groups() {
     .await
     .unwrap();
     let claimed = tasks::claim_for_dispatch(&ctx.db, 4, LIMIT).await.unwrap();
-    let mut envs: Vec<i64> = claimed.iter().map(|t| t.environment_id).collect();
+    let mut envs: Vec<EnvironmentId> = claimed.iter().map(|t| t.environment_id).collect();
     envs.sort();
     let mut all = big.clone();
     all.push(small.id);
@@ -658,7 +659,10 @@ async fn batched_start_and_succeed_change_only_tasks_in_the_expected_state() {
     expected.sort();
     assert_eq!(finished_ids, expected);
     for (id, payload) in &finished {
-        assert_eq!(payload["script_key"], "sleeper.js", "{id}");
+        assert!(
+            matches!(payload, Payload::Script { script_key, .. } if script_key == "sleeper.js"),
+            "{id}: {payload:?}"
+        );
         let task = tasks::get(&ctx.db, *id).await.unwrap().unwrap();
         assert_eq!(task.state, TaskState::Succeeded);
         assert_eq!(task.output, Some(json!({"task": id.to_string()})));

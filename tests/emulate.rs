@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use lasso_cli::emulate::{self, EmulateOptions};
 use lasso_cli::event_source::Mapping;
-use lasso_services::queue::{NewTask, TaskKind, TaskState, tasks};
+use lasso_services::queue::{NewTask, Payload, TaskKind, TaskState, tasks};
 use lasso_services::records::{self, Scope};
 use lasso_services::scripts::DeployRequest;
 use lasso_services::{Context, environments};
@@ -305,7 +305,7 @@ async fn a_sync_runs_on_its_own_under_cargo_lambda_watch_and_lasso_emulate() {
             env.id,
             TaskKind::Script,
             "greeter",
-            json!({"script_key": "greeter.js", "input": {"who": "lambda"}}),
+            Payload::script("greeter.js", json!({"who": "lambda"})),
         )],
     )
     .await

@@ -10,9 +10,7 @@ use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use lasso_services::Context;
-use lasso_services::environments;
-use lasso_tests::auth::{MockOAuthServer, create_integration, listen, serve_api_on};
+use lasso_tests::auth::MockOAuthServer;
 use lasso_tests::*;
 use serde_json::json;
 
@@ -66,37 +64,21 @@ keys:
 }
 
 struct Setup {
-    base: String,
-    key: String,
+    app: TestApp,
     _mock: MockOAuthServer,
-    _db: TestDb,
 }
+
+setup_derefs_to_app!(Setup);
 
 async fn setup() -> Setup {
     let mock = MockOAuthServer::start(None).await;
-    let db = fresh_database().await;
-    let (listener, base) = listen().await;
-    let cfg = config(
-        &db,
-        &[
-            (
-                "LASSO_PROVIDERS_FILE",
-                providers_file(&catalog(&mock.url)).display().to_string(),
-            ),
-            ("LASSO_PUBLIC_URL", base.clone()),
-        ],
-    );
-    let ctx = Context::build(cfg, None).unwrap();
-    serve_api_on(listener, ctx.clone());
-    let (env, key) = environments::create(&ctx.db, "prod").await.unwrap();
-    create_integration(&ctx, env.id, "mock-oauth", "mock-oauth", "read").await;
-    create_integration(&ctx, env.id, "keys", "keys", "").await;
-    Setup {
-        base,
-        key,
-        _mock: mock,
-        _db: db,
-    }
+    let app = TestApp::builder()
+        .providers(&catalog(&mock.url))
+        .integration("mock-oauth", "mock-oauth", "read")
+        .integration("keys", "keys", "")
+        .start()
+        .await;
+    Setup { app, _mock: mock }
 }
 
 async fn session_token(api: &Api, integration: &str) -> String {

@@ -3,11 +3,11 @@
 //! syncs with the payload, forwarding as Nango's signed `forward` webhook, signature checks,
 //! and the answers for unknown environments and integrations, bad bodies and big ones.
 
+use lasso_services::EnvironmentId;
 use std::time::Duration;
 
-use lasso_cli::workers::Workers;
+use lasso_services::connections;
 use lasso_services::records::{self, ListQuery, Scope};
-use lasso_services::{Context, connections, environments};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -16,31 +16,24 @@ use uuid::Uuid;
 const PROVIDERS: &str = "acme:\n  display_name: Acme\n  auth_mode: API_KEY\n  proxy:\n    base_url: http://127.0.0.1:9\n    headers:\n      authorization: Bearer ${apiKey}\n";
 
 struct Setup {
-    ctx: Context,
-    api: Api,
-    env_id: i64,
+    app: TestApp,
+    env_id: EnvironmentId,
     env_uuid: Uuid,
     http: reqwest::Client,
-    _workers: Workers,
 }
+
+setup_derefs_to_app!(Setup);
 
 /// Integration `acme` (with `custom`), the fixture project deployed, the loops running.
 async fn setup(custom: Value) -> Setup {
-    let db = fresh_database().await;
-    let ctx = Context::build(
-        config(
-            &db,
-            &[(
-                "LASSO_PROVIDERS_FILE",
-                providers_file(PROVIDERS).display().to_string(),
-            )],
-        ),
-        None,
-    )
-    .unwrap();
-    let (env, key) = environments::create(&ctx.db, "hooks").await.unwrap();
-    let api = Api::new(&serve_api(ctx.clone()).await, &key);
-    let (status, body) = api
+    let app = TestApp::builder()
+        .providers(PROVIDERS)
+        .environment("hooks")
+        .workers()
+        .start()
+        .await;
+    let (status, body) = app
+        .api
         .post(
             "/integrations",
             json!({"provider": "acme", "unique_key": "acme", "custom": custom,
@@ -48,15 +41,12 @@ async fn setup(custom: Value) -> Setup {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    deploy_fixture(&ctx, env.id, "actions-project").await;
-    let workers = Workers::start(ctx.clone());
+    deploy_fixture(&app.ctx, app.env.id, "actions-project").await;
     Setup {
-        ctx,
-        api,
-        env_id: env.id,
-        env_uuid: env.uuid,
+        env_id: app.env.id,
+        env_uuid: app.env.uuid,
+        app,
         http: reqwest::Client::new(),
-        _workers: workers,
     }
 }
 

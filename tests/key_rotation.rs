@@ -5,6 +5,7 @@
 //! readable while it runs, an interrupted run resumes where it stopped, and afterwards the old
 //! key is no longer needed.
 
+use lasso_services::EnvironmentId;
 use lasso_services::environments::{self, EnvironmentVariable};
 use lasso_services::{Context, connections, integrations};
 use lasso_tests::*;
@@ -24,7 +25,7 @@ fn context(db: &TestDb, keys: &[(&str, String)]) -> Context {
 }
 
 /// Reads every secret back through `ctx`'s cipher.
-async fn read_all(ctx: &Context, env: i64) -> Result<Vec<String>, lasso_services::Error> {
+async fn read_all(ctx: &Context, env: EnvironmentId) -> Result<Vec<String>, lasso_services::Error> {
     use secrecy::ExposeSecret;
     let mut out = Vec::new();
     for id in ["c1", "c2", "c3"] {

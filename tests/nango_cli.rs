@@ -15,7 +15,6 @@ use axum::routing::get;
 use lasso_cli::workers::Workers;
 use lasso_services::queue::{TaskKind, TaskState};
 use lasso_services::records::{self, Scope};
-use lasso_services::{Context, environments};
 use lasso_tests::fakehub::{Setup, Upstream, catalog, run};
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -112,21 +111,18 @@ async fn nango(project: &Path, host: &str, key: &str, args: &[&str]) -> (bool, S
 async fn nangos_cli_deploys_a_zero_yaml_project_and_dry_runs_it() {
     let created = Arc::new(Mutex::new(Vec::new()));
     let base = serve(provider(created.clone())).await;
-    let db = fresh_database().await;
-    let ctx = Context::build(
-        config(
-            &db,
-            &[
-                ("LASSO_PROVIDERS_FILE", catalog(&base).display().to_string()),
-                ("LASSO_SCRIPT_TIMEOUT_SECS", "60".into()),
-            ],
-        ),
-        None,
-    )
-    .unwrap();
-    let (env, key) = environments::create(&ctx.db, "dev").await.unwrap();
-    let host = serve_api(ctx.clone()).await;
-    let api = Api::new(&host, &key);
+    let app = TestApp::builder()
+        .setting("LASSO_PROVIDERS_FILE", catalog(&base).display().to_string())
+        .setting("LASSO_SCRIPT_TIMEOUT_SECS", "60")
+        .environment("dev")
+        .start()
+        .await;
+    let (ctx, api, host, key) = (
+        app.ctx.clone(),
+        app.api.clone(),
+        app.base.clone(),
+        app.key.clone(),
+    );
     let (status, body) = api
         .post(
             "/integrations",
@@ -188,9 +184,8 @@ async fn nangos_cli_deploys_a_zero_yaml_project_and_dry_runs_it() {
 
     // The sync runs from the CLI's CommonJS bundle (require("zod")) and saves the records.
     let s = Setup {
-        ctx: ctx.clone(),
-        api: api.clone(),
-        env_id: env.id,
+        env_id: app.env.id,
+        app,
         connection,
         upstream: Arc::new(Upstream::default()),
         workers: Workers::start(ctx.clone()),

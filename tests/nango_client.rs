@@ -10,7 +10,6 @@ use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use lasso_services::Context;
 use lasso_services::environments::{self, EnvironmentVariable};
 use lasso_tests::auth::MockOAuthServer;
 use lasso_tests::*;
@@ -74,24 +73,11 @@ fake-keys:
 "#,
         mock = mock.url
     );
-    let db = fresh_database().await;
-    let ctx = Context::build(
-        config(
-            &db,
-            &[(
-                "LASSO_PROVIDERS_FILE",
-                providers_file(&catalog).display().to_string(),
-            )],
-        ),
-        None,
-    )
-    .unwrap();
-    let host = serve_api(ctx.clone()).await;
-    let (env, key) = environments::create(&ctx.db, "prod").await.unwrap();
+    let app = TestApp::builder().providers(&catalog).start().await;
     environments::set_variables(
-        &ctx.db,
-        &ctx.cipher,
-        env.id,
+        &app.ctx.db,
+        &app.ctx.cipher,
+        app.env.id,
         &[EnvironmentVariable {
             name: "LASSO_TEST_VARIABLE".into(),
             value: "from-lasso".into(),
@@ -103,8 +89,8 @@ fake-keys:
     let stdout = run_node_client(
         "nango-client.mjs",
         &[
-            ("LASSO_HOST", &host),
-            ("LASSO_SECRET_KEY", &key),
+            ("LASSO_HOST", &app.base),
+            ("LASSO_SECRET_KEY", &app.key),
             ("FAKE_PROVIDER", "fake-api"),
             ("KEY_PROVIDER", "fake-keys"),
         ],

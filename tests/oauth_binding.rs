@@ -6,49 +6,30 @@
 //! made of one person's account lands in another's session. Without the origin, any page that
 //! opens the popup reads the result.
 
-use lasso_services::Context;
-use lasso_services::environments;
-use lasso_tests::auth::{MockOAuthServer, browser, create_integration, listen, serve_api_on};
+use lasso_tests::auth::{MockOAuthServer, browser};
 use lasso_tests::*;
 
+/// The app with the `mock` integration of the mock OAuth server.
 struct Setup {
-    base: String,
-    key: String,
-    ctx: Context,
+    app: TestApp,
     _mock: MockOAuthServer,
-    _db: TestDb,
 }
+
+setup_derefs_to_app!(Setup);
 
 async fn setup() -> Setup {
     let mock = MockOAuthServer::start(None).await;
-    let db = fresh_database().await;
-    let (listener, base) = listen().await;
     let catalog = format!(
         "mock-oauth:\n    display_name: Mock OAuth\n    auth_mode: OAUTH2\n    \
          authorization_url: {0}/authorize\n    token_url: {0}/token\n",
         mock.url
     );
-    let cfg = config(
-        &db,
-        &[
-            (
-                "LASSO_PROVIDERS_FILE",
-                providers_file(&catalog).display().to_string(),
-            ),
-            ("LASSO_PUBLIC_URL", base.clone()),
-        ],
-    );
-    let ctx = Context::build(cfg, None).unwrap();
-    serve_api_on(listener, ctx.clone());
-    let (env, key) = environments::create(&ctx.db, "prod").await.unwrap();
-    create_integration(&ctx, env.id, "mock", "mock-oauth", "").await;
-    Setup {
-        base,
-        key,
-        ctx,
-        _mock: mock,
-        _db: db,
-    }
+    let app = TestApp::builder()
+        .providers(&catalog)
+        .integration("mock", "mock-oauth", "")
+        .start()
+        .await;
+    Setup { app, _mock: mock }
 }
 
 /// A browser without cookies: someone other than the one who started the flow.

@@ -4,12 +4,11 @@
 //! here (the house rules keep test traffic on loopback): `127.0.0.1` exercises literal-address
 //! URLs, `localhost` the resolver step, where a name is checked on the address it resolves to.
 
+use lasso_services::EnvironmentId;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::Request;
-use lasso_services::Context;
 use lasso_services::environments;
-use lasso_tests::auth::{create_integration, listen, serve_api_on};
 use lasso_tests::*;
 use serde_json::{Value, json};
 
@@ -69,44 +68,27 @@ inside-cc:
 }
 
 struct Setup {
-    ctx: Context,
-    api: Api,
-    env_id: i64,
-    _db: TestDb,
+    app: TestApp,
+    env_id: EnvironmentId,
 }
+
+setup_derefs_to_app!(Setup);
 
 /// The api under the production policy: `LASSO_OUTBOUND_ALLOW` set to nothing.
 async fn setup(port: u16) -> Setup {
-    let db = fresh_database().await;
-    let (listener, base) = listen().await;
-    let cfg = config(
-        &db,
-        &[
-            (
-                "LASSO_PROVIDERS_FILE",
-                providers_file(&catalog(port)).display().to_string(),
-            ),
-            ("LASSO_PUBLIC_URL", base.clone()),
-            ("LASSO_OUTBOUND_ALLOW", String::new()),
-        ],
-    );
-    let ctx = Context::build(cfg, None).unwrap();
-    serve_api_on(listener, ctx.clone());
-    let (env, key) = environments::create(&ctx.db, "prod").await.unwrap();
-    for (key, provider) in [
-        ("literal", "literal-api"),
-        ("named", "named-api"),
-        ("mapped", "mapped-api"),
-        ("checked", "checked-api"),
-        ("cc", "inside-cc"),
-    ] {
-        create_integration(&ctx, env.id, key, provider, "").await;
-    }
+    let app = TestApp::builder()
+        .providers(&catalog(port))
+        .setting("LASSO_OUTBOUND_ALLOW", "")
+        .integration("literal", "literal-api", "")
+        .integration("named", "named-api", "")
+        .integration("mapped", "mapped-api", "")
+        .integration("checked", "checked-api", "")
+        .integration("cc", "inside-cc", "")
+        .start()
+        .await;
     Setup {
-        ctx,
-        api: Api::new(&base, &key),
-        env_id: env.id,
-        _db: db,
+        env_id: app.env.id,
+        app,
     }
 }
 

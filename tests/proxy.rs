@@ -3,6 +3,7 @@
 //! retries, 401 -> refresh -> retry, streaming, the base-URL rule, environment isolation, and
 //! credentials kept out of errors and logs.
 
+use lasso_services::EnvironmentId;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use futures::StreamExt;
 use lasso_services::connections::{self, Credentials, NewConnection};
 use lasso_services::integrations::{self, AppCredentials, NewIntegration};
 use lasso_services::proxy::{self, ProxyRequest};
-use lasso_services::{Context, Error, environments};
+use lasso_services::{Error, environments};
 use lasso_tests::*;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -249,12 +250,12 @@ fake-down:
 
 struct Lasso {
     fake: Fake,
-    ctx: Context,
-    api: String,
-    env_id: i64,
-    key: String,
+    app: TestApp,
+    env_id: EnvironmentId,
     http: reqwest::Client,
 }
+
+setup_derefs_to_app!(Lasso);
 
 /// A base URL nothing listens on.
 async fn closed_port_url() -> String {
@@ -275,17 +276,15 @@ async fn lasso() -> Lasso {
             .replace("{down}", &closed_port_url().await),
     )
     .unwrap();
-    let db = fresh_database().await;
-    let cfg = config(&db, &[("LASSO_PROVIDERS_FILE", file.display().to_string())]);
-    let ctx = Context::build(cfg, None).expect("context");
-    let (env, key) = environments::create(&ctx.db, "proxy").await.unwrap();
-    let api = serve_api(ctx.clone()).await;
+    let app = TestApp::builder()
+        .setting("LASSO_PROVIDERS_FILE", file.display().to_string())
+        .environment("proxy")
+        .start()
+        .await;
     Lasso {
         fake,
-        ctx,
-        api,
-        env_id: env.id,
-        key,
+        env_id: app.env.id,
+        app,
         http: reqwest::Client::new(),
     }
 }
@@ -295,7 +294,7 @@ impl Lasso {
     /// `csecret`) and connection `conn` on it.
     async fn connect_in(
         &self,
-        env_id: i64,
+        env_id: EnvironmentId,
         key: &str,
         provider: &str,
         conn: &str,
@@ -358,7 +357,7 @@ impl Lasso {
         conn: &str,
     ) -> reqwest::RequestBuilder {
         self.http
-            .request(method, format!("{}/proxy{endpoint}", self.api))
+            .request(method, format!("{}/proxy{endpoint}", self.base))
             .bearer_auth(&self.key)
             .header("Connection-Id", conn)
             .header("Provider-Config-Key", key)
@@ -1061,16 +1060,16 @@ async fn endpoints_cannot_leave_the_base_url() {
         "/proxy//evil.example/x",
         "/proxy/a/%2e%2e/%2e%2e/secret",
     ] {
-        let (status, body) = raw_get(&l.api, target, &headers).await;
+        let (status, body) = raw_get(&l.base, target, &headers).await;
         assert_eq!(status, 400, "{target}: {body}");
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["error"]["errors"][0]["field"], "endpoint", "{target}");
     }
     // `..` that stays under the base is resolved; `@host` is only a path segment.
-    let (status, _) = raw_get(&l.api, "/proxy/", &headers).await;
+    let (status, _) = raw_get(&l.base, "/proxy/", &headers).await;
     assert_eq!(status, 200);
     assert_eq!(l.fake.calls("/api/").len(), 1);
-    let (status, _) = raw_get(&l.api, "/proxy/a/../b", &headers).await;
+    let (status, _) = raw_get(&l.base, "/proxy/a/../b", &headers).await;
     assert_eq!(status, 200);
     assert_eq!(l.fake.calls("/api/b").len(), 1);
     let res = l
@@ -1221,7 +1220,7 @@ async fn a_key_cannot_use_another_environments_connections() {
     // Their key works for theirs, and not for ours.
     let res = l
         .http
-        .get(format!("{}/proxy/x", l.api))
+        .get(format!("{}/proxy/x", l.base))
         .bearer_auth(&other_key)
         .header("Connection-Id", "theirs")
         .header("Provider-Config-Key", "crm")
@@ -1235,7 +1234,7 @@ async fn a_key_cannot_use_another_environments_connections() {
     );
     let res = l
         .http
-        .get(format!("{}/proxy/x", l.api))
+        .get(format!("{}/proxy/x", l.base))
         .bearer_auth(&other_key)
         .header("Connection-Id", "mine")
         .header("Provider-Config-Key", "crm")
@@ -1253,14 +1252,14 @@ async fn requests_must_name_the_key_and_connection() {
         .await;
     let res = l
         .http
-        .get(format!("{}/proxy/x", l.api))
+        .get(format!("{}/proxy/x", l.base))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
     let res = l
         .http
-        .get(format!("{}/proxy/x", l.api))
+        .get(format!("{}/proxy/x", l.base))
         .bearer_auth(&l.key)
         .header("Provider-Config-Key", "crm")
         .send()
@@ -1278,7 +1277,7 @@ async fn requests_must_name_the_key_and_connection() {
     assert_eq!(body["error"]["errors"][0]["field"], "Connection-Id");
     let res = l
         .http
-        .get(format!("{}/proxy/x", l.api))
+        .get(format!("{}/proxy/x", l.base))
         .bearer_auth(&l.key)
         .header("Connection-Id", "u1")
         .send()

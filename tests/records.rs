@@ -3,8 +3,9 @@
 
 use std::collections::HashSet;
 
+use lasso_services::Error;
 use lasso_services::records::{self, ListQuery, Scope};
-use lasso_services::{Error, environments};
+use lasso_tests::auth::create_integration;
 use lasso_tests::*;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -23,25 +24,14 @@ struct Setup {
 
 async fn setup() -> Setup {
     let turn = SERIAL.lock().await;
-    let db = fresh_database().await;
-    let ctx = local_context(&db).await;
-    let (_, key) = environments::create(&ctx.db, "records").await.unwrap();
-    let (_, other_key) = environments::create(&ctx.db, "other").await.unwrap();
-    let base = serve_api(ctx).await;
-    let api = Api::new(&base, &key);
-    let other = Api::new(&base, &other_key);
-    api.post(
-        "/integrations",
-        json!({"provider": "github", "unique_key": "github"}),
-    )
-    .await;
-    other
-        .post(
-            "/integrations",
-            json!({"provider": "github", "unique_key": "github"}),
-        )
+    let app = TestApp::builder()
+        .environment("records")
+        .integration("github", "github", "")
+        .start()
         .await;
-    for a in [&api, &other] {
+    let (other_env, other) = app.add_environment("other").await;
+    create_integration(&app.ctx, other_env.id, "github", "github", "").await;
+    for a in [&app.api, &other] {
         let (status, _) = a
             .post(
                 "/connections",
@@ -54,15 +44,15 @@ async fn setup() -> Setup {
     let (id,): (i64,) = sqlx::query_as(
         "SELECT c.id FROM connections c JOIN environments e ON e.id = c.environment_id WHERE e.name = 'records'",
     )
-    .fetch_one(&db.pool)
+    .fetch_one(&app.db.pool)
     .await
     .unwrap();
     Setup {
         _turn: turn,
-        db,
-        api,
+        api: app.api,
         other,
         scope: Scope::new(id, "Issue", None),
+        db: app.db,
     }
 }
 

@@ -11,7 +11,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use chrono::Utc;
-use lasso_services::{Context, environments};
 use lasso_tests::*;
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -43,24 +42,15 @@ async fn waiting_for_a_refresh_leaves_the_pool_to_other_work() {
             .with_state(provider.clone()),
     )
     .await;
-    let providers = providers_file(&format!(
-        "slow-oauth:\n  display_name: Slow OAuth\n  auth_mode: OAUTH2\n  \
-         authorization_url: {base}/authorize\n  token_url: {base}/token\n  proxy:\n    base_url: {base}\n"
-    ));
-    let db = fresh_database().await;
-    let ctx = Context::build(
-        config(
-            &db,
-            &[
-                ("LASSO_PROVIDERS_FILE", providers.display().to_string()),
-                ("LASSO_DB_MAX_CONNECTIONS", "5".into()),
-            ],
-        ),
-        None,
-    )
-    .unwrap();
-    let (_, key) = environments::create(&ctx.db, "pool").await.unwrap();
-    let api = Api::new(&serve_api(ctx.clone()).await, &key);
+    let TestApp { api, .. } = TestApp::builder()
+        .providers(&format!(
+            "slow-oauth:\n  display_name: Slow OAuth\n  auth_mode: OAUTH2\n  \
+             authorization_url: {base}/authorize\n  token_url: {base}/token\n  proxy:\n    base_url: {base}\n"
+        ))
+        .setting("LASSO_DB_MAX_CONNECTIONS", "5")
+        .environment("pool")
+        .start()
+        .await;
     let (status, body) = api
         .post(
             "/integrations",

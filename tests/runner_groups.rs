@@ -4,6 +4,7 @@
 //! SQS, both inspected) to its own runner, which refuses a message put on the wrong queue; and
 //! `lasso dev`'s loops run a queue and a runner per group.
 
+use lasso_services::EnvironmentId;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -13,16 +14,16 @@ use lasso_cli::workers::Workers;
 use lasso_runner::run::{self as runner, Outcome};
 use lasso_services::adapters::transport::{Delivery, OutgoingMessage};
 use lasso_services::connections;
-use lasso_services::queue::{NewTask, TaskKind, TaskMessage, TaskState, tasks};
+use lasso_services::queue::{NewTask, Payload, TaskKind, TaskMessage, TaskState, tasks};
 use lasso_services::records::{self, ListQuery, Scope};
 use lasso_services::{Context, Error, actions, environments, runner_groups};
 use lasso_tests::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 struct Group {
     name: String,
-    env_id: i64,
+    env_id: EnvironmentId,
     connection: i64,
 }
 
@@ -155,7 +156,7 @@ async fn a_runner_cannot_reach_another_groups_data() {
             b.env_id,
             TaskKind::Script,
             "x",
-            json!({"script_key": "x.js"}),
+            Payload::script("x.js", Value::Null),
         )],
     )
     .await
@@ -174,15 +175,20 @@ async fn a_runner_cannot_reach_another_groups_data() {
         "left for its own group"
     );
 
-    // A crafted task of group A that names group B's connection: the connection is not found.
+    // A crafted task of group A that names group B's connection (and, in its payload's JSON,
+    // B's environment, which a payload cannot carry): the connection is not found.
+    let crafted_payload: Payload = serde_json::from_value(
+        json!({"integration": "openai", "connection_id": "shared-name", "function": "anything",
+               "environment_id": b.env_id}),
+    )
+    .unwrap();
     let crafted = tasks::insert(
         &admin.db,
         &[NewTask::new(
             a.env_id,
             TaskKind::Action,
             "x",
-            json!({"integration": "openai", "connection_id": "shared-name", "function": "anything",
-                   "environment_id": b.env_id}),
+            crafted_payload,
         )],
     )
     .await
@@ -244,7 +250,12 @@ async fn a_runner_records_retries_of_its_own_groups_actions_only() {
     let runner_a = runner_context(&db, &a.name).await;
 
     // An action of group A with a retry left fails in A's runner: its next attempt is recorded.
-    let mut action = NewTask::new(a.env_id, TaskKind::Action, "x", json!({}));
+    let mut action = NewTask::new(
+        a.env_id,
+        TaskKind::Action,
+        "x",
+        function_payload("openai", "c", "x", None),
+    );
     action.max_attempts = 2;
     let id = tasks::insert(&admin.db, &[action]).await.unwrap()[0];
     lasso_services::dispatcher::dispatch_all(&admin)
@@ -270,7 +281,12 @@ async fn a_runner_records_retries_of_its_own_groups_actions_only() {
     // It cannot plant a task in group B's environment.
     let planted = tasks::insert(
         &runner_a.db,
-        &[NewTask::new(b.env_id, TaskKind::Action, "x", json!({}))],
+        &[NewTask::new(
+            b.env_id,
+            TaskKind::Action,
+            "x",
+            function_payload("openai", "c", "x", None),
+        )],
     )
     .await;
     assert!(planted.is_err(), "{planted:?}");
@@ -278,12 +294,12 @@ async fn a_runner_records_retries_of_its_own_groups_actions_only() {
 
 const MARKER: &str = "export default async function (nango, input) { return { ran: input.who }; }";
 
-fn script_task(env_id: i64, who: &str) -> NewTask {
+fn script_task(env_id: EnvironmentId, who: &str) -> NewTask {
     NewTask::new(
         env_id,
         TaskKind::Script,
         "marker",
-        json!({"script_key": "bundles/marker.js", "input": {"who": who}}),
+        Payload::script("bundles/marker.js", json!({"who": who})),
     )
 }
 

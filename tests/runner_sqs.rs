@@ -3,10 +3,10 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use bytes::Bytes;
-use lasso_services::queue::{NewTask, TaskKind, TaskState, tasks};
+use lasso_services::queue::{NewTask, Payload, TaskKind, TaskState, tasks};
 use lasso_services::{dispatcher, environments};
 use lasso_tests::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn record(message_id: &str, body: &str) -> serde_json::Value {
     json!({
@@ -50,13 +50,13 @@ async fn reports_only_unprocessable_messages() {
                 env.id,
                 TaskKind::Script,
                 "ok",
-                json!({"script_key": "ok.js"}),
+                Payload::script("ok.js", Value::Null),
             ),
             NewTask::new(
                 env.id,
                 TaskKind::Script,
                 "fails",
-                json!({"script_key": "fails.js"}),
+                Payload::script("fails.js", Value::Null),
             ),
         ],
     )
@@ -113,7 +113,7 @@ async fn an_unreachable_script_store_fails_the_message_and_gives_the_task_back()
             env.id,
             TaskKind::Script,
             "x",
-            json!({"script_key": "x.js"}),
+            Payload::script("x.js", Value::Null),
         )],
     )
     .await

@@ -368,7 +368,7 @@ async fn a_deployed_sync_runs_on_its_own_through_the_four_functions() {
     assert_eq!(results(&first, "Contact"), (120, 0, 0));
     let scope = Scope::new(connection, "Contact", None);
     assert_eq!(records::count(&s.ctx.db, &scope).await.unwrap(), 120);
-    assert_eq!(first.payload["last_sync_date"], Value::Null);
+    assert_eq!(first.payload.function().unwrap().last_sync_date, None);
 
     let status = s
         .status("provider_config_key=fakehub&syncs=contacts&connection_id=acme")
@@ -424,12 +424,8 @@ async fn a_deployed_sync_runs_on_its_own_through_the_four_functions() {
     }
     let second = s.wait_task(schedule, 1, TaskState::Succeeded).await;
     assert_eq!(results(&second, "Contact"), (5, 1, 0));
-    let started: chrono::DateTime<chrono::Utc> = second.payload["last_sync_date"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(started, first.started_at.unwrap());
+    let started = second.payload.function().unwrap().last_sync_date;
+    assert_eq!(started, first.started_at);
     let queries = s.upstream.contact_queries.lock().unwrap().clone();
     let last = queries.last().unwrap();
     assert_eq!(last["since"], "120");
@@ -921,8 +917,9 @@ async fn a_triggered_full_refresh_clears_the_checkpoint_and_detects_deletions() 
     // Full refresh: checkpoint cleared, everything listed, the deletions detected.
     assert_eq!(trigger("full_refresh").await.0, 200);
     let full = s.wait_task(schedule, 2, TaskState::Succeeded).await;
-    assert_eq!(full.payload["full"], true);
-    assert_eq!(full.payload["last_sync_date"], Value::Null);
+    let full_payload = full.payload.function().unwrap();
+    assert!(full_payload.full);
+    assert_eq!(full_payload.last_sync_date, None);
     assert_eq!(results(&full, "Contact"), (0, 0, 3));
     assert_eq!(records::count(&s.ctx.db, &scope).await.unwrap(), 97);
     let queries = s.upstream.contact_queries.lock().unwrap().clone();

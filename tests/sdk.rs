@@ -9,11 +9,11 @@ use std::time::Duration;
 use lasso_services::queue::{NewTask, TaskKind, TaskState, tasks};
 use lasso_services::records::{self, Scope};
 use lasso_tests::fakehub::{Setup, run, setup};
-use lasso_tests::{deploy_fixture, eventually};
+use lasso_tests::{deploy_fixture, eventually, function_payload};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-async fn sdk(settings: &[(&str, String)]) -> Setup {
+async fn sdk(settings: &[(&'static str, String)]) -> Setup {
     let mut all = vec![("LASSO_SCRIPT_TIMEOUT_SECS", "60".to_string())];
     all.extend(settings.iter().cloned());
     let s = setup(&all).await;
@@ -119,8 +119,7 @@ async fn get_token_and_get_integration_never_hand_out_the_client_secret() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let payload = json!({"integration": "fakehub", "connection_id": "oauth-acme",
-                         "function": "credentials", "input": null});
+    let payload = function_payload("fakehub", "oauth-acme", "credentials", None);
     let id = tasks::insert(
         &s.ctx.db,
         &[NewTask::new(
@@ -350,8 +349,7 @@ async fn merge_with(s: &Setup, strategy: &str) -> (String, String) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let payload = json!({"integration": "fakehub", "connection_id": "acme",
-                         "function": "merged-notes", "input": null});
+    let payload = function_payload("fakehub", "acme", "merged-notes", None);
     let id = tasks::insert(
         &s.ctx.db,
         &[NewTask::new(

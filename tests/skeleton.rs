@@ -3,12 +3,13 @@
 //! store, runs it in the sandbox and records the outcome — on moto (S3 + SQS) and on the local
 //! adapters inside `lasso dev`'s loops.
 
+use lasso_services::EnvironmentId;
 use std::time::Duration;
 
 use bytes::Bytes;
 use lasso_cli::event_source::{self, Mapping};
 use lasso_cli::workers::Workers;
-use lasso_services::queue::{NewTask, TaskKind, TaskState, tasks};
+use lasso_services::queue::{NewTask, Payload, TaskKind, TaskState, tasks};
 use lasso_services::{Context, environments};
 use lasso_tests::*;
 use serde_json::json;
@@ -22,14 +23,19 @@ const THROWER: &str = "export default async function () {
     throw new Error('the upstream API said no');
 }";
 
-async fn enqueue(ctx: &Context, env_id: i64, script_key: &str, input: serde_json::Value) -> Uuid {
+async fn enqueue(
+    ctx: &Context,
+    env_id: EnvironmentId,
+    script_key: &str,
+    input: serde_json::Value,
+) -> Uuid {
     tasks::insert(
         &ctx.db,
         &[NewTask::new(
             env_id,
             TaskKind::Script,
             "skeleton",
-            json!({"script_key": script_key, "input": input}),
+            Payload::script(script_key, input),
         )],
     )
     .await

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use lasso_services::{Context, environments};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -57,28 +56,16 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let db = fresh_database().await;
-    let ctx = Context::build(
-        config(
-            &db,
-            &[(
-                "LASSO_PROVIDERS_FILE",
-                providers_file(CATALOG).display().to_string(),
-            )],
-        ),
-        None,
-    )
-    .unwrap();
-    let (env, key) = environments::create(&ctx.db, "signed").await.unwrap();
-    let api = Api::new(&serve_api(ctx).await, &key);
     let receiver = Receiver::start().await;
-    let (status, body) = api
-        .patch("/environment", json!({"webhook_url": receiver.url}))
+    let app = TestApp::builder()
+        .providers(CATALOG)
+        .environment("signed")
+        .webhook_url(&receiver.url)
+        .start()
         .await;
-    assert_eq!(status, 200, "{body}");
     Setup {
-        api,
-        env_uuid: env.uuid,
+        env_uuid: app.env.uuid,
+        api: app.api,
         receiver,
         http: reqwest::Client::new(),
     }

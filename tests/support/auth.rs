@@ -2,6 +2,7 @@
 //! on 127.0.0.1), a webhook receiver, and the api served at a URL known before its context is
 //! built (OAuth redirect URIs are made from `LASSO_PUBLIC_URL`).
 
+use lasso_services::EnvironmentId;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -135,7 +136,7 @@ pub fn serve_api_on(listener: TcpListener, ctx: Context) {
 /// Creates integration `key` of `provider` with OAuth app `{key}-client` / `{key}-secret`.
 pub async fn create_integration(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     key: &str,
     provider: &str,
     scopes: &str,

@@ -1,6 +1,7 @@
 //! A fake provider API and an environment running the fakehub fixture project
 //! (tests/fixtures/fakehub-project), for tests of scripts, orchestration and logs.
 
+use lasso_services::EnvironmentId;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,14 +13,11 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use lasso_cli::workers::Workers;
 use lasso_services::queue::{NewTask, TaskKind, tasks};
-use lasso_services::{Context, environments};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::{
-    Api, config, deploy_fixture, eventually, fresh_database, providers_file, serve, serve_api,
-};
+use crate::{TestApp, deploy_fixture, eventually, providers_file, serve};
 
 #[derive(Default)]
 pub struct Upstream {
@@ -130,13 +128,14 @@ async fn list_tickets(State(up): State<Arc<Upstream>>, Query(q): Query<PageQuery
 }
 
 pub struct Setup {
-    pub ctx: Context,
-    pub api: Api,
-    pub env_id: i64,
+    pub app: TestApp,
+    pub env_id: EnvironmentId,
     pub connection: i64,
     pub upstream: Arc<Upstream>,
     pub workers: Workers,
 }
+
+crate::setup_derefs_to_app!(Setup);
 
 /// A provider catalog with `fakehub` (API key, link pagination) served at `base`.
 pub fn catalog(base: &str) -> std::path::PathBuf {
@@ -151,7 +150,7 @@ pub fn catalog(base: &str) -> std::path::PathBuf {
 /// environment with the `fakehub` integration and connection `acme` (API key `fk_live_secret`),
 /// the fixture project deployed, and the `lasso dev` workers running. `settings` are extra
 /// `LASSO_*` settings.
-pub async fn setup(settings: &[(&str, String)]) -> Setup {
+pub async fn setup(settings: &[(&'static str, String)]) -> Setup {
     let upstream = Arc::new(Upstream::default());
     *upstream.issues.lock().unwrap() = (1..=10_000)
         .map(|n| json!({"number": n, "title": format!("Issue {n}"), "state": "open"}))
@@ -168,21 +167,13 @@ pub async fn setup(settings: &[(&str, String)]) -> Setup {
             .with_state(upstream.clone()),
     )
     .await;
-    let providers = catalog(&base);
-    let db = fresh_database().await;
-    let ctx = Context::build(
-        config(
-            &db,
-            &[("LASSO_PROVIDERS_FILE", providers.display().to_string())]
-                .into_iter()
-                .chain(settings.iter().cloned())
-                .collect::<Vec<_>>(),
-        ),
-        None,
-    )
-    .unwrap();
-    let (env, key) = environments::create(&ctx.db, "scripts").await.unwrap();
-    let api = Api::new(&serve_api(ctx.clone()).await, &key);
+    let app = TestApp::builder()
+        .setting("LASSO_PROVIDERS_FILE", catalog(&base).display().to_string())
+        .settings(settings)
+        .environment("scripts")
+        .start()
+        .await;
+    let api = &app.api;
     assert_eq!(
         api.post(
             "/integrations",
@@ -200,13 +191,12 @@ pub async fn setup(settings: &[(&str, String)]) -> Setup {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    deploy_fixture(&ctx, env.id, "fakehub-project").await;
+    deploy_fixture(&app.ctx, app.env.id, "fakehub-project").await;
     let connection = body["id"].as_i64().unwrap();
-    let workers = Workers::start(ctx.clone());
+    let workers = Workers::start(app.ctx.clone());
     Setup {
-        ctx,
-        api,
-        env_id: env.id,
+        env_id: app.env.id,
+        app,
         connection,
         upstream,
         workers,
@@ -221,7 +211,7 @@ pub async fn run(s: &Setup, kind: TaskKind, function: &str, input: Option<Value>
 
 /// A function task for connection `acme`, as [`run`] queues it.
 pub fn task(s: &Setup, kind: TaskKind, function: &str, input: Option<Value>) -> NewTask {
-    let payload = json!({"integration": "fakehub", "connection_id": "acme", "function": function, "input": input});
+    let payload = crate::function_payload("fakehub", "acme", function, input);
     NewTask::new(s.env_id, kind, function, payload)
 }
 

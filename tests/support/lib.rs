@@ -1,25 +1,48 @@
 //! Test support: the real services started by `scripts/services` (Postgres, moto, Elasticsearch),
 //! a fresh migrated database per test, and contexts wired to either adapter set.
 
+use lasso_services::EnvironmentId;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use lasso_services::config::Config;
+use lasso_services::queue::{FunctionPayload, Payload};
 use lasso_services::{Context, db};
 use secrecy::SecretString;
 use sqlx::PgPool;
 
+pub mod app;
 pub mod auth;
 pub mod browser;
 pub mod fakehub;
 pub mod receiver;
 
+pub use app::{TestApp, TestAppBuilder};
+
 const HOW_TO_START: &str = "start the test services first: `make test` does it, or `eval \"$(scripts/services start && scripts/services env)\"`";
 
 fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set; {HOW_TO_START}"))
+}
+
+/// The payload of a task that runs `function` of `integration` for `connection_id`.
+pub fn function_payload(
+    integration: &str,
+    connection_id: &str,
+    function: &str,
+    input: Option<serde_json::Value>,
+) -> Payload {
+    Payload::Function(FunctionPayload {
+        integration: integration.into(),
+        connection_id: connection_id.into(),
+        function: function.into(),
+        input,
+        full: false,
+        last_sync_date: None,
+        async_caller: false,
+    })
 }
 
 /// Admin URL of the test Postgres cluster.
@@ -188,8 +211,13 @@ pub fn config(db: &TestDb, settings: &[(&str, String)]) -> Config {
 
 /// The AWS SDK configuration pointing at moto.
 pub fn aws_sdk_config() -> aws_config::SdkConfig {
+    aws_sdk_config_at(&aws_endpoint())
+}
+
+/// The AWS SDK configuration for every service at `endpoint`, with test credentials.
+pub fn aws_sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::SdkConfig::builder()
-        .endpoint_url(aws_endpoint())
+        .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
             aws_sdk_s3::config::Credentials::new("test", "test", None, None, "lasso-tests"),
@@ -348,7 +376,7 @@ pub fn node_modules() -> PathBuf {
 }
 
 /// Compiles `tests/fixtures/<project>` and deploys it to the environment, as `lasso deploy` does.
-pub async fn deploy_fixture(ctx: &Context, environment_id: i64, project: &str) {
+pub async fn deploy_fixture(ctx: &Context, environment_id: EnvironmentId, project: &str) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(project);

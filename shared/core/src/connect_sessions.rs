@@ -4,6 +4,7 @@
 //! says who the end user is and which integrations may be connected. Only the token's digest is
 //! stored. Table owner: this module.
 
+use crate::EnvironmentId;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
@@ -194,7 +195,7 @@ fn session_tags(
 /// Fails naming the first key of `keys` that is not an integration of the environment.
 async fn check_integrations_exist<'k>(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     keys: impl Iterator<Item = (String, &'k str)>,
 ) -> Result<()> {
     let keys: Vec<(String, &str)> = keys.collect();
@@ -234,7 +235,7 @@ fn with_organization(
 }
 
 struct Insert {
-    environment_id: i64,
+    environment_id: EnvironmentId,
     end_user: Option<EndUser>,
     allowed_integrations: Option<Vec<String>>,
     defaults: BTreeMap<String, IntegrationDefaults>,
@@ -276,7 +277,7 @@ async fn insert(db: &PgPool, row: Insert) -> Result<(String, ConnectSession)> {
 /// Creates a session; returns its token (shown once) and the session.
 pub async fn create(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     new: NewSession,
 ) -> Result<(String, ConnectSession)> {
     if new.end_user.is_none() && new.tags.is_none() {
@@ -326,7 +327,7 @@ pub async fn create(
 /// that one.
 pub async fn create_reconnect(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     new: NewReconnectSession,
 ) -> Result<(String, ConnectSession)> {
     if let Some(user) = &new.end_user {
@@ -380,7 +381,7 @@ pub async fn create_reconnect(
 #[derive(FromRow)]
 struct Row {
     id: i64,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     environment_uuid: uuid::Uuid,
     environment_name: String,
     end_user: Option<Value>,

@@ -1,5 +1,6 @@
 //! Environments, their secret keys and their variables (table owner: this module).
 
+use crate::EnvironmentId;
 use serde::Serialize;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
@@ -11,7 +12,7 @@ const KEY_PREFIX: &str = "lasso_sk_";
 
 #[derive(Debug, Clone, FromRow, Serialize)]
 pub struct Environment {
-    pub id: i64,
+    pub id: EnvironmentId,
     pub uuid: Uuid,
     pub name: String,
 }
@@ -54,12 +55,12 @@ pub async fn create(db: &PgPool, name: &str) -> Result<(Environment, String)> {
 }
 
 /// Adds a secret key to an existing environment (old keys stay valid until revoked).
-pub async fn add_key(db: &PgPool, environment_id: i64) -> Result<String> {
+pub async fn add_key(db: &PgPool, environment_id: EnvironmentId) -> Result<String> {
     let mut conn = db.acquire().await?;
     insert_key(&mut conn, environment_id).await
 }
 
-async fn insert_key(tx: &mut sqlx::PgConnection, environment_id: i64) -> Result<String> {
+async fn insert_key(tx: &mut sqlx::PgConnection, environment_id: EnvironmentId) -> Result<String> {
     let key = random_token(KEY_PREFIX);
     let hint = key[key.len() - 4..].to_string();
     sqlx::query(
@@ -84,7 +85,7 @@ pub struct KeyInfo {
 }
 
 /// The environment's keys that work now or worked in the last week, newest first.
-pub async fn keys(db: &PgPool, environment_id: i64) -> Result<Vec<KeyInfo>> {
+pub async fn keys(db: &PgPool, environment_id: EnvironmentId) -> Result<Vec<KeyInfo>> {
     Ok(sqlx::query_as(
         "SELECT hint, created_at, revoked_at FROM environment_keys
          WHERE environment_id = $1 AND (revoked_at IS NULL OR revoked_at > now() - interval '7 days')
@@ -100,7 +101,11 @@ pub const MAX_ROTATION_GRACE_SECS: i64 = 30 * 24 * 3600;
 
 /// Rotates the environment's secret key: a new key (returned once), and every key that works
 /// now keeps working for `grace_secs` more seconds, then stops (0 stops them at once).
-pub async fn rotate_key(db: &PgPool, environment_id: i64, grace_secs: i64) -> Result<String> {
+pub async fn rotate_key(
+    db: &PgPool,
+    environment_id: EnvironmentId,
+    grace_secs: i64,
+) -> Result<String> {
     if !(0..=MAX_ROTATION_GRACE_SECS).contains(&grace_secs) {
         return Err(Error::invalid(
             "grace_secs",
@@ -146,7 +151,7 @@ pub async fn find_by_name(db: &PgPool, name: &str) -> Result<Option<Environment>
     )
 }
 
-pub async fn find_by_id(db: &PgPool, id: i64) -> Result<Option<Environment>> {
+pub async fn find_by_id(db: &PgPool, id: EnvironmentId) -> Result<Option<Environment>> {
     Ok(
         sqlx::query_as("SELECT id, uuid, name FROM environments WHERE id = $1")
             .bind(id)
@@ -164,7 +169,7 @@ pub async fn find_by_uuid(db: &PgPool, uuid: Uuid) -> Result<Option<Environment>
     )
 }
 
-fn variable_aad(environment_id: i64, name: &str) -> String {
+fn variable_aad(environment_id: EnvironmentId, name: &str) -> String {
     format!("environment:{environment_id}:variable:{name}")
 }
 
@@ -172,7 +177,7 @@ fn variable_aad(environment_id: i64, name: &str) -> String {
 pub async fn set_variables(
     db: &PgPool,
     cipher: &Cipher,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     vars: &[EnvironmentVariable],
 ) -> Result<()> {
     for (i, v) in vars.iter().enumerate() {
@@ -215,7 +220,7 @@ pub async fn set_variables(
 pub async fn variables(
     db: &PgPool,
     cipher: &Cipher,
-    environment_id: i64,
+    environment_id: EnvironmentId,
 ) -> Result<Vec<EnvironmentVariable>> {
     let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
         "SELECT name, value_encrypted FROM environment_variables
@@ -240,7 +245,7 @@ pub async fn variables(
 /// (see [`crate::connections::reseal`]).
 pub async fn reseal(db: &PgPool, cipher: &Cipher, limit: u64) -> Result<u64> {
     let mut done = 0u64;
-    let secrets: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+    let secrets: Vec<(EnvironmentId, Vec<u8>)> = sqlx::query_as(
         "SELECT id, webhook_secret_encrypted FROM environments
          WHERE webhook_secret_encrypted IS NOT NULL ORDER BY id",
     )
@@ -263,7 +268,7 @@ pub async fn reseal(db: &PgPool, cipher: &Cipher, limit: u64) -> Result<u64> {
             .rows_affected();
         }
     }
-    let variables: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+    let variables: Vec<(EnvironmentId, String, Vec<u8>)> = sqlx::query_as(
         "SELECT environment_id, name, value_encrypted FROM environment_variables
          ORDER BY environment_id, name",
     )
@@ -296,7 +301,7 @@ pub struct WebhookConfig {
     pub signing_secret: secrecy::SecretString,
 }
 
-fn webhook_secret_aad(environment_id: i64) -> String {
+fn webhook_secret_aad(environment_id: EnvironmentId) -> String {
     format!("environment:{environment_id}:webhook_secret")
 }
 
@@ -304,7 +309,7 @@ fn webhook_secret_aad(environment_id: i64) -> String {
 pub async fn webhook_config(
     db: &PgPool,
     cipher: &Cipher,
-    environment_id: i64,
+    environment_id: EnvironmentId,
 ) -> Result<Option<WebhookConfig>> {
     let row: Option<(Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
         "SELECT webhook_url, webhook_secret_encrypted FROM environments WHERE id = $1",
@@ -329,7 +334,7 @@ pub async fn webhook_config(
 pub async fn set_webhook_url(
     db: &PgPool,
     cipher: &Cipher,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     url: Option<&str>,
 ) -> Result<WebhookConfig> {
     if let Some(u) = url {

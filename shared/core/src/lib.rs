@@ -17,6 +17,7 @@ pub mod db;
 pub mod environments;
 pub mod error;
 pub mod http;
+pub mod ids;
 pub mod integrations;
 pub mod logs;
 pub mod outbound;
@@ -31,3 +32,4 @@ pub mod web_sessions;
 
 pub use config::Config;
 pub use error::{Error, ErrorCode, Result};
+pub use ids::EnvironmentId;

@@ -1,6 +1,7 @@
 //! The logs model: an operation per sync run, action, webhook, proxy call, auth event or
 //! deploy, and the messages under it. Stored through a the log sink adapter (`adapters::LogSink`).
 
+use crate::EnvironmentId;
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,7 @@ pub enum OperationState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Operation {
     pub id: Uuid,
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub kind: OperationKind,
     pub state: OperationState,
     pub integration: Option<String>,
@@ -70,7 +71,7 @@ pub enum MessageKind {
 pub struct Message {
     pub id: Uuid,
     pub operation_id: Uuid,
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub created_at: DateTime<Utc>,
     pub level: Level,
     pub kind: MessageKind,
@@ -88,7 +89,7 @@ pub struct LogBatch {
 
 #[derive(Debug, Clone, Default)]
 pub struct OperationQuery {
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub kinds: Vec<OperationKind>,
     pub states: Vec<OperationState>,
     pub integration: Option<String>,
@@ -173,7 +174,7 @@ const MIN_SECRET_LEN: usize = 6;
 
 impl OperationLog {
     pub fn start(
-        environment_id: i64,
+        environment_id: EnvironmentId,
         kind: OperationKind,
         integration: Option<&str>,
         connection: Option<&str>,
@@ -285,7 +286,7 @@ mod tests {
     #[test]
     fn secrets_are_scrubbed_from_messages_meta_and_errors() {
         let mut log = OperationLog::start(
-            1,
+            EnvironmentId(1),
             OperationKind::Sync,
             Some("github"),
             Some("c1"),

@@ -2,6 +2,7 @@
 //! runner function and database user `lasso_runner_<group>` (a member of `lasso_runner`, whose
 //! grants and row-level security limit it to the group's environments — see the migration).
 
+use crate::EnvironmentId;
 use std::collections::HashMap;
 
 use secrecy::SecretString;
@@ -60,7 +61,7 @@ pub async fn create_database_user(db: &PgPool, group: &str) -> Result<SecretStri
 }
 
 /// Moves an environment's code to another group's runners.
-pub async fn assign(db: &PgPool, environment_id: i64, group: &str) -> Result<()> {
+pub async fn assign(db: &PgPool, environment_id: EnvironmentId, group: &str) -> Result<()> {
     check_name(group)?;
     sqlx::query("UPDATE environments SET runner_group = $2 WHERE id = $1")
         .bind(environment_id)
@@ -81,8 +82,11 @@ pub async fn in_use(db: &PgPool) -> Result<Vec<String>> {
 }
 
 /// The groups of several environments (the dispatcher routes a batch with one query).
-pub async fn of_environments(db: &PgPool, environment_ids: &[i64]) -> Result<HashMap<i64, String>> {
-    let rows: Vec<(i64, String)> =
+pub async fn of_environments(
+    db: &PgPool,
+    environment_ids: &[EnvironmentId],
+) -> Result<HashMap<EnvironmentId, String>> {
+    let rows: Vec<(EnvironmentId, String)> =
         sqlx::query_as("SELECT id, runner_group FROM environments WHERE id = ANY($1)")
             .bind(environment_ids)
             .fetch_all(db)

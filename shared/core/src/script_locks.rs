@@ -3,6 +3,7 @@
 //! the owner's run ends (the runner releases all its locks), or it expires; an expired lock is
 //! free for anyone.
 
+use crate::EnvironmentId;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -25,7 +26,7 @@ fn check_key(key: &str) -> Result<()> {
 /// or already `owner`'s (whose expiry then moves), false when someone else holds it.
 pub async fn try_acquire(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     key: &str,
     owner: Uuid,
     ttl_ms: i64,
@@ -53,7 +54,12 @@ pub async fn try_acquire(
 }
 
 /// Releases `owner`'s lock `key`: false when `owner` does not hold it.
-pub async fn release(db: &PgPool, environment_id: i64, key: &str, owner: Uuid) -> Result<bool> {
+pub async fn release(
+    db: &PgPool,
+    environment_id: EnvironmentId,
+    key: &str,
+    owner: Uuid,
+) -> Result<bool> {
     check_key(key)?;
     let released = sqlx::query(
         "DELETE FROM script_locks WHERE environment_id = $1 AND key = $2 AND owner = $3",

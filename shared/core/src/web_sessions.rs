@@ -2,6 +2,7 @@
 //! environment; the cookie holds a random token of which only the digest is stored, so a
 //! database dump opens no session. Each session has its own CSRF token.
 
+use crate::EnvironmentId;
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgPool;
 
@@ -19,7 +20,7 @@ pub struct WebSession {
 
 #[derive(sqlx::FromRow)]
 struct Row {
-    id: i64,
+    id: EnvironmentId,
     uuid: uuid::Uuid,
     name: String,
     csrf_token: String,
@@ -28,7 +29,11 @@ struct Row {
 
 /// Starts a session of `lifetime` for the environment; returns the token for the cookie.
 /// Expired sessions are swept on the way, so the table holds only live ones.
-pub async fn create(db: &PgPool, environment_id: i64, lifetime: Duration) -> Result<String> {
+pub async fn create(
+    db: &PgPool,
+    environment_id: EnvironmentId,
+    lifetime: Duration,
+) -> Result<String> {
     let token = random_token("");
     sqlx::query(
         "WITH swept AS (DELETE FROM web_sessions WHERE expires_at <= now())

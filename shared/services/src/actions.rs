@@ -10,23 +10,21 @@
 //! Retries (`X-Max-Retries`) are new tasks chained by `retry_of`; the id a caller holds is the
 //! first attempt's, and it always answers for the latest attempt.
 
+use crate::EnvironmentId;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::context::Context;
-use crate::queue::FunctionPayload;
 use crate::queue::completions::Check;
+use crate::queue::{FunctionPayload, Payload};
 use crate::queue::{NewTask, Task, TaskKind, TaskState, tasks};
 use crate::scripts::{self, FunctionType};
 use crate::{Error, ErrorCode, Result, connections, dispatcher, webhooks};
 
 /// The most retries a caller may ask for (Nango's limit).
 pub const MAX_RETRIES: u32 = 5;
-/// Set in the task's payload when someone waits for the `async_action` webhook rather than
-/// for the HTTP answer.
-const ASYNC_FLAG: &str = "async";
 
 /// One `POST /action/trigger`.
 #[derive(Debug, Clone)]
@@ -70,7 +68,11 @@ pub enum Outcome {
 /// Runs the action: at once and waits for its output, or returns [`Outcome::Pending`] for an
 /// async call or one that outlasted `LASSO_ACTION_WAIT_SECS`. A failed action is an
 /// [`Error::ActionError`] or [`Error::ScriptFailed`].
-pub async fn trigger(ctx: &Context, environment_id: i64, trigger: Trigger) -> Result<Outcome> {
+pub async fn trigger(
+    ctx: &Context,
+    environment_id: EnvironmentId,
+    trigger: Trigger,
+) -> Result<Outcome> {
     let deadline = Instant::now() + ctx.config.action_wait_timeout;
     let (run_async, retries) = (trigger.run_async, trigger.max_retries > 0);
     let id = start(ctx, environment_id, trigger).await?;
@@ -88,7 +90,7 @@ pub async fn trigger(ctx: &Context, environment_id: i64, trigger: Trigger) -> Re
 /// outcome stays readable at `GET /action/:id`).
 pub async fn run_for_script(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     trigger: Trigger,
     deadline: Instant,
 ) -> Result<Value> {
@@ -111,7 +113,7 @@ pub async fn run_for_script(
 
 /// Checks the action and connection exist and queues the action's task, sent to the runners
 /// at once. Returns its id.
-async fn start(ctx: &Context, environment_id: i64, trigger: Trigger) -> Result<Uuid> {
+async fn start(ctx: &Context, environment_id: EnvironmentId, trigger: Trigger) -> Result<Uuid> {
     if trigger.max_retries > MAX_RETRIES {
         return Err(Error::invalid(
             "X-Max-Retries",
@@ -136,18 +138,15 @@ async fn start(ctx: &Context, environment_id: i64, trigger: Trigger) -> Result<U
     );
     function?;
     connection?;
-    let mut payload = serde_json::to_value(FunctionPayload {
+    let payload = Payload::Function(FunctionPayload {
         integration: trigger.integration,
         connection_id: trigger.connection_id,
         function: trigger.action.clone(),
         input: Some(trigger.input),
         full: false,
         last_sync_date: None,
-    })
-    .expect("function payload serializes");
-    if trigger.run_async {
-        payload[ASYNC_FLAG] = Value::Bool(true);
-    }
+        async_caller: trigger.run_async,
+    });
     let mut task = NewTask::new(environment_id, TaskKind::Action, trigger.action, payload);
     task.max_attempts = trigger.max_retries as i32 + 1;
     dispatcher::enqueue_now(ctx, &task).await
@@ -156,7 +155,7 @@ async fn start(ctx: &Context, environment_id: i64, trigger: Trigger) -> Result<U
 /// Waits until action `id` (its latest attempt) finishes, or `deadline`: `None` then.
 async fn wait(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     id: Uuid,
     retries: bool,
     deadline: Instant,
@@ -189,7 +188,7 @@ async fn wait(
 
 /// The state of action `id` of the environment (`GET /action/:id`): its output, pending, or
 /// its failure as an error. `not_found` for an id the environment has no action for.
-pub async fn result(ctx: &Context, environment_id: i64, id: Uuid) -> Result<Outcome> {
+pub async fn result(ctx: &Context, environment_id: EnvironmentId, id: Uuid) -> Result<Outcome> {
     let task = latest(ctx, environment_id, id).await?;
     if task.state.is_terminal() {
         outcome(task)
@@ -198,7 +197,7 @@ pub async fn result(ctx: &Context, environment_id: i64, id: Uuid) -> Result<Outc
     }
 }
 
-async fn latest(ctx: &Context, environment_id: i64, id: Uuid) -> Result<Task> {
+async fn latest(ctx: &Context, environment_id: EnvironmentId, id: Uuid) -> Result<Task> {
     tasks::latest_attempt(&ctx.db, environment_id, id)
         .await?
         .filter(|t| t.kind == TaskKind::Action)
@@ -208,14 +207,13 @@ async fn latest(ctx: &Context, environment_id: i64, id: Uuid) -> Result<Task> {
 /// The wait ran out: the caller gets the id instead, and the webhook when the action finishes.
 /// The flag is set on the latest attempt only while it is unfinished, so an action that
 /// finished meanwhile is answered with its result instead.
-async fn go_async(ctx: &Context, environment_id: i64, id: Uuid) -> Result<Outcome> {
+async fn go_async(ctx: &Context, environment_id: EnvironmentId, id: Uuid) -> Result<Outcome> {
     loop {
         let task = latest(ctx, environment_id, id).await?;
         if task.state.is_terminal() {
             return outcome(task);
         }
-        let flag = Map::from_iter([(ASYNC_FLAG.to_string(), Value::Bool(true))]);
-        if tasks::patch_unfinished_payload(&ctx.db, task.id, &Value::Object(flag)).await? {
+        if tasks::flag_async_caller(&ctx.db, task.id).await? {
             return Ok(Outcome::Pending(Pending::of(id)));
         }
     }
@@ -267,7 +265,7 @@ fn failure(task: &Task) -> Error {
 
 /// For the runner, once it recorded an action's success (`payload` as the task finished with
 /// it): an async caller gets its webhook.
-pub async fn succeeded(ctx: &Context, task: &Task, payload: &Value) {
+pub async fn succeeded(ctx: &Context, task: &Task, payload: &Payload) {
     notify_async_caller(ctx, task, payload).await;
 }
 
@@ -289,25 +287,26 @@ pub async fn fail(ctx: &Context, task: &Task, error: &Value) -> Result<()> {
 /// HTTP answer. `payload` is the one the finishing statement returned: the flag [`go_async`]
 /// sets only on unfinished tasks, so it is there exactly when the caller stopped waiting. A
 /// failure to queue the webhook is logged: the task's outcome is recorded by then.
-async fn notify_async_caller(ctx: &Context, task: &Task, payload: &Value) {
-    if payload.get(ASYNC_FLAG) != Some(&Value::Bool(true)) {
+async fn notify_async_caller(ctx: &Context, task: &Task, payload: &Payload) {
+    let Some(payload) = payload.function().filter(|p| p.async_caller) else {
         return;
-    }
+    };
     if let Err(e) = try_notify_async_caller(ctx, task, payload).await {
         tracing::error!(task_id = %task.id, error = %e, "could not queue the async_action webhook");
     }
 }
 
-async fn try_notify_async_caller(ctx: &Context, task: &Task, payload: &Value) -> Result<()> {
-    let id = task.id;
-    let payload: FunctionPayload = serde_json::from_value(payload.clone())
-        .map_err(|e| Error::Internal(format!("action task {id} has a bad payload: {e}")))?;
-    let first = tasks::first_attempt(&ctx.db, id).await?;
+async fn try_notify_async_caller(
+    ctx: &Context,
+    task: &Task,
+    payload: &FunctionPayload,
+) -> Result<()> {
+    let first = tasks::first_attempt(&ctx.db, task.id).await?;
     webhooks::emit(
         ctx,
         task.environment_id,
         None,
-        &async_action_body(&payload, &Pending::of(first)),
+        &async_action_body(payload, &Pending::of(first)),
     )
     .await?;
     Ok(())
@@ -331,11 +330,11 @@ mod tests {
     fn task(state: TaskState, error: Value) -> Task {
         Task {
             id: Uuid::nil(),
-            environment_id: 1,
+            environment_id: EnvironmentId(1),
             kind: TaskKind::Action,
             group_key: "env:1".into(),
             name: "a".into(),
-            payload: Value::Null,
+            payload: Payload::script("a.js", Value::Null),
             state,
             attempt: 1,
             max_attempts: 1,

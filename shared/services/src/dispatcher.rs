@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::EnvironmentId;
 use crate::Result;
 use crate::adapters::transport::OutgoingMessage;
 use crate::context::Context;
@@ -66,7 +67,7 @@ async fn send(ctx: &Context, claimed: &[Task]) -> Result<DispatchReport> {
     if claimed.is_empty() {
         return Ok(DispatchReport::default());
     }
-    let environments: Vec<i64> = claimed.iter().map(|t| t.environment_id).collect();
+    let environments: Vec<EnvironmentId> = claimed.iter().map(|t| t.environment_id).collect();
     let group_of = runner_groups::of_environments(&ctx.db, &environments).await?;
     let mut by_group: BTreeMap<&str, Vec<&Task>> = BTreeMap::new();
     for t in claimed {

@@ -33,6 +33,7 @@
 //! webhook URL as Nango's `forward` webhook (one per matched connection, or one without a
 //! connection id when none matched).
 
+use crate::EnvironmentId;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
@@ -47,7 +48,7 @@ use crate::integrations::Integration;
 use crate::integrations::webhook_routing::{Encoding, REQUIRE_SIGNATURES_KEY, Signature};
 use crate::logs::{Level, MessageKind, OperationKind, OperationLog, OperationState};
 use crate::providers::hosts::WebhookScheme;
-use crate::queue::FunctionPayload;
+use crate::queue::{FunctionPayload, Payload};
 use crate::queue::{NewTask, TaskKind, tasks};
 use crate::scripts::store;
 use crate::{Error, ErrorCode, Result, dispatcher, environments, integrations, webhooks};
@@ -360,7 +361,7 @@ pub async fn receive(
 
 async fn route(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     provider_config_key: &str,
     headers: &HeaderMap,
     raw: &[u8],
@@ -426,12 +427,13 @@ async fn route(
                     input: Some(body.clone()),
                     full: false,
                     last_sync_date: None,
+                    async_caller: false,
                 };
                 NewTask::new(
                     environment_id,
                     TaskKind::Webhook,
                     sync.clone(),
-                    serde_json::to_value(payload).expect("function payload serializes"),
+                    Payload::Function(payload),
                 )
             })
         })

@@ -2,6 +2,7 @@
 //! connection's frequency, read their status. Schedules and their tasks live in the queue
 //! ([`schedules`], [`tasks`]).
 
+use crate::EnvironmentId;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -12,7 +13,7 @@ use uuid::Uuid;
 use crate::context::Context;
 use crate::integrations::{self, Integration};
 use crate::queue::schedules::{self, ReconcileScope, Schedule, ScheduleState};
-use crate::queue::{FunctionPayload, ModelResult};
+use crate::queue::{FunctionPayload, ModelResult, Payload};
 use crate::queue::{Task, TaskState, tasks};
 use crate::records::{self, DEFAULT_VARIANT, Scope};
 use crate::scripts::store::{self, DeployedFunction};
@@ -118,7 +119,7 @@ struct Target {
 }
 
 impl Target {
-    fn selected(&self, environment_id: i64) -> schedules::Selected {
+    fn selected(&self, environment_id: EnvironmentId) -> schedules::Selected {
         schedules::Selected {
             environment_id,
             integration_id: self.integration.id,
@@ -130,7 +131,11 @@ impl Target {
 
 /// `unknown_provider_config`, `unknown_connection` or `unknown_sync` for what the environment
 /// does not have.
-async fn resolve(ctx: &Context, environment_id: i64, selection: &Selection) -> Result<Target> {
+async fn resolve(
+    ctx: &Context,
+    environment_id: EnvironmentId,
+    selection: &Selection,
+) -> Result<Target> {
     let integration =
         integrations::get(&ctx.db, environment_id, &selection.provider_config_key).await?;
     let connection = match &selection.connection_id {
@@ -186,7 +191,7 @@ fn none_found(selection: &Selection) -> Error {
 /// The target's schedules (`lock`: see [`schedules::find`]); `no_syncs_found` when none.
 async fn selected<'e>(
     db: impl sqlx::PgExecutor<'e>,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     target: &Target,
     selection: &Selection,
     lock: bool,
@@ -212,7 +217,7 @@ fn describe(schedules: &[&Schedule]) -> String {
 /// cache, the records) in the same transaction. Returns the created tasks' ids.
 pub async fn trigger(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     selection: &Selection,
     mode: SyncMode,
 ) -> Result<Vec<Uuid>> {
@@ -257,7 +262,11 @@ pub async fn trigger(
 
 /// Pauses the selected schedules and cancels their active runs; a running script stops at its
 /// runner's next heartbeat.
-pub async fn pause(ctx: &Context, environment_id: i64, selection: &Selection) -> Result<()> {
+pub async fn pause(
+    ctx: &Context,
+    environment_id: EnvironmentId,
+    selection: &Selection,
+) -> Result<()> {
     let target = resolve(ctx, environment_id, selection).await?;
     let mut tx = ctx.db.begin().await?;
     let found = selected(&mut *tx, environment_id, &target, selection, true).await?;
@@ -274,7 +283,11 @@ pub async fn pause(ctx: &Context, environment_id: i64, selection: &Selection) ->
 }
 
 /// Starts the selected schedules that are paused, with their next run due now.
-pub async fn start(ctx: &Context, environment_id: i64, selection: &Selection) -> Result<()> {
+pub async fn start(
+    ctx: &Context,
+    environment_id: EnvironmentId,
+    selection: &Selection,
+) -> Result<()> {
     let target = resolve(ctx, environment_id, selection).await?;
     let found = selected(&ctx.db, environment_id, &target, selection, false).await?;
     let ids: Vec<Uuid> = found.iter().map(|s| s.id).collect();
@@ -286,7 +299,7 @@ pub async fn start(ctx: &Context, environment_id: i64, selection: &Selection) ->
 /// sync; at least every 30 seconds. Returns the frequency now in effect.
 pub async fn update_frequency(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     selection: &Selection,
     frequency: Option<&str>,
 ) -> Result<String> {
@@ -372,10 +385,8 @@ fn classify(schedule: ScheduleState, latest: Option<TaskState>) -> &'static str 
     }
 }
 
-fn run_type(payload: Option<&Value>, sync_type: Option<SyncType>) -> &'static str {
-    let payload: Option<FunctionPayload> =
-        payload.and_then(|p| serde_json::from_value(p.clone()).ok());
-    match payload {
+fn run_type(payload: Option<&Payload>, sync_type: Option<SyncType>) -> &'static str {
+    match payload.and_then(Payload::function) {
         Some(p) if p.full && sync_type == Some(SyncType::Incremental) => "FULL",
         Some(p) if p.last_sync_date.is_some() => "INCREMENTAL",
         _ => "INITIAL",
@@ -392,7 +403,7 @@ fn results(output: Option<&Value>) -> Option<BTreeMap<String, ModelResult>> {
 /// integration (`GET /sync/status`); unknown names are an error, an empty list means all.
 pub async fn status(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     selection: &Selection,
 ) -> Result<Vec<SyncStatus>> {
     let target = resolve(ctx, environment_id, selection).await?;
@@ -494,17 +505,14 @@ fn result_webhook(
 /// without changes sends none, as in Nango. Failures to queue are logged, not returned: the
 /// run is recorded by then, and the outbox retries deliveries that fail.
 pub async fn run_succeeded(ctx: &Context, task: &Task, output: &Value) {
-    let (Ok(payload), Some(started_at)) = (
-        serde_json::from_value::<FunctionPayload>(task.payload.clone()),
-        task.started_at,
-    ) else {
+    let (Some(payload), Some(started_at)) = (task.payload.function(), task.started_at) else {
         return;
     };
     for (model, counts) in results(Some(output)).unwrap_or_default() {
         if counts.added + counts.updated + counts.deleted == 0 {
             continue;
         }
-        let body = result_webhook(&payload, started_at, &model, &counts);
+        let body = result_webhook(payload, started_at, &model, &counts);
         if let Err(e) = webhooks::emit(ctx, task.environment_id, None, &body).await {
             tracing::error!(task = %task.id, %model, error = %e, "could not queue the sync webhook");
         }
@@ -514,7 +522,7 @@ pub async fn run_succeeded(ctx: &Context, task: &Task, output: &Value) {
 /// Sends the environment's webhook for a sync run that failed (Nango's `success: false` shape,
 /// one per model of the sync), so a receiver learns of errors without polling the status.
 pub async fn run_failed(ctx: &Context, task: &Task, error: &Value) {
-    let Ok(payload) = serde_json::from_value::<FunctionPayload>(task.payload.clone()) else {
+    let Some(payload) = task.payload.function() else {
         return;
     };
     let models = match store::get_active(
@@ -537,7 +545,7 @@ pub async fn run_failed(ctx: &Context, task: &Task, error: &Value) {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     let failed_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     for model in models {
-        let mut body = sync_webhook(&payload, &model, false);
+        let mut body = sync_webhook(payload, &model, false);
         body["error"] = json!({
             "type": error.get("kind").and_then(Value::as_str).unwrap_or("script_error"),
             "description": error.get("message").and_then(Value::as_str).unwrap_or_default(),
@@ -617,7 +625,7 @@ mod tests {
 
     #[test]
     fn run_types() {
-        let p = |v: Value| Some(v);
+        let p = |v: Value| Some(serde_json::from_value::<Payload>(v).unwrap());
         assert_eq!(run_type(None, Some(SyncType::Full)), "INITIAL");
         let full = json!({"integration": "h", "connection_id": "c", "function": "f", "full": true});
         assert_eq!(

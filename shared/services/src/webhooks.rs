@@ -5,6 +5,7 @@
 //! once, and [`deliver_due`] (run by the scheduler) retries failures with exponential backoff
 //! and jitter until they succeed or run out of attempts. Nothing is lost when a Lambda freezes.
 
+use crate::EnvironmentId;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -181,7 +182,7 @@ pub async fn emit_auth(ctx: &Context, event: &AuthEvent<'_>) {
 #[derive(FromRow)]
 struct Delivery {
     id: Uuid,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     url: String,
     body: String,
     attempts: i32,
@@ -192,7 +193,7 @@ struct Delivery {
 /// once right away. Returns the delivery id, or `None` when no URL is configured.
 pub async fn emit(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     url_override: Option<&str>,
     event: &Value,
 ) -> Result<Option<Uuid>> {
@@ -209,7 +210,7 @@ pub async fn emit(
 /// it once its lease runs out.
 pub async fn emit_soon(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     url_override: Option<&str>,
     event: &Value,
 ) -> Result<Option<Uuid>> {
@@ -230,7 +231,7 @@ pub async fn emit_soon(
 /// Stores the delivery as claimed by its first attempt; `None` when no URL is configured.
 async fn enqueue(
     ctx: &Context,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     url_override: Option<&str>,
     event: &Value,
 ) -> Result<Option<Delivery>> {
@@ -406,7 +407,7 @@ mod tests {
     #[test]
     fn auth_webhook_has_nangos_shape() {
         let env = Environment {
-            id: 1,
+            id: EnvironmentId(1),
             uuid: uuid::Uuid::nil(),
             name: "prod".into(),
         };

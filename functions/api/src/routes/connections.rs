@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use lasso_services::EnvironmentId;
 use lasso_services::connections::{
     self, ConnectionPatch, Credentials, EndUser, ListFilter, NewConnection,
 };
@@ -480,7 +481,7 @@ impl MetadataBody {
 
 async fn write_metadata(
     ctx: &Context,
-    env_id: i64,
+    env_id: EnvironmentId,
     body: MetadataBody,
     merge: bool,
 ) -> ApiResult<Json<Value>> {

@@ -8,6 +8,7 @@ use axum::http::header::{COOKIE, HOST};
 use axum::http::request::Parts;
 use chrono::{DateTime, Duration, Utc};
 use lasso_services::Context;
+use lasso_services::EnvironmentId;
 use lasso_services::environments::Environment;
 use lasso_services::web_sessions::{self, WebSession};
 use subtle::ConstantTimeEq;
@@ -71,7 +72,7 @@ impl FromRequestParts<Context> for Session {
 }
 
 /// Starts a session for the environment; returns the token for the cookie.
-pub async fn create(ctx: &Context, environment_id: i64) -> Result<String, WebError> {
+pub async fn create(ctx: &Context, environment_id: EnvironmentId) -> Result<String, WebError> {
     Ok(web_sessions::create(&ctx.db, environment_id, LIFETIME).await?)
 }
 

@@ -262,11 +262,7 @@ fn limits(ctx: &Context) -> Limits {
 }
 
 async fn run_task(ctx: &Context, task: &Task, cancel: CancellationToken) -> Ran {
-    let payload: Payload = match serde_json::from_value(task.payload.clone()) {
-        Ok(payload) => payload,
-        Err(e) => return Ran::before_start(Err(failed("invalid_payload", e.to_string()))),
-    };
-    match (task.kind, payload) {
+    match (task.kind, task.payload.clone()) {
         (TaskKind::Script, Payload::Script { script_key, input }) => {
             let source = match ctx.scripts.get(&script_key).await {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),

@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 use super::{Ran, TaskError};
 use lasso_services::Context;
 use lasso_services::logs::{Level, MessageKind, OperationKind, OperationLog, OperationState};
-use lasso_services::queue::{FunctionPayload, Payload};
 use lasso_services::queue::{Task, TaskKind};
 
 fn kind(task: TaskKind) -> OperationKind {
@@ -37,20 +36,13 @@ pub(super) async fn record(ctx: &Context, task: &Task, ran: &Ran) -> usize {
             )
         }
     };
-    let function = match serde_json::from_value::<Payload>(task.payload.clone()) {
-        Ok(Payload::Function(p)) => Some(p),
-        _ => None,
-    };
-    let name = function
-        .as_ref()
-        .map_or(task.name.as_str(), |p: &FunctionPayload| {
-            p.function.as_str()
-        });
+    let function = task.payload.function();
+    let name = function.map_or(task.name.as_str(), |p| p.function.as_str());
     let mut log = OperationLog::start(
         task.environment_id,
         kind(task.kind),
-        function.as_ref().map(|p| p.integration.as_str()),
-        function.as_ref().map(|p| p.connection_id.as_str()),
+        function.map(|p| p.integration.as_str()),
+        function.map(|p| p.connection_id.as_str()),
         Some(name),
     );
     log.set_meta("task_id", json!(task.id));

@@ -1,6 +1,7 @@
 //! Where operation logs go: OpenSearch/Elasticsearch (`_bulk`, `_search`) on AWS, Postgres
 //! tables (schema `logs`) locally.
 
+use crate::EnvironmentId;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -42,13 +43,17 @@ pub trait LogSink: Send + Sync {
     /// count and by [`MAX_MESSAGES_PAGE_BYTES`].
     async fn messages_page(
         &self,
-        environment_id: i64,
+        environment_id: EnvironmentId,
         operation_id: Uuid,
         query: &MessageQuery,
     ) -> Result<Page<Message>>;
 
     /// The first page of an operation's messages (at most [`MAX_PAGE`]), oldest first.
-    async fn messages(&self, environment_id: i64, operation_id: Uuid) -> Result<Vec<Message>> {
+    async fn messages(
+        &self,
+        environment_id: EnvironmentId,
+        operation_id: Uuid,
+    ) -> Result<Vec<Message>> {
         let query = MessageQuery {
             cursor: None,
             limit: MAX_PAGE,
@@ -59,8 +64,11 @@ pub trait LogSink: Send + Sync {
             .items)
     }
     /// One operation of the environment (`None` when it has none by that id).
-    async fn operation(&self, environment_id: i64, operation_id: Uuid)
-    -> Result<Option<Operation>>;
+    async fn operation(
+        &self,
+        environment_id: EnvironmentId,
+        operation_id: Uuid,
+    ) -> Result<Option<Operation>>;
 
     /// Writes `batch`; a log store that is down never fails the caller: the loss is counted and
     /// reported in the process log. Returns how many entries were dropped.
@@ -240,7 +248,7 @@ impl LogSink for BufferedLogSink {
 
     async fn messages_page(
         &self,
-        environment_id: i64,
+        environment_id: EnvironmentId,
         operation_id: Uuid,
         query: &MessageQuery,
     ) -> Result<Page<Message>> {
@@ -252,7 +260,7 @@ impl LogSink for BufferedLogSink {
 
     async fn operation(
         &self,
-        environment_id: i64,
+        environment_id: EnvironmentId,
         operation_id: Uuid,
     ) -> Result<Option<Operation>> {
         self.settle(READ_FLUSH).await;
@@ -343,7 +351,7 @@ impl PostgresLogSink {
 #[derive(sqlx::FromRow)]
 struct OperationRow {
     id: Uuid,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     kind: String,
     state: String,
     integration: Option<String>,
@@ -379,7 +387,7 @@ impl TryFrom<OperationRow> for Operation {
 struct MessageRow {
     id: Uuid,
     operation_id: Uuid,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     created_at: DateTime<Utc>,
     level: String,
     kind: String,
@@ -506,7 +514,7 @@ impl LogSink for PostgresLogSink {
 
     async fn messages_page(
         &self,
-        environment_id: i64,
+        environment_id: EnvironmentId,
         operation_id: Uuid,
         query: &MessageQuery,
     ) -> Result<Page<Message>> {
@@ -558,7 +566,7 @@ impl LogSink for PostgresLogSink {
 
     async fn operation(
         &self,
-        environment_id: i64,
+        environment_id: EnvironmentId,
         operation_id: Uuid,
     ) -> Result<Option<Operation>> {
         let row: Option<OperationRow> = sqlx::query_as(
@@ -724,7 +732,7 @@ impl OpenSearchLogSink {
 
     async fn operation_ids_matching_text(
         &self,
-        environment_id: i64,
+        environment_id: EnvironmentId,
         text: &str,
     ) -> Result<Vec<String>> {
         let body = json!({
@@ -881,7 +889,7 @@ impl LogSink for OpenSearchLogSink {
 
     async fn messages_page(
         &self,
-        environment_id: i64,
+        environment_id: EnvironmentId,
         operation_id: Uuid,
         query: &MessageQuery,
     ) -> Result<Page<Message>> {
@@ -926,7 +934,7 @@ impl LogSink for OpenSearchLogSink {
 
     async fn operation(
         &self,
-        environment_id: i64,
+        environment_id: EnvironmentId,
         operation_id: Uuid,
     ) -> Result<Option<Operation>> {
         let body = json!({

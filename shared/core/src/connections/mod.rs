@@ -3,6 +3,7 @@
 
 pub mod credentials;
 
+use crate::EnvironmentId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -42,7 +43,7 @@ pub struct Organization {
 pub struct Connection {
     pub id: i64,
     pub uuid: Uuid,
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub integration_id: i64,
     pub provider_config_key: String,
     pub provider: String,
@@ -83,7 +84,7 @@ pub struct ConnectionSummary {
 struct Row {
     id: i64,
     uuid: Uuid,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     integration_id: i64,
     provider_config_key: String,
     provider: String,
@@ -428,7 +429,7 @@ pub async fn upsert(
 pub async fn get(
     db: &PgPool,
     cipher: &Cipher,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     provider_config_key: &str,
     connection_id: &str,
 ) -> Result<Connection> {
@@ -496,7 +497,7 @@ pub async fn find_for_webhook(
 /// when the environment has no such connection.
 pub async fn row_id(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     provider_config_key: &str,
     connection_id: &str,
 ) -> Result<i64> {
@@ -557,7 +558,7 @@ pub async fn try_lock_for_refresh(
 /// Tells an unknown integration apart from an unknown connection.
 async fn missing(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     provider_config_key: &str,
     connection_id: &str,
 ) -> Error {
@@ -721,7 +722,7 @@ pub async fn count_for_integration(db: &PgPool, integration_id: i64) -> Result<i
 
 pub async fn list(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     filter: &ListFilter,
 ) -> Result<Vec<ConnectionSummary>> {
     if !(1..=MAX_LIST_LIMIT).contains(&filter.limit) {
@@ -805,7 +806,7 @@ pub struct ConnectionPatch {
 
 pub async fn patch(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     provider_config_key: &str,
     connection_id: &str,
     patch: ConnectionPatch,
@@ -841,7 +842,7 @@ pub async fn patch(
 
 pub async fn delete(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     provider_config_key: &str,
     connection_id: &str,
 ) -> Result<()> {
@@ -866,7 +867,7 @@ pub async fn delete(
 /// integration, all or none: an unknown connection id changes nothing.
 pub async fn write_metadata(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     provider_config_key: &str,
     connection_ids: &[String],
     metadata: &Map<String, Value>,

@@ -1,6 +1,7 @@
 //! Integrations: a provider of the catalog configured for an environment under a unique key,
 //! with its OAuth app credentials (client secret encrypted at rest). Table owner: this module.
 
+use crate::EnvironmentId;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::{Map, Value};
@@ -17,7 +18,7 @@ use webhook_routing::Routing;
 pub struct Integration {
     pub id: i64,
     pub uuid: Uuid,
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub unique_key: String,
     pub provider: String,
     pub display_name: Option<String>,
@@ -187,7 +188,7 @@ fn conflict_on_duplicate(unique_key: &str) -> impl FnOnce(sqlx::Error) -> Error 
 pub async fn create(
     db: &PgPool,
     cipher: &Cipher,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     new: NewIntegration,
 ) -> Result<Integration> {
     check_unique_key(&new.unique_key, "unique_key")?;
@@ -221,7 +222,7 @@ pub async fn create(
     .map_err(conflict_on_duplicate(&new.unique_key))
 }
 
-pub async fn list(db: &PgPool, environment_id: i64) -> Result<Vec<Integration>> {
+pub async fn list(db: &PgPool, environment_id: EnvironmentId) -> Result<Vec<Integration>> {
     Ok(sqlx::query_as(concat!(
         "SELECT ",
         columns!(),
@@ -234,7 +235,7 @@ pub async fn list(db: &PgPool, environment_id: i64) -> Result<Vec<Integration>> 
 
 pub async fn find(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     unique_key: &str,
 ) -> Result<Option<Integration>> {
     Ok(sqlx::query_as(concat!(
@@ -261,7 +262,11 @@ pub async fn get_by_id(db: &PgPool, id: i64) -> Result<Integration> {
 }
 
 /// The integration, or `unknown_provider_config`.
-pub async fn get(db: &PgPool, environment_id: i64, unique_key: &str) -> Result<Integration> {
+pub async fn get(
+    db: &PgPool,
+    environment_id: EnvironmentId,
+    unique_key: &str,
+) -> Result<Integration> {
     find(db, environment_id, unique_key)
         .await?
         .ok_or_else(|| Error::unknown_integration(unique_key))
@@ -270,7 +275,7 @@ pub async fn get(db: &PgPool, environment_id: i64, unique_key: &str) -> Result<I
 pub async fn update(
     db: &PgPool,
     cipher: &Cipher,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     unique_key: &str,
     patch: IntegrationPatch,
 ) -> Result<Integration> {
@@ -371,7 +376,7 @@ pub async fn reseal(db: &PgPool, cipher: &Cipher, limit: u64) -> Result<u64> {
     Ok(done)
 }
 
-pub async fn delete(db: &PgPool, environment_id: i64, unique_key: &str) -> Result<()> {
+pub async fn delete(db: &PgPool, environment_id: EnvironmentId, unique_key: &str) -> Result<()> {
     let deleted =
         sqlx::query("DELETE FROM integrations WHERE environment_id = $1 AND unique_key = $2")
             .bind(environment_id)

@@ -1,5 +1,6 @@
 //! The runs of one sync schedule, newest first, for the dashboard's history and charts.
 
+use crate::EnvironmentId;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -42,7 +43,7 @@ impl Run {
 /// The latest `limit` runs of the environment's schedule `schedule_id`, newest first.
 pub async fn list(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     schedule_id: Uuid,
     limit: i64,
 ) -> Result<Vec<Run>> {
@@ -71,7 +72,11 @@ pub struct Minute {
 
 /// Tasks of the environment (every kind) that ended in each of the last `minutes` minutes,
 /// oldest first; minutes without any are included, with zeros.
-pub async fn per_minute(db: &PgPool, environment_id: i64, minutes: i32) -> Result<Vec<Minute>> {
+pub async fn per_minute(
+    db: &PgPool,
+    environment_id: EnvironmentId,
+    minutes: i32,
+) -> Result<Vec<Minute>> {
     Ok(sqlx::query_as(
         "WITH slots AS (
             SELECT generate_series(date_trunc('minute', now()) - make_interval(mins => $2 - 1),
@@ -98,7 +103,7 @@ pub async fn per_minute(db: &PgPool, environment_id: i64, minutes: i32) -> Resul
 
 /// The environment's tasks waiting or running now, per state (`CREATED`, `DISPATCHED`,
 /// `STARTED`), every state present.
-pub async fn depth(db: &PgPool, environment_id: i64) -> Result<Vec<(String, i64)>> {
+pub async fn depth(db: &PgPool, environment_id: EnvironmentId) -> Result<Vec<(String, i64)>> {
     Ok(sqlx::query_as(
         "SELECT s.state, count(t.id)
          FROM unnest(ARRAY['CREATED', 'DISPATCHED', 'STARTED']) AS s(state)

@@ -5,12 +5,14 @@
 //! At most one task of a schedule is active: tasks are inserted with `ON CONFLICT DO NOTHING`
 //! against the partial unique index on `queue.tasks (schedule_id)`.
 
+use crate::EnvironmentId;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::Result;
+use crate::queue::Payload;
 use crate::queue::tasks::TaskState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
@@ -27,13 +29,13 @@ pub enum ScheduleState {
 /// Which schedules a [`reconcile`] looks at; `None` means all.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ReconcileScope {
-    pub environment: Option<i64>,
+    pub environment: Option<EnvironmentId>,
     /// A connection's row id (`connections.id`).
     pub connection: Option<i64>,
 }
 
 impl ReconcileScope {
-    pub fn environment(environment_id: i64) -> Self {
+    pub fn environment(environment_id: EnvironmentId) -> Self {
         Self {
             environment: Some(environment_id),
             connection: None,
@@ -142,7 +144,7 @@ pub async fn reconcile<'e>(
 }
 
 /// The INSERT of one sync task per schedule of the CTE `target (id, reset)`, as
-/// `runner::FunctionPayload`: a `reset` run is full and starts from nothing; otherwise the
+/// [`FunctionPayload`](super::FunctionPayload): a `reset` run is full and starts from nothing; otherwise the
 /// sync's own type decides `full`, and `last_sync_date` is when the schedule's last successful
 /// run started (a change made upstream while that run was going is not missed). A schedule
 /// with an active task gets none. Returns (task id, schedule id) per created task.
@@ -253,7 +255,7 @@ pub async fn create_tasks(
 #[derive(Debug, Clone, FromRow)]
 pub struct Schedule {
     pub id: Uuid,
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     /// The connection's row id.
     pub connection: i64,
     /// The connection's public id.
@@ -288,7 +290,7 @@ macro_rules! select_schedules {
 /// (row id) or all, and the named syncs.
 #[derive(Debug, Clone)]
 pub struct Selected {
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub integration_id: i64,
     pub connection: Option<i64>,
     pub names: Vec<String>,
@@ -373,7 +375,8 @@ pub struct RunHistory {
     pub schedule_id: Uuid,
     /// The newest task: its state and payload.
     pub latest_state: Option<TaskState>,
-    pub latest_payload: Option<Value>,
+    #[sqlx(json(nullable))]
+    pub latest_payload: Option<Payload>,
     /// When the newest finished task finished, whatever its outcome.
     pub finished_at: Option<DateTime<Utc>>,
     /// The output of the newest successful task.

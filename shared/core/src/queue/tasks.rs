@@ -1,11 +1,14 @@
 //! SQL for `queue.tasks`, in named functions.
 
+use crate::EnvironmentId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sqlx::types::Json;
 use sqlx::{FromRow, PgExecutor, PgPool};
 use uuid::Uuid;
 
+use super::{FunctionPayload, Payload};
 use crate::Result;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
@@ -76,11 +79,11 @@ pub struct TaskMessage {
 
 #[derive(Debug, Clone)]
 pub struct NewTask {
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub kind: TaskKind,
     pub group_key: String,
     pub name: String,
-    pub payload: Value,
+    pub payload: Payload,
     pub max_attempts: i32,
     pub schedule_id: Option<Uuid>,
 }
@@ -88,10 +91,10 @@ pub struct NewTask {
 impl NewTask {
     /// A one-attempt task grouped by its environment.
     pub fn new(
-        environment_id: i64,
+        environment_id: EnvironmentId,
         kind: TaskKind,
         name: impl Into<String>,
-        payload: Value,
+        payload: Payload,
     ) -> Self {
         Self {
             environment_id,
@@ -108,11 +111,12 @@ impl NewTask {
 #[derive(Debug, Clone, FromRow)]
 pub struct Task {
     pub id: Uuid,
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub kind: TaskKind,
     pub group_key: String,
     pub name: String,
-    pub payload: Value,
+    #[sqlx(json)]
+    pub payload: Payload,
     pub state: TaskState,
     pub attempt: i32,
     pub max_attempts: i32,
@@ -156,7 +160,7 @@ pub async fn insert(db: &PgPool, tasks: &[NewTask]) -> Result<Vec<Uuid>> {
             .collect::<Vec<_>>(),
     )
     .bind(tasks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>())
-    .bind(tasks.iter().map(|t| t.payload.clone()).collect::<Vec<_>>())
+    .bind(tasks.iter().map(|t| Json(&t.payload)).collect::<Vec<_>>())
     .bind(tasks.iter().map(|t| t.max_attempts).collect::<Vec<_>>())
     .bind(tasks.iter().map(|t| t.schedule_id).collect::<Vec<_>>())
     .execute(db)
@@ -216,7 +220,7 @@ pub async fn insert_dispatched(
     .bind(task.kind.as_str())
     .bind(&task.group_key)
     .bind(&task.name)
-    .bind(&task.payload)
+    .bind(Json(&task.payload))
     .bind(task.max_attempts)
     .bind(task.schedule_id)
     .bind(group_limit)
@@ -428,16 +432,13 @@ pub async fn start_many(db: &PgPool, ids: &[Uuid], runner_group: &str) -> Result
 /// [`succeed`] for a batch in one statement: each `(id, output)` whose task is still STARTED
 /// becomes SUCCEEDED with its output. Returns `(id, payload)` of the tasks it finished; a task
 /// no longer STARTED (cancelled, expired) is left out. Locks in id order, as [`start_many`].
-pub async fn succeed_many(db: &PgPool, done: &[(Uuid, Value)]) -> Result<Vec<(Uuid, Value)>> {
+pub async fn succeed_many(db: &PgPool, done: &[(Uuid, Value)]) -> Result<Vec<(Uuid, Payload)>> {
     if done.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = done.iter().map(|(id, _)| *id).collect();
-    let outputs: Vec<sqlx::types::Json<&Value>> = done
-        .iter()
-        .map(|(_, output)| sqlx::types::Json(output))
-        .collect();
-    Ok(sqlx::query_as(
+    let outputs: Vec<Json<&Value>> = done.iter().map(|(_, output)| Json(output)).collect();
+    let rows: Vec<(Uuid, Json<Payload>)> = sqlx::query_as(
         "WITH done AS (
             SELECT DISTINCT ON (id) id, output
             FROM UNNEST($1::uuid[], $2::jsonb[]) AS d(id, output)
@@ -457,7 +458,8 @@ pub async fn succeed_many(db: &PgPool, done: &[(Uuid, Value)]) -> Result<Vec<(Uu
     .bind(&ids)
     .bind(&outputs)
     .fetch_all(db)
-    .await?)
+    .await?;
+    Ok(rows.into_iter().map(|(id, p)| (id, p.0)).collect())
 }
 
 /// The runner group of the task's environment; `None` when the task does not exist or, for a
@@ -502,8 +504,8 @@ pub async fn heartbeat(db: &PgPool, id: Uuid) -> Result<bool> {
 /// STARTED → SUCCEEDED with the output. Returns the task's payload as it was when it
 /// finished (someone may have flagged it meanwhile), or `None` when the task was no longer
 /// STARTED.
-pub async fn succeed(db: &PgPool, id: Uuid, output: &Value) -> Result<Option<Value>> {
-    Ok(sqlx::query_scalar(
+pub async fn succeed(db: &PgPool, id: Uuid, output: &Value) -> Result<Option<Payload>> {
+    let payload: Option<Json<Payload>> = sqlx::query_scalar(
         "UPDATE queue.tasks SET state = 'SUCCEEDED', completed_at = now(), output = $2
          WHERE id = $1 AND state = 'STARTED'
          RETURNING payload",
@@ -511,7 +513,8 @@ pub async fn succeed(db: &PgPool, id: Uuid, output: &Value) -> Result<Option<Val
     .bind(id)
     .bind(output)
     .fetch_optional(db)
-    .await?)
+    .await?;
+    Ok(payload.map(|p| p.0))
 }
 
 /// STARTED → FAILED with the error. False when the task was no longer STARTED.
@@ -564,8 +567,8 @@ pub async fn fail_with_retry(
     db: &PgPool,
     id: Uuid,
     error: &Value,
-) -> Result<(Option<Value>, Option<Uuid>)> {
-    let row: (Option<Value>, Option<Uuid>) = sqlx::query_as(
+) -> Result<(Option<Payload>, Option<Uuid>)> {
+    let (payload, retry): (Option<Json<Payload>>, Option<Uuid>) = sqlx::query_as(
         "WITH failed AS (
             UPDATE queue.tasks SET state = 'FAILED', completed_at = now(), error = $2
             WHERE id = $1 AND state = 'STARTED'
@@ -589,12 +592,16 @@ pub async fn fail_with_retry(
     .bind(Uuid::now_v7())
     .fetch_one(db)
     .await?;
-    Ok(row)
+    Ok((payload.map(|p| p.0), retry))
 }
 
 /// The latest attempt of the retry chain that starts at `id`, in the environment: the task
 /// itself when it was not retried. `None` when the environment has no task `id`.
-pub async fn latest_attempt(db: &PgPool, environment_id: i64, id: Uuid) -> Result<Option<Task>> {
+pub async fn latest_attempt(
+    db: &PgPool,
+    environment_id: EnvironmentId,
+    id: Uuid,
+) -> Result<Option<Task>> {
     let row: Option<Task> = sqlx::query_as(concat!(
         "WITH RECURSIVE chain AS (
             SELECT id, 0 AS depth FROM queue.tasks WHERE id = $1 AND environment_id = $2
@@ -629,16 +636,16 @@ pub async fn first_attempt(db: &PgPool, id: Uuid) -> Result<Uuid> {
     .unwrap_or(id))
 }
 
-/// Merges `patch` into the payload of a task that has not finished yet; false when it has.
-/// Finishing and patching lock the same row, so a patch either lands before the task finishes
-/// (and whoever finishes it reads it) or is refused.
-pub async fn patch_unfinished_payload(db: &PgPool, id: Uuid, patch: &Value) -> Result<bool> {
+/// Sets [`FunctionPayload::async_caller`] on a task that has not finished yet; false when it
+/// has. Finishing and flagging lock the same row, so the flag either lands before the task
+/// finishes (and whoever finishes it reads it) or is refused.
+pub async fn flag_async_caller(db: &PgPool, id: Uuid) -> Result<bool> {
     Ok(sqlx::query(
-        "UPDATE queue.tasks SET payload = payload || $2
+        "UPDATE queue.tasks SET payload = payload || jsonb_build_object($2::text, true)
          WHERE id = $1 AND state IN ('CREATED', 'DISPATCHED', 'STARTED')",
     )
     .bind(id)
-    .bind(patch)
+    .bind(FunctionPayload::ASYNC_CALLER_KEY)
     .execute(db)
     .await?
     .rows_affected()

@@ -16,6 +16,7 @@ mod validate;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
@@ -484,7 +485,10 @@ impl Cursor {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A record's `last_action` (the `records.last_action` enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "UPPERCASE")]
+#[sqlx(type_name = "records.last_action", rename_all = "UPPERCASE")]
 pub enum Action {
     Added,
     Updated,
@@ -545,7 +549,7 @@ struct ListRow {
     updated_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
     pruned_at: Option<DateTime<Utc>>,
-    last_action: String,
+    last_action: Action,
     xid: String,
     /// How many rows the page query read before the byte budget.
     fetched: i64,
@@ -571,7 +575,7 @@ pub async fn list(db: &PgPool, scope: &Scope, query: &ListQuery) -> Result<Page>
               AND xid < pg_snapshot_xmin(pg_current_snapshot())
               AND (xid, external_id) > ($4::text::xid8, $5::text)
               AND ($6::timestamptz IS NULL OR updated_at > $6)
-              AND (cardinality($7::text[]) = 0 OR last_action::text = ANY($7))
+              AND (cardinality($7::text[]) = 0 OR last_action = ANY($7::text[]::records.last_action[]))
               AND (cardinality($8::text[]) = 0 OR external_id = ANY($8))
             ORDER BY records.xid, records.external_id
             LIMIT $9
@@ -582,7 +586,7 @@ pub async fn list(db: &PgPool, scope: &Scope, query: &ListQuery) -> Result<Page>
             FROM page
          )
          SELECT external_id, data, created_at, updated_at, deleted_at, pruned_at,
-                last_action::text AS last_action, xid::text AS xid, fetched
+                last_action, xid::text AS xid, fetched
          FROM sized
          WHERE total <= $10 OR total = size
          ORDER BY sized.xid, sized.external_id",

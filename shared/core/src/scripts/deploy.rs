@@ -6,6 +6,7 @@
 //! in the request any more is removed (its active version deactivated, kept for history). The
 //! scope of that is the whole environment, or one integration when the request names one.
 
+use crate::EnvironmentId;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
@@ -82,7 +83,7 @@ impl Default for DeployOptions {
 pub async fn deploy(
     db: &PgPool,
     scripts: &dyn ScriptStore,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     request: DeployRequest,
 ) -> Result<DeployOutcome> {
     deploy_with(
@@ -99,7 +100,7 @@ pub async fn deploy(
 pub async fn deploy_with(
     db: &PgPool,
     scripts: &dyn ScriptStore,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     request: DeployRequest,
     options: DeployOptions,
 ) -> Result<DeployOutcome> {
@@ -279,7 +280,7 @@ fn validate(request: &DeployRequest) -> Result<()> {
 /// The deploy's operation log: one message per function it created, updated or removed, or the
 /// reason it was refused (nothing changed then).
 pub fn operation_log(
-    environment_id: i64,
+    environment_id: EnvironmentId,
     integration: Option<&str>,
     result: std::result::Result<&DeployOutcome, &Error>,
 ) -> crate::logs::LogBatch {

@@ -8,6 +8,7 @@
 //! `.cjs` module of the function's [`Bundle`], which the runner's sandbox loads as CommonJS.
 //! Applying goes through [`deploy_with`], the path of `lasso deploy`: all or nothing.
 
+use crate::EnvironmentId;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -163,7 +164,7 @@ pub struct DeployedSync {
 pub async fn confirmation(
     db: &PgPool,
     scripts: &dyn ScriptStore,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     body: &NangoDeployBody,
 ) -> Result<Confirmation> {
     let (request, mut options) = to_request(body)?;
@@ -245,7 +246,7 @@ pub async fn confirmation(
 pub async fn deploy(
     db: &PgPool,
     scripts: &dyn ScriptStore,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     body: &NangoDeployBody,
 ) -> Result<(DeployOutcome, Vec<DeployedSync>)> {
     let (request, options) = to_request(body)?;
@@ -496,7 +497,7 @@ fn flow_function(i: usize, flow: &FlowConfig) -> Result<CompiledFunction> {
 /// Models the active syncs in the deploy's scope save that no sync will save after it.
 async fn deleted_models(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     request: &DeployRequest,
     options: DeployOptions,
 ) -> Result<Vec<String>> {

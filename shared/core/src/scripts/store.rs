@@ -2,6 +2,7 @@
 //! which bundle and configuration each function of an integration runs, with the versions it
 //! ran before.
 
+use crate::EnvironmentId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +19,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeployedFunction {
     pub id: i64,
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub integration_id: i64,
     /// The integration's unique key.
     pub integration: String,
@@ -65,7 +66,7 @@ impl DeployTool {
 #[derive(FromRow)]
 struct Row {
     id: i64,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     integration_id: i64,
     integration: String,
     name: String,
@@ -170,7 +171,7 @@ pub async fn find_active(
 /// deployed.
 pub async fn get_active(
     db: &PgPool,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     unique_key: &str,
     function_type: FunctionType,
     name: &str,
@@ -226,7 +227,7 @@ pub async fn load_bundle(scripts: &dyn ScriptStore, function: &DeployedFunction)
 /// functions as "no longer in the project".
 pub(super) async fn lock_environment(
     tx: &mut Transaction<'_, Postgres>,
-    environment_id: i64,
+    environment_id: EnvironmentId,
 ) -> Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('lasso.deploy', $1))")
         .bind(environment_id)
@@ -252,7 +253,7 @@ pub(super) struct ActiveVersion {
 /// The active versions of the environment, or of one of its integrations.
 pub(super) async fn active_versions(
     tx: &mut Transaction<'_, Postgres>,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     integration_id: Option<i64>,
 ) -> Result<Vec<ActiveVersion>> {
     Ok(sqlx::query_as(
@@ -282,7 +283,7 @@ pub(super) async fn deactivate(tx: &mut Transaction<'_, Postgres>, ids: &[i64]) 
 }
 
 pub(super) struct NewVersion<'a> {
-    pub environment_id: i64,
+    pub environment_id: EnvironmentId,
     pub integration_id: i64,
     pub name: &'a str,
     pub function_type: FunctionType,

@@ -5,6 +5,7 @@
 //! exchanges the code for tokens and stores the connection. Table owner: this module
 //! (`oauth_sessions`).
 
+use crate::EnvironmentId;
 use std::collections::BTreeMap;
 
 use base64::Engine;
@@ -324,7 +325,7 @@ pub async fn authorize(ctx: &Context, caller: &Caller, input: Authorize) -> Resu
 #[derive(FromRow)]
 struct Session {
     state_hash: Vec<u8>,
-    environment_id: i64,
+    environment_id: EnvironmentId,
     environment_uuid: uuid::Uuid,
     environment_name: String,
     integration_id: i64,

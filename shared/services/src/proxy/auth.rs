@@ -157,6 +157,7 @@ fn secret_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::EnvironmentId;
     use crate::connections::{Connection, OAuth2Token};
     use crate::providers::Catalog;
     use serde_json::{Map, Value, json};
@@ -166,7 +167,7 @@ mod tests {
         Connection {
             id: 1,
             uuid: uuid::Uuid::new_v4(),
-            environment_id: 1,
+            environment_id: EnvironmentId(1),
             integration_id: 1,
             provider_config_key: "key".into(),
             provider: "p".into(),

@@ -5,6 +5,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use chrono::{DateTime, NaiveDateTime, Utc};
+use lasso_services::EnvironmentId;
 use lasso_services::logs::{
     Message, MessageKind, Operation, OperationKind, OperationQuery, OperationState,
 };
@@ -79,7 +80,7 @@ impl Filters {
         }
     }
 
-    fn query(&self, environment_id: i64) -> WebResult<OperationQuery> {
+    fn query(&self, environment_id: EnvironmentId) -> WebResult<OperationQuery> {
         Ok(OperationQuery {
             environment_id,
             kinds: self
