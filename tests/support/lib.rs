@@ -13,7 +13,9 @@ use sqlx::PgPool;
 
 pub mod auth;
 pub mod browser;
+pub mod contacts;
 pub mod fakehub;
+pub mod lambda;
 pub mod receiver;
 
 const HOW_TO_START: &str = "start the test services first: `make test` does it, or `eval \"$(scripts/services start && scripts/services env)\"`";
