@@ -137,10 +137,13 @@ fn terminal(state: &str) -> bool {
     matches!(state, "SUCCEEDED" | "FAILED" | "EXPIRED" | "CANCELLED")
 }
 
+/// Probe results: when, and whether the api answered 200.
+type Probes = Arc<std::sync::Mutex<Vec<(DateTime<Utc>, bool)>>>;
+
 /// Polls the api once a second (GET /connections through the api function) and notes when it
 /// answered 200.
 struct Probe {
-    ok_at: Arc<std::sync::Mutex<Vec<(DateTime<Utc>, bool)>>>,
+    ok_at: Probes,
     stop: Arc<AtomicBool>,
 }
 
