@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export LASSO_CACHE_DIR ?= $(HOME)/.cache/lasso
 export CARGO_TARGET_DIR ?= $(LASSO_CACHE_DIR)/target
 
-.PHONY: dev test bench services-stop build-lambda validate-infra
+.PHONY: dev test bench faults services-stop build-lambda validate-infra
 
 ## Run Lasso locally: Postgres, migrations, api on 127.0.0.1:3003 and the background loops.
 dev:
@@ -18,6 +18,11 @@ test:
 ## Run the benchmarks and write BENCHMARKS.md (not part of `make test`: timings need a quiet machine).
 bench:
 	scripts/bench
+
+## Crash and freeze the services under load and check nothing is lost (RELIABILITY.md); not part
+## of `make test`: it runs on private services of its own.
+faults:
+	scripts/faults
 
 ## Stop the services `make dev` / `make test` started (they stop on exit too).
 services-stop:

@@ -4,17 +4,11 @@
 //! invocations and deletes only what the runner did not report as failed; records, sync status
 //! and signed webhooks follow.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use axum::extract::{Query, State};
+use axum::Router;
 use axum::routing::get;
-use axum::{Json, Router};
 use bytes::Bytes;
 use lasso_cli::emulate::{self, EmulateOptions};
 use lasso_cli::event_source::Mapping;
@@ -22,171 +16,15 @@ use lasso_services::queue::{NewTask, Payload, TaskKind, TaskState, tasks};
 use lasso_services::records::{self, Scope};
 use lasso_services::scripts::DeployRequest;
 use lasso_services::{Context, environments};
+use lasso_tests::contacts::{Upstream, list_contacts};
+use lasso_tests::lambda::{start_watch, until};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
-use serde_json::{Value, json};
-
-/// `cargo lambda watch`, stopped with its whole process group (cargo and the functions).
-struct Watch {
-    child: Child,
-    log: PathBuf,
-    endpoint: String,
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Watch {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The target dir this test was built in (…/target/debug/deps/emulate-…), so the functions are
-/// built next to it rather than from scratch.
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().unwrap();
-            exe.ancestors().nth(3).unwrap().to_path_buf()
-        })
-}
-
-fn cargo_lambda() -> PathBuf {
-    let cache = std::env::var_os("LASSO_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lasso"));
-    let venv = cache.join("venv/bin/cargo-lambda");
-    assert!(
-        venv.exists(),
-        "{} is missing: `scripts/bootstrap --with-lambda` installs it (make test does)",
-        venv.display()
-    );
-    venv
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Serves the workspace's functions with `settings` as their environment.
-async fn start_watch(settings: &[(&str, String)]) -> Watch {
-    use std::os::unix::process::CommandExt;
-    let port = free_port();
-    let log = temp_dir("cargo-lambda-watch").join("watch.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(cargo_lambda())
-        .args([
-            "lambda",
-            "watch",
-            "--ignore-changes",
-            "-A",
-            "127.0.0.1",
-            "-P",
-        ])
-        .arg(port.to_string())
-        .current_dir(workspace_root())
-        .env("CARGO_TARGET_DIR", target_dir())
-        .env("LASSO_LOG_FORMAT", "json")
-        .env("LASSO_OUTBOUND_ALLOW", lasso_tests::LOOPBACK)
-        .envs(settings.iter().map(|(k, v)| (*k, v)))
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .process_group(0)
-        .spawn()
-        .expect("cargo lambda watch starts");
-    let watch = Watch {
-        child,
-        log,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    eventually(
-        "cargo lambda watch to listen",
-        Duration::from_secs(60),
-        || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        },
-    )
-    .await;
-    watch
-}
-
-/// Polls `check` until it gives a value. The first invocation of each function builds it,
-/// which takes a while on a cold cache; a timeout shows what the functions logged.
-async fn until<T, F, Fut>(watch: &Watch, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}; cargo lambda watch log:\n{}",
-            watch.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use serde_json::json;
 
 const GREETER: &str = "export default async function (nango, input) {
     return { greeting: `hello ${input.who}` };
 }";
-
-/// The fake provider: `GET /contacts` lists the contacts changed since `since` (a version).
-#[derive(Default)]
-struct Upstream {
-    contacts: Mutex<Vec<Value>>,
-}
-
-impl Upstream {
-    fn put(&self, id: &str, name: &str) {
-        let mut contacts = self.contacts.lock().unwrap();
-        let version = contacts.len() as u64 + 1;
-        contacts.retain(|c| c["id"] != id);
-        contacts.push(json!({"id": id, "name": name, "version": version}));
-    }
-}
-
-async fn list_contacts(
-    State(up): State<Arc<Upstream>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Json<Value> {
-    let since: u64 = q.get("since").map_or(0, |s| s.parse().unwrap());
-    let contacts = up.contacts.lock().unwrap();
-    Json(Value::Array(
-        contacts
-            .iter()
-            .filter(|c| c["version"].as_u64().unwrap() > since)
-            .cloned()
-            .collect(),
-    ))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_runs_on_its_own_under_cargo_lambda_watch_and_lasso_emulate() {

@@ -18,6 +18,7 @@ mod deletions;
 mod deploy;
 mod dispatch;
 mod emulate;
+mod faults;
 mod frontend_sdk;
 mod incoming_webhooks;
 mod infra;

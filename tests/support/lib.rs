@@ -16,7 +16,9 @@ use sqlx::PgPool;
 pub mod app;
 pub mod auth;
 pub mod browser;
+pub mod contacts;
 pub mod fakehub;
+pub mod lambda;
 pub mod receiver;
 
 pub use app::{TestApp, TestAppBuilder};

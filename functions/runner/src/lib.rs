@@ -30,7 +30,17 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
             .iter()
             .filter_map(|(_, body)| run::parse_message(body.as_deref()?).ok())
             .collect();
-        match run::start_batch(ctx, &ids).await {
+        // A database that just restarted fails the first query of a pooled connection; the
+        // pool then checks its other connections (lasso_core::db), so once more is enough.
+        // Without it the whole batch would wait for SQS's visibility timeout.
+        let mut attempt = run::start_batch(ctx, &ids).await;
+        if let Err(e) = &attempt
+            && e.is_transient()
+        {
+            tracing::warn!(error = %e, "starting the batch failed; trying once more");
+            attempt = run::start_batch(ctx, &ids).await;
+        }
+        match attempt {
             Ok(tasks) => started = Some(std::sync::Mutex::new(tasks)),
             Err(e) => {
                 tracing::warn!(error = %e, "starting the batch failed; redelivering it");

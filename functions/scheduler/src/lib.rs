@@ -37,7 +37,10 @@ pub async fn handle(ctx: &Context) -> lasso_services::Result<TickReport> {
 }
 
 /// One invocation: a tick at once, then one every [`TICK_EVERY`] while within [`WINDOW`] and
-/// at least [`STOP_BEFORE`] from `deadline` (the Lambda context's).
+/// at least [`STOP_BEFORE`] from `deadline` (the Lambda context's). A failed tick is logged and
+/// the next one comes on time: ending the invocation would leave due schedules, expired tasks
+/// and undispatched work alone until EventBridge's next minute (after a database restart, a
+/// schedule's next slot could pass while its run waits). Fails only when every tick failed.
 pub async fn handle_invocation(
     ctx: &Context,
     deadline: SystemTime,
@@ -49,11 +52,21 @@ pub async fn handle_invocation(
         .duration_since(SystemTime::now())
         .unwrap_or(WINDOW + STOP_BEFORE);
     let mut reports = Vec::new();
+    let mut last_error = None;
     let mut next = Duration::ZERO;
     while next <= WINDOW && next + STOP_BEFORE <= left_at_start {
         tokio::time::sleep_until(start + next).await;
-        reports.push(handle(ctx).await?);
+        match handle(ctx).await {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler tick failed; ticking on");
+                last_error = Some(e);
+            }
+        }
         next += TICK_EVERY;
     }
-    Ok(reports)
+    match last_error {
+        Some(e) if reports.is_empty() => Err(e),
+        _ => Ok(reports),
+    }
 }

@@ -39,8 +39,10 @@ pub enum Error {
         message: String,
         payload: serde_json::Value,
     },
+    /// Converted through `From`, which notes a lost connection for the pool (see
+    /// [`crate::db::note_error`]).
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     /// An adapter failed; `source` is what it got from below (S3, SQS, the filesystem,
@@ -77,6 +79,13 @@ pub enum Error {
     Compile(Vec<crate::scripts::Diagnostic>),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        crate::db::note_error(&e);
+        Self::Database(e)
+    }
 }
 
 impl Error {
