@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use lasso_cli::emulate::{self, EmulateOptions};
 use lasso_cli::event_source::Mapping;
 use lasso_services::scripts::{DeployRequest, Trigger};
-use lasso_services::{Context, environments};
+use lasso_services::{Context, EnvironmentId, environments};
 use lasso_tests::contacts::{Upstream, list_contacts};
 use lasso_tests::lambda::{Watch, start_watch, workspace_root};
 use lasso_tests::*;
@@ -114,7 +114,7 @@ struct Run {
 }
 
 /// The environment's sync tasks; None while the database does not answer (mid-fault).
-async fn runs(db: &sqlx::PgPool, environment_id: i64) -> Option<Vec<Run>> {
+async fn runs(db: &sqlx::PgPool, environment_id: EnvironmentId) -> Option<Vec<Run>> {
     sqlx::query_as(
         "SELECT t.id, t.retry_of, t.schedule_id, s.created_at AS schedule_created_at,
                 t.state::text AS state, t.attempt, t.dispatch_count, t.created_at, t.completed_at
