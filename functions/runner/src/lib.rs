@@ -4,6 +4,9 @@
 //! so SQS redelivers just those (and moves poison messages to the DLQ). A task of an environment
 //! outside this runner's group (LASSO_RUNNER_GROUP) is refused unrun and reported the same way.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
 use lasso_services::Context;
@@ -15,14 +18,26 @@ use run::Outcome;
 /// How many messages of one batch run at once.
 const CONCURRENCY: usize = 10;
 
+/// When a message fails for a passing reason (the database restarting), it comes back after this
+/// rather than after the queue's visibility timeout (a minute or more): otherwise its task waits
+/// past its schedule's next slot, and that slot is skipped.
+const TRANSIENT_RETRY_AFTER: Duration = Duration::from_secs(2);
+
 pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
     // A batch no larger than what runs at once is started in one statement: every task of it
     // runs right away, so none sits STARTED without heartbeats. A larger one starts each task
     // as its turn comes.
+    let mut receipts = HashMap::new();
     let records: Vec<(String, Option<String>)> = event
         .records
         .into_iter()
-        .map(|r| (r.message_id.unwrap_or_default(), r.body))
+        .map(|r| {
+            let id = r.message_id.unwrap_or_default();
+            if let Some(receipt) = r.receipt_handle {
+                receipts.insert(id.clone(), receipt);
+            }
+            (id, r.body)
+        })
         .collect();
     let mut started = None;
     if records.len() <= CONCURRENCY {
@@ -44,16 +59,20 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
             Ok(tasks) => started = Some(std::sync::Mutex::new(tasks)),
             Err(e) => {
                 tracing::warn!(error = %e, "starting the batch failed; redelivering it");
-                return failures_response(records.into_iter().map(|(id, _)| id).collect());
+                let ids: Vec<String> = records.into_iter().map(|(id, _)| id).collect();
+                if e.is_transient() {
+                    retry_soon(ctx, &ids, &receipts).await;
+                }
+                return failures_response(ids);
             }
         }
     }
     let started = &started;
-    let failures = futures::stream::iter(records)
+    let (failures, transient): (Vec<String>, Vec<bool>) = futures::stream::iter(records)
         .map(|(id, body)| async move {
             let Some(body) = body else {
                 tracing::warn!(message_id = %id, "message without a body");
-                return Some(id);
+                return Some((id, false));
             };
             let span = tracing::info_span!("message", message_id = %id);
             let processed = async {
@@ -84,19 +103,54 @@ pub async fn handle(ctx: &Context, event: SqsEvent) -> SqsBatchResponse {
                     }
                     // Not ours to run or to delete: SQS redelivers it until its receive count
                     // moves it to the dead-letter queue, where an operator sees it.
-                    Outcome::Refused(_) => Some(id),
+                    Outcome::Refused(_) => Some((id, false)),
                 },
                 Err(e) => {
                     tracing::warn!(message_id = %id, error = %e, "message not processed");
-                    Some(id)
+                    Some((id, e.is_transient()))
                 }
             }
         })
         .buffer_unordered(CONCURRENCY)
         .filter_map(|failed| async move { failed })
-        .collect::<Vec<String>>()
-        .await;
+        .collect::<Vec<(String, bool)>>()
+        .await
+        .into_iter()
+        .unzip();
+    let soon: Vec<String> = failures
+        .iter()
+        .zip(&transient)
+        .filter(|(_, transient)| **transient)
+        .map(|(id, _)| id.clone())
+        .collect();
+    retry_soon(ctx, &soon, &receipts).await;
     failures_response(failures)
+}
+
+/// Makes the messages `ids` visible again after [`TRANSIENT_RETRY_AFTER`]. If that fails they
+/// come back after the queue's visibility timeout, as they would without it.
+async fn retry_soon(ctx: &Context, ids: &[String], receipts: &HashMap<String, String>) {
+    if ids.is_empty() {
+        return;
+    }
+    let queue = match ctx.queues.for_group(&ctx.config.runner_group) {
+        Ok(queue) => queue,
+        Err(e) => {
+            tracing::warn!(error = %e, "no queue to hand failed messages back to early");
+            return;
+        }
+    };
+    for id in ids {
+        let Some(receipt) = receipts.get(id) else {
+            continue;
+        };
+        if let Err(e) = queue
+            .change_visibility(receipt, TRANSIENT_RETRY_AFTER)
+            .await
+        {
+            tracing::warn!(message_id = %id, error = %e, "could not hand the message back early");
+        }
+    }
 }
 
 fn failures_response(failures: Vec<String>) -> SqsBatchResponse {
