@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 
-use lasso_services::{Context, environments};
 use lasso_tests::*;
 use serde_json::{Value, json};
 
@@ -21,18 +20,18 @@ fn schemathesis() -> PathBuf {
     cache.join("venv/bin/st")
 }
 
-/// A `lasso dev`-like api on loopback with an environment, an integration and a connection;
-/// returns the base URL and the secret key. Requests made for tenants are confined to
+/// A `lasso dev`-like api on loopback with an environment, an integration and a connection.
+/// Requests made for tenants are confined to
 /// loopback (`LASSO_OUTBOUND_ONLY`; loopback itself is allowed by the test configuration's
 /// `LASSO_OUTBOUND_ALLOW`): fuzzed URLs (proxy base-URL overrides, webhook URLs, a provider's
 /// token endpoint) are refused before any packet, or DNS query, leaves the machine.
-async fn seeded_api() -> (String, String) {
-    let db = fresh_database().await;
-    let cfg = config(&db, &[("LASSO_OUTBOUND_ONLY", "127.0.0.0/8".into())]);
-    let ctx = Context::build(cfg, None).expect("context");
-    let (_, key) = environments::create(&ctx.db, "fuzz").await.unwrap();
-    let base = serve_api(ctx).await;
-    let api = Api::new(&base, &key);
+async fn seeded_api() -> TestApp {
+    let app = TestApp::builder()
+        .setting("LASSO_OUTBOUND_ONLY", "127.0.0.0/8")
+        .environment("fuzz")
+        .start()
+        .await;
+    let api = &app.api;
     let (status, body) = api
         .post(
             "/integrations",
@@ -49,12 +48,13 @@ async fn seeded_api() -> (String, String) {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    (base, key)
+    app
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_documented_operation_reaches_a_handler() {
-    let (base, _) = seeded_api().await;
+    let app = seeded_api().await;
+    let base = &app.base;
     let http = reqwest::Client::new();
     let doc: Value = http
         .get(format!("{base}/openapi.json"))
@@ -121,7 +121,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
         "{} is missing: run scripts/bootstrap --with-schemathesis",
         st.display()
     );
-    let (base, key) = seeded_api().await;
+    let app = seeded_api().await;
+    let (base, key) = (&app.base, &app.key);
     let reports = temp_dir("lasso-schemathesis");
     // Half the generated identifiers name the seeded integration and connection, so the cases
     // reach real rows (connections read and refreshed, records, syncs, the proxy) as well as
