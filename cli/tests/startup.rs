@@ -17,10 +17,11 @@ fn migrate_without_a_database_url_names_it() {
 
 #[test]
 fn dev_with_a_bad_transport_names_it() {
-    let dir = std::env::temp_dir().join(format!("lasso-cli-test-{}", std::process::id()));
+    // `lasso dev` writes its encryption key there before it reads the transport; removed on drop.
+    let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_lasso"))
         .args(["dev", "--state-dir"])
-        .arg(&dir)
+        .arg(dir.path())
         .env_clear()
         .env("LASSO_DATABASE_URL", "postgres://127.0.0.1:9/x")
         .env("LASSO_TASK_TRANSPORT", "carrier-pigeon")
