@@ -32,13 +32,35 @@ pub fn router() -> OpenApiRouter<Context> {
         .routes(routes!(call_base).map(|_| any(call_base)))
 }
 
+/// The headers every proxy call reads, for the document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct ProxyHeaders {
+    /// The connection id
+    #[param(rename = "Connection-Id")]
+    connection_id: String,
+    /// The integration's unique key
+    #[param(rename = "Provider-Config-Key")]
+    provider_config_key: String,
+    /// Retries of a failed call (a whole number)
+    #[param(rename = "Retries")]
+    retries: Option<String>,
+    /// Status codes to retry, comma-separated
+    #[param(rename = "Retry-On")]
+    retry_on: Option<String>,
+    /// Another base URL for this call
+    #[param(rename = "Base-Url-Override")]
+    base_url_override: Option<String>,
+}
+
 /// The proxy, calling the base URL itself.
 #[utoipa::path(
     method(get, post, put, patch, delete, head, options, trace),
     path = "/proxy/",
     tag = "proxy",
     security(("secret_key" = [])),
-    params(("Connection-Id" = String, Header, description = "The connection id"), ("Provider-Config-Key" = String, Header, description = "The integration's unique key"), ("Retries" = Option<String>, Header, description = "Retries of a failed call (a whole number)"), ("Retry-On" = Option<String>, Header, description = "Status codes to retry, comma-separated"), ("Base-Url-Override" = Option<String>, Header, description = "Another base URL for this call")),
+    params(ProxyHeaders),
     responses(
         (status = "default", description = "The provider's answer, status, headers and body unchanged; or an error of Lasso's (`ErrorBody`) when the call could not be made", body = serde_json::Value),
     ),
@@ -58,7 +80,7 @@ async fn call_base_slash(
     path = "/proxy",
     tag = "proxy",
     security(("secret_key" = [])),
-    params(("Connection-Id" = String, Header, description = "The connection id"), ("Provider-Config-Key" = String, Header, description = "The integration's unique key"), ("Retries" = Option<String>, Header, description = "Retries of a failed call (a whole number)"), ("Retry-On" = Option<String>, Header, description = "Status codes to retry, comma-separated"), ("Base-Url-Override" = Option<String>, Header, description = "Another base URL for this call")),
+    params(ProxyHeaders),
     responses(
         (status = "default", description = "The provider's answer, status, headers and body unchanged; or an error of Lasso's (`ErrorBody`) when the call could not be made", body = serde_json::Value),
     ),
@@ -78,7 +100,7 @@ async fn call_base(
     path = "/proxy/{*endpoint}",
     tag = "proxy",
     security(("secret_key" = [])),
-    params(("endpoint" = String, Path, description = "The provider's path, after its base URL"), ("Connection-Id" = String, Header, description = "The connection id"), ("Provider-Config-Key" = String, Header, description = "The integration's unique key"), ("Retries" = Option<String>, Header, description = "Retries of a failed call (a whole number)"), ("Retry-On" = Option<String>, Header, description = "Status codes to retry, comma-separated"), ("Base-Url-Override" = Option<String>, Header, description = "Another base URL for this call")),
+    params(("endpoint" = String, Path, description = "The provider's path, after its base URL"), ProxyHeaders),
     responses(
         (status = "default", description = "The provider's answer, status, headers and body unchanged; or an error of Lasso's (`ErrorBody`) when the call could not be made", body = serde_json::Value),
     ),
