@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use lasso_services::ConnectionRowId;
 use lasso_services::records::{self, Scope};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -32,14 +33,14 @@ fn record(i: usize, revision: u32) -> Value {
     })
 }
 
-async fn setup(admin: &str) -> anyhow::Result<(PgPool, i64)> {
+async fn setup(admin: &str) -> anyhow::Result<(PgPool, ConnectionRowId)> {
     let mut url = url::Url::parse(admin)?;
     url.set_path(&format!("lasso_bench_{}", uuid::Uuid::new_v4().simple()));
     let secret = SecretString::from(url.to_string());
     lasso_services::db::create_database_if_missing(&secret).await?;
     let pool = lasso_services::db::pool_for(&secret, 4)?;
     lasso_services::db::migrate(&pool).await?;
-    let (connection,): (i64,) = sqlx::query_as(
+    let (connection,): (ConnectionRowId,) = sqlx::query_as(
         "WITH e AS (INSERT INTO environments (uuid, name) VALUES (gen_random_uuid(), 'bench') RETURNING id),
               i AS (INSERT INTO integrations (uuid, environment_id, unique_key, provider)
                     SELECT gen_random_uuid(), id, 'github', 'github' FROM e RETURNING id, environment_id)
@@ -64,7 +65,11 @@ fn copy_escape(s: &str) -> String {
         .replace('\r', "\\r")
 }
 
-async fn time_copy(pool: &PgPool, connection: i64, rows: &[Value]) -> anyhow::Result<Duration> {
+async fn time_copy(
+    pool: &PgPool,
+    connection: ConnectionRowId,
+    rows: &[Value],
+) -> anyhow::Result<Duration> {
     sqlx::query("TRUNCATE bench_copy").execute(pool).await?;
     // Prepared before the clock starts: the baseline is COPY itself.
     let mut payload = String::new();

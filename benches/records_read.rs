@@ -11,8 +11,8 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use lasso_services::environments;
 use lasso_services::records::{self, Cursor, ListQuery, Scope};
+use lasso_services::{ConnectionRowId, environments};
 use serde_json::{Value, json};
 
 mod support;
@@ -86,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
             .await?
             .error_for_status()?;
     }
-    let connection: i64 = sqlx::query_scalar(
+    let connection: ConnectionRowId = sqlx::query_scalar(
         "SELECT id FROM connections WHERE environment_id = $1 AND connection_id = 'c1'",
     )
     .bind(env.id)

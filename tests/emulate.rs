@@ -15,7 +15,7 @@ use lasso_cli::event_source::Mapping;
 use lasso_services::queue::{NewTask, Payload, TaskKind, TaskState, tasks};
 use lasso_services::records::{self, Scope};
 use lasso_services::scripts::DeployRequest;
-use lasso_services::{Context, environments};
+use lasso_services::{ConnectionRowId, Context, environments};
 use lasso_tests::contacts::{Upstream, list_contacts};
 use lasso_tests::lambda::{start_watch, until};
 use lasso_tests::receiver::Receiver;
@@ -110,7 +110,7 @@ async fn a_sync_runs_on_its_own_under_cargo_lambda_watch_and_lasso_emulate() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let connection = body["id"].as_i64().unwrap();
+    let connection = ConnectionRowId(body["id"].as_i64().unwrap());
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let emulator = tokio::spawn({

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::routing::get;
 use lasso_cli::workers::Workers;
+use lasso_services::ConnectionRowId;
 use lasso_services::queue::{TaskKind, TaskState};
 use lasso_services::records::{self, Scope};
 use lasso_tests::fakehub::{Setup, Upstream, catalog, run};
@@ -138,7 +139,7 @@ async fn nangos_cli_deploys_a_zero_yaml_project_and_dry_runs_it() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let connection = body["id"].as_i64().unwrap();
+    let connection = ConnectionRowId(body["id"].as_i64().unwrap());
     let project = project();
 
     let (ok, output) = nango(&project, &host, &key, &["deploy", "dev", "--auto-confirm"]).await;

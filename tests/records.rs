@@ -3,8 +3,8 @@
 
 use std::collections::HashSet;
 
-use lasso_services::Error;
 use lasso_services::records::{self, ListQuery, Scope};
+use lasso_services::{ConnectionRowId, Error};
 use lasso_tests::auth::create_integration;
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -41,7 +41,7 @@ async fn setup() -> Setup {
             .await;
         assert_eq!(status, 201);
     }
-    let (id,): (i64,) = sqlx::query_as(
+    let (id,): (ConnectionRowId,) = sqlx::query_as(
         "SELECT c.id FROM connections c JOIN environments e ON e.id = c.environment_id WHERE e.name = 'records'",
     )
     .fetch_one(&app.db.pool)

@@ -4,7 +4,7 @@
 //! SQS, both inspected) to its own runner, which refuses a message put on the wrong queue; and
 //! `lasso dev`'s loops run a queue and a runner per group.
 
-use lasso_services::EnvironmentId;
+use lasso_services::{ConnectionRowId, EnvironmentId};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use uuid::Uuid;
 struct Group {
     name: String,
     env_id: EnvironmentId,
-    connection: i64,
+    connection: ConnectionRowId,
 }
 
 /// A context for a runner of `group`: the same database, as the group's runner user.
@@ -59,7 +59,7 @@ async fn group(admin: &Context, api: &Api, name: &str) -> Group {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    let connection = body["id"].as_i64().unwrap();
+    let connection = ConnectionRowId(body["id"].as_i64().unwrap());
     records::save(
         &admin.db,
         &Scope::new(connection, "Doc", None),

@@ -20,7 +20,7 @@ use lasso_services::adapters::transport::OutgoingMessage;
 use lasso_services::queue::{TaskState, tasks};
 use lasso_services::records::{self, Scope};
 use lasso_services::scripts::{self, CompiledFunction, DeployRequest};
-use lasso_services::{Context, environments, runner_groups};
+use lasso_services::{ConnectionRowId, Context, environments, runner_groups};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
 use serde_json::{Value, json};
@@ -248,7 +248,7 @@ impl Setup {
         body
     }
 
-    async fn connect(&self, connection_id: &str) -> i64 {
+    async fn connect(&self, connection_id: &str) -> ConnectionRowId {
         let (status, body) = self
             .api
             .post(
@@ -258,10 +258,10 @@ impl Setup {
             )
             .await;
         assert_eq!(status, 201, "{body}");
-        body["id"].as_i64().unwrap()
+        ConnectionRowId(body["id"].as_i64().unwrap())
     }
 
-    async fn schedule_id(&self, connection: i64, sync: &str) -> Uuid {
+    async fn schedule_id(&self, connection: ConnectionRowId, sync: &str) -> Uuid {
         sqlx::query_scalar(
             "SELECT id FROM queue.schedules WHERE connection_id = $1 AND function_name = $2",
         )
@@ -983,7 +983,7 @@ async fn schedules_follow_deploys_and_connections() {
     assert_eq!(first["created"].as_array().unwrap().len(), 2);
     let beta = s.connect("beta").await;
     let rows = || async {
-        sqlx::query_as::<_, (i64, String, String, i64, Option<i64>)>(
+        sqlx::query_as::<_, (ConnectionRowId, String, String, i64, Option<i64>)>(
             "SELECT connection_id, function_name, state::text, frequency_secs, frequency_override_secs
              FROM queue.schedules ORDER BY connection_id, function_name",
         )

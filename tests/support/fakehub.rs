@@ -1,7 +1,7 @@
 //! A fake provider API and an environment running the fakehub fixture project
 //! (tests/fixtures/fakehub-project), for tests of scripts, orchestration and logs.
 
-use lasso_services::EnvironmentId;
+use lasso_services::{ConnectionRowId, EnvironmentId};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -130,7 +130,7 @@ async fn list_tickets(State(up): State<Arc<Upstream>>, Query(q): Query<PageQuery
 pub struct Setup {
     pub app: TestApp,
     pub env_id: EnvironmentId,
-    pub connection: i64,
+    pub connection: ConnectionRowId,
     pub upstream: Arc<Upstream>,
     pub workers: Workers,
 }
@@ -192,7 +192,7 @@ pub async fn setup(settings: &[(&'static str, String)]) -> Setup {
         .await;
     assert_eq!(status, 201, "{body}");
     deploy_fixture(&app.ctx, app.env.id, "fakehub-project").await;
-    let connection = body["id"].as_i64().unwrap();
+    let connection = ConnectionRowId(body["id"].as_i64().unwrap());
     let workers = Workers::start(app.ctx.clone());
     Setup {
         env_id: app.env.id,

@@ -4,12 +4,16 @@
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::Result;
+use crate::{ConnectionRowId, Result};
 
 /// Largest checkpoint a script may save; it is a bookmark, not a data store.
 pub const MAX_CHECKPOINT_BYTES: usize = 64 * 1024;
 
-pub async fn get(db: &PgPool, connection: i64, function_name: &str) -> Result<Option<Value>> {
+pub async fn get(
+    db: &PgPool,
+    connection: ConnectionRowId,
+    function_name: &str,
+) -> Result<Option<Value>> {
     let row: Option<(Value,)> = sqlx::query_as(
         "SELECT checkpoint FROM checkpoints WHERE connection_id = $1 AND function_name = $2",
     )
@@ -22,7 +26,7 @@ pub async fn get(db: &PgPool, connection: i64, function_name: &str) -> Result<Op
 
 pub async fn save(
     db: &PgPool,
-    connection: i64,
+    connection: ConnectionRowId,
     function_name: &str,
     checkpoint: &Value,
 ) -> Result<()> {
@@ -49,7 +53,7 @@ pub async fn save(
 /// Forgets the checkpoint (a sync triggered with reset).
 pub async fn clear<'e>(
     db: impl sqlx::PgExecutor<'e>,
-    connection: i64,
+    connection: ConnectionRowId,
     function_name: &str,
 ) -> Result<()> {
     sqlx::query("DELETE FROM checkpoints WHERE connection_id = $1 AND function_name = $2")

@@ -4,7 +4,7 @@
 //! says who the end user is and which integrations may be connected. Only the token's digest is
 //! stored. Table owner: this module.
 
-use crate::EnvironmentId;
+use crate::{ConnectionRowId, EnvironmentId};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
@@ -241,7 +241,7 @@ struct Insert {
     defaults: BTreeMap<String, IntegrationDefaults>,
     tags: Map<String, Value>,
     webhook_url_override: Option<String>,
-    reconnect_connection_id: Option<i64>,
+    reconnect_connection_id: Option<ConnectionRowId>,
 }
 
 async fn insert(db: &PgPool, row: Insert) -> Result<(String, ConnectSession)> {
@@ -334,7 +334,7 @@ pub async fn create_reconnect(
         check_end_user(user)?;
     }
     let webhook_url_override = check_webhook_url(new.webhook_url_override)?;
-    let connection: Option<(i64, Option<Value>)> = sqlx::query_as(
+    let connection: Option<(ConnectionRowId, Option<Value>)> = sqlx::query_as(
         "SELECT c.id, c.end_user FROM connections c JOIN integrations i ON i.id = c.integration_id
          WHERE c.environment_id = $1 AND i.unique_key = $2 AND c.connection_id = $3",
     )

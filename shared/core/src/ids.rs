@@ -28,4 +28,9 @@ macro_rules! ids {
 ids! {
     /// `environments.id`.
     EnvironmentId,
+    /// `integrations.id` (not the `unique_key` customers name an integration by).
+    IntegrationId,
+    /// `connections.id`, the row id other tables refer to (fields named `connection`); not the
+    /// `connection_id` string customers name a connection by.
+    ConnectionRowId,
 }

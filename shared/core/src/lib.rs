@@ -32,4 +32,4 @@ pub mod web_sessions;
 
 pub use config::Config;
 pub use error::{Error, ErrorCode, Result};
-pub use ids::EnvironmentId;
+pub use ids::{ConnectionRowId, EnvironmentId, IntegrationId};

@@ -6,10 +6,10 @@
 //! api, the scheduler and the dispatcher link neither QuickJS nor oxc.
 
 pub use lasso_core::{
-    Config, EnvironmentId, Error, ErrorCode, Result, adapters, auth_socket_connections,
-    checkpoints, config, connect_sessions, connections, crypto, db, environments, error, http, ids,
-    integrations, logs, outbound, providers, queue, records, runner_groups, script_locks, scripts,
-    telemetry, web_sessions,
+    Config, ConnectionRowId, EnvironmentId, Error, ErrorCode, IntegrationId, Result, adapters,
+    auth_socket_connections, checkpoints, config, connect_sessions, connections, crypto, db,
+    environments, error, http, ids, integrations, logs, outbound, providers, queue, records,
+    runner_groups, script_locks, scripts, telemetry, web_sessions,
 };
 
 pub mod actions;

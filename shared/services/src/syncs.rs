@@ -2,7 +2,7 @@
 //! connection's frequency, read their status. Schedules and their tasks live in the queue
 //! ([`schedules`], [`tasks`]).
 
-use crate::EnvironmentId;
+use crate::{ConnectionRowId, EnvironmentId};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -113,7 +113,7 @@ impl SyncMode {
 struct Target {
     integration: Integration,
     /// The connection's row id.
-    connection: Option<i64>,
+    connection: Option<ConnectionRowId>,
     /// The selected syncs, by name.
     syncs: BTreeMap<String, DeployedFunction>,
 }
@@ -414,14 +414,14 @@ pub async fn status(
         .into_iter()
         .map(|h| (h.schedule_id, h))
         .collect();
-    let mut connections: Vec<i64> = found.iter().map(|s| s.connection).collect();
+    let mut connections: Vec<ConnectionRowId> = found.iter().map(|s| s.connection).collect();
     connections.dedup();
     let models: Vec<String> = target
         .syncs
         .values()
         .flat_map(|f| f.config.output.iter().cloned())
         .collect();
-    let counts: BTreeMap<(i64, String), i64> =
+    let counts: BTreeMap<(ConnectionRowId, String), i64> =
         records::count_by_model(&ctx.db, &connections, &models)
             .await?
             .into_iter()
@@ -561,9 +561,9 @@ pub async fn run_failed(ctx: &Context, task: &Task, error: &Value) {
 /// Gives a stored connection (row id) the schedules of its integration's syncs. A failure is
 /// logged, not returned: the connection is stored by then, and the scheduler's reconcile
 /// catches up on its next tick.
-pub async fn connection_stored(ctx: &Context, connection: i64) {
+pub async fn connection_stored(ctx: &Context, connection: ConnectionRowId) {
     if let Err(e) = schedules::reconcile(&ctx.db, ReconcileScope::connection(connection)).await {
-        tracing::error!(connection, error = %e, "could not create the connection's sync schedules");
+        tracing::error!(%connection, error = %e, "could not create the connection's sync schedules");
     }
 }
 

@@ -3,7 +3,7 @@
 
 pub mod credentials;
 
-use crate::EnvironmentId;
+use crate::{ConnectionRowId, EnvironmentId, IntegrationId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -41,10 +41,10 @@ pub struct Organization {
 /// A connection with its credentials decrypted.
 #[derive(Debug, Clone)]
 pub struct Connection {
-    pub id: i64,
+    pub id: ConnectionRowId,
     pub uuid: Uuid,
     pub environment_id: EnvironmentId,
-    pub integration_id: i64,
+    pub integration_id: IntegrationId,
     pub provider_config_key: String,
     pub provider: String,
     pub connection_id: String,
@@ -69,7 +69,7 @@ pub struct Connection {
 /// A connection without credentials, for lists.
 #[derive(Debug, Clone)]
 pub struct ConnectionSummary {
-    pub id: i64,
+    pub id: ConnectionRowId,
     pub provider_config_key: String,
     pub provider: String,
     pub connection_id: String,
@@ -82,10 +82,10 @@ pub struct ConnectionSummary {
 
 #[derive(FromRow)]
 struct Row {
-    id: i64,
+    id: ConnectionRowId,
     uuid: Uuid,
     environment_id: EnvironmentId,
-    integration_id: i64,
+    integration_id: IntegrationId,
     provider_config_key: String,
     provider: String,
     connection_id: String,
@@ -377,7 +377,7 @@ pub async fn upsert(
         .end_user
         .as_ref()
         .map(|u| serde_json::to_value(u).expect("end user serializes"));
-    let id: (i64,) = sqlx::query_as(
+    let id: (ConnectionRowId,) = sqlx::query_as(
         "INSERT INTO connections (uuid, environment_id, integration_id, connection_id,
             credentials_encrypted, credentials_expires_at, connection_config, metadata, end_user,
             tags, webhook_url_override)
@@ -464,7 +464,7 @@ pub enum WebhookMatch {
 /// compare by their text), oldest first.
 pub async fn find_for_webhook(
     db: &PgPool,
-    integration_id: i64,
+    integration_id: IntegrationId,
     field: &WebhookMatch,
     value: &str,
 ) -> Result<Vec<String>> {
@@ -500,8 +500,8 @@ pub async fn row_id(
     environment_id: EnvironmentId,
     provider_config_key: &str,
     connection_id: &str,
-) -> Result<i64> {
-    let id: Option<(i64,)> = sqlx::query_as(
+) -> Result<ConnectionRowId> {
+    let id: Option<(ConnectionRowId,)> = sqlx::query_as(
         "SELECT c.id FROM connections c JOIN integrations i ON i.id = c.integration_id
          WHERE c.environment_id = $1 AND i.unique_key = $2 AND c.connection_id = $3",
     )
@@ -711,7 +711,7 @@ pub struct ListFilter {
 pub const MAX_LIST_LIMIT: i64 = 1000;
 
 /// How many connections an integration has (what a deploy of its syncs schedules).
-pub async fn count_for_integration(db: &PgPool, integration_id: i64) -> Result<i64> {
+pub async fn count_for_integration(db: &PgPool, integration_id: IntegrationId) -> Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT count(*) FROM connections WHERE integration_id = $1")
             .bind(integration_id)
@@ -786,7 +786,7 @@ pub async fn list(
 
 #[derive(FromRow)]
 struct SummaryRow {
-    id: i64,
+    id: ConnectionRowId,
     provider_config_key: String,
     provider: String,
     connection_id: String,

@@ -1,7 +1,7 @@
 //! Integrations: a provider of the catalog configured for an environment under a unique key,
 //! with its OAuth app credentials (client secret encrypted at rest). Table owner: this module.
 
-use crate::EnvironmentId;
+use crate::{EnvironmentId, IntegrationId};
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::{Map, Value};
@@ -16,7 +16,7 @@ use webhook_routing::Routing;
 
 #[derive(Clone, FromRow)]
 pub struct Integration {
-    pub id: i64,
+    pub id: IntegrationId,
     pub uuid: Uuid,
     pub environment_id: EnvironmentId,
     pub unique_key: String,
@@ -249,7 +249,7 @@ pub async fn find(
     .await?)
 }
 
-pub async fn get_by_id(db: &PgPool, id: i64) -> Result<Integration> {
+pub async fn get_by_id(db: &PgPool, id: IntegrationId) -> Result<Integration> {
     sqlx::query_as(concat!(
         "SELECT ",
         columns!(),

@@ -5,7 +5,7 @@
 //! At most one task of a schedule is active: tasks are inserted with `ON CONFLICT DO NOTHING`
 //! against the partial unique index on `queue.tasks (schedule_id)`.
 
-use crate::EnvironmentId;
+use crate::{ConnectionRowId, EnvironmentId, IntegrationId};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, PgExecutor, PgPool, Postgres, Transaction};
@@ -31,7 +31,7 @@ pub enum ScheduleState {
 pub struct ReconcileScope {
     pub environment: Option<EnvironmentId>,
     /// A connection's row id (`connections.id`).
-    pub connection: Option<i64>,
+    pub connection: Option<ConnectionRowId>,
 }
 
 impl ReconcileScope {
@@ -42,7 +42,7 @@ impl ReconcileScope {
         }
     }
 
-    pub fn connection(connection: i64) -> Self {
+    pub fn connection(connection: ConnectionRowId) -> Self {
         Self {
             environment: None,
             connection: Some(connection),
@@ -257,7 +257,7 @@ pub struct Schedule {
     pub id: Uuid,
     pub environment_id: EnvironmentId,
     /// The connection's row id.
-    pub connection: i64,
+    pub connection: ConnectionRowId,
     /// The connection's public id.
     pub connection_id: String,
     pub function_name: String,
@@ -291,8 +291,8 @@ macro_rules! select_schedules {
 #[derive(Debug, Clone)]
 pub struct Selected {
     pub environment_id: EnvironmentId,
-    pub integration_id: i64,
-    pub connection: Option<i64>,
+    pub integration_id: IntegrationId,
+    pub connection: Option<ConnectionRowId>,
     pub names: Vec<String>,
 }
 

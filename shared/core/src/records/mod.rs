@@ -23,19 +23,19 @@ use uuid::Uuid;
 
 pub use validate::{LIMITS, Limits, ValidRecord};
 
-use crate::{Error, Result};
+use crate::{ConnectionRowId, Error, Result};
 
 /// Which records a call works on.
 #[derive(Debug, Clone)]
 pub struct Scope {
     /// The connection's row id (`connections.id`).
-    pub connection: i64,
+    pub connection: ConnectionRowId,
     pub model: String,
     pub variant: String,
 }
 
 impl Scope {
-    pub fn new(connection: i64, model: &str, variant: Option<&str>) -> Self {
+    pub fn new(connection: ConnectionRowId, model: &str, variant: Option<&str>) -> Self {
         Self {
             connection,
             model: model.to_string(),
@@ -425,9 +425,9 @@ pub async fn count(db: &PgPool, scope: &Scope) -> Result<i64> {
 /// models, in one statement; pairs without records are absent.
 pub async fn count_by_model(
     db: &PgPool,
-    connections: &[i64],
+    connections: &[ConnectionRowId],
     models: &[String],
-) -> Result<Vec<(i64, String, i64)>> {
+) -> Result<Vec<(ConnectionRowId, String, i64)>> {
     Ok(sqlx::query_as(
         "SELECT connection_id, model, count(*) FROM records.records
          WHERE connection_id = ANY($1) AND model = ANY($2) AND variant = $3

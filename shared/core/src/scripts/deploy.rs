@@ -6,7 +6,7 @@
 //! in the request any more is removed (its active version deactivated, kept for history). The
 //! scope of that is the whole environment, or one integration when the request names one.
 
-use crate::EnvironmentId;
+use crate::{EnvironmentId, IntegrationId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
@@ -106,7 +106,7 @@ pub async fn deploy_with(
 ) -> Result<DeployOutcome> {
     validate(&request)?;
 
-    let mut integration_ids: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut integration_ids: BTreeMap<&str, IntegrationId> = BTreeMap::new();
     let keys = request
         .integration
         .iter()
@@ -145,7 +145,7 @@ pub async fn deploy_with(
     let mut tx = db.begin().await?;
     store::lock_environment(&mut tx, environment_id).await?;
     let active = store::active_versions(&mut tx, environment_id, scope).await?;
-    let mut current: HashMap<(i64, String, String), store::ActiveVersion> = active
+    let mut current: HashMap<(IntegrationId, String, String), store::ActiveVersion> = active
         .into_iter()
         .map(|v| {
             (

@@ -2,7 +2,7 @@
 //! which bundle and configuration each function of an integration runs, with the versions it
 //! ran before.
 
-use crate::EnvironmentId;
+use crate::{EnvironmentId, IntegrationId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +20,7 @@ use crate::{Error, Result};
 pub struct DeployedFunction {
     pub id: i64,
     pub environment_id: EnvironmentId,
-    pub integration_id: i64,
+    pub integration_id: IntegrationId,
     /// The integration's unique key.
     pub integration: String,
     pub name: String,
@@ -67,7 +67,7 @@ impl DeployTool {
 struct Row {
     id: i64,
     environment_id: EnvironmentId,
-    integration_id: i64,
+    integration_id: IntegrationId,
     integration: String,
     name: String,
     #[sqlx(rename = "type")]
@@ -134,7 +134,10 @@ fn convert(rows: Vec<Row>) -> Result<Vec<DeployedFunction>> {
 }
 
 /// The active functions of an integration, by type and name.
-pub async fn list_active(db: &PgPool, integration_id: i64) -> Result<Vec<DeployedFunction>> {
+pub async fn list_active(
+    db: &PgPool,
+    integration_id: IntegrationId,
+) -> Result<Vec<DeployedFunction>> {
     convert(
         sqlx::query_as(concat!(
             select!(),
@@ -149,7 +152,7 @@ pub async fn list_active(db: &PgPool, integration_id: i64) -> Result<Vec<Deploye
 /// The active version of a function, if it is deployed.
 pub async fn find_active(
     db: &PgPool,
-    integration_id: i64,
+    integration_id: IntegrationId,
     function_type: FunctionType,
     name: &str,
 ) -> Result<Option<DeployedFunction>> {
@@ -189,7 +192,7 @@ pub async fn get_active(
 /// Every version of a function, newest first (the active one, if any, among them).
 pub async fn history(
     db: &PgPool,
-    integration_id: i64,
+    integration_id: IntegrationId,
     function_type: FunctionType,
     name: &str,
 ) -> Result<Vec<DeployedFunction>> {
@@ -240,7 +243,7 @@ pub(super) async fn lock_environment(
 #[derive(FromRow)]
 pub(super) struct ActiveVersion {
     pub id: i64,
-    pub integration_id: i64,
+    pub integration_id: IntegrationId,
     pub integration: String,
     #[sqlx(rename = "type")]
     pub function_type: String,
@@ -254,7 +257,7 @@ pub(super) struct ActiveVersion {
 pub(super) async fn active_versions(
     tx: &mut Transaction<'_, Postgres>,
     environment_id: EnvironmentId,
-    integration_id: Option<i64>,
+    integration_id: Option<IntegrationId>,
 ) -> Result<Vec<ActiveVersion>> {
     Ok(sqlx::query_as(
         "SELECT f.id, f.integration_id, i.unique_key AS integration, f.type, f.name,
@@ -284,7 +287,7 @@ pub(super) async fn deactivate(tx: &mut Transaction<'_, Postgres>, ids: &[i64]) 
 
 pub(super) struct NewVersion<'a> {
     pub environment_id: EnvironmentId,
-    pub integration_id: i64,
+    pub integration_id: IntegrationId,
     pub name: &'a str,
     pub function_type: FunctionType,
     pub bundle_key: &'a str,

@@ -5,7 +5,7 @@
 //! exchanges the code for tokens and stores the connection. Table owner: this module
 //! (`oauth_sessions`).
 
-use crate::EnvironmentId;
+use crate::{EnvironmentId, IntegrationId};
 use std::collections::BTreeMap;
 
 use base64::Engine;
@@ -328,7 +328,7 @@ struct Session {
     environment_id: EnvironmentId,
     environment_uuid: uuid::Uuid,
     environment_name: String,
-    integration_id: i64,
+    integration_id: IntegrationId,
     connection_id: String,
     code_verifier_encrypted: Option<Vec<u8>>,
     redirect_uri: String,

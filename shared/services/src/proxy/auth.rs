@@ -157,18 +157,18 @@ fn secret_value(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::EnvironmentId;
     use crate::connections::{Connection, OAuth2Token};
     use crate::providers::Catalog;
+    use crate::{ConnectionRowId, EnvironmentId, IntegrationId};
     use serde_json::{Map, Value, json};
 
     fn connection(credentials: Credentials, config: Value) -> Connection {
         let now = chrono::Utc::now();
         Connection {
-            id: 1,
+            id: ConnectionRowId(1),
             uuid: uuid::Uuid::new_v4(),
             environment_id: EnvironmentId(1),
-            integration_id: 1,
+            integration_id: IntegrationId(1),
             provider_config_key: "key".into(),
             provider: "p".into(),
             connection_id: "c".into(),
