@@ -2,8 +2,10 @@
 //! (`GET /2018-06-01/runtime/invocation/next` on the Lambda runtime API, which a local listener
 //! plays), with the settings the runner has on AWS (S3 script store, SQS transport, JSON logs).
 //! Nothing is sent to AWS before that request; the Postgres pool connects on first use. Against
-//! `node -e 0` (start to exit) in the same run. Then the sizes of the release binaries
-//! `make build-lambda` writes (target/lambda/*/bootstrap), when they are there.
+//! `node -e 0` (start to exit) in the same run. Then the sizes of the four functions' release
+//! binaries: what `make build-lambda` wrote (target/lambda/*/bootstrap) when it is there, else
+//! `$CARGO_TARGET_DIR/release/<function>` (scripts/bench builds them, as `make build-lambda`
+//! does, in one build).
 //!
 //! The binary: `LASSO_BENCH_RUNNER_BIN`, else target/lambda/runner/bootstrap (what is deployed),
 //! else `$CARGO_TARGET_DIR/release/runner` (scripts/bench builds it), else the debug build (the
@@ -193,18 +195,22 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     println!();
-    println!("| release binary (`make build-lambda`, target/lambda/*/bootstrap) | size |");
+    println!("| release binary | size |");
     println!("| --- | ---: |");
     for function in ["api", "scheduler", "dispatcher", "runner"] {
-        println!(
-            "| {function} | {} |",
-            size(
-                &repo()
-                    .join("target/lambda")
-                    .join(function)
-                    .join("bootstrap")
+        let lambda = repo()
+            .join("target/lambda")
+            .join(function)
+            .join("bootstrap");
+        let (path, built_by) = if lambda.is_file() {
+            (lambda, "`make build-lambda`, target/lambda")
+        } else {
+            (
+                target_dir().join("release").join(function),
+                "`cargo build --release`",
             )
-        );
+        };
+        println!("| {function} ({built_by}) | {} |", size(&path));
     }
     Ok(())
 }
