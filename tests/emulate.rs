@@ -10,14 +10,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
-use lasso_cli::emulate::{self, EmulateOptions};
-use lasso_cli::event_source::Mapping;
 use lasso_services::queue::{NewTask, Payload, TaskKind, TaskState, tasks};
 use lasso_services::records::{self, Scope};
 use lasso_services::scripts::DeployRequest;
 use lasso_services::{ConnectionRowId, Context, environments};
 use lasso_tests::contacts::{Upstream, list_contacts};
-use lasso_tests::lambda::{start_watch, until};
+use lasso_tests::lambda::{Emulator, start_watch, until};
 use lasso_tests::receiver::Receiver;
 use lasso_tests::*;
 use serde_json::json;
@@ -112,29 +110,7 @@ async fn a_sync_runs_on_its_own_under_cargo_lambda_watch_and_lasso_emulate() {
     assert_eq!(status, 201, "{body}");
     let connection = ConnectionRowId(body["id"].as_i64().unwrap());
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let emulator = tokio::spawn({
-        let endpoint = watch.endpoint.clone();
-        async move {
-            emulate::run(
-                &config,
-                &aws_sdk_config(),
-                EmulateOptions {
-                    endpoint,
-                    // EventBridge's minute; each scheduler invocation ticks every 10 s within it.
-                    scheduler_every: Duration::from_secs(60),
-                    dispatcher_every: Duration::from_secs(60),
-                    runners: Default::default(),
-                    mapping: Mapping {
-                        wait: Duration::from_secs(1),
-                        ..Mapping::default()
-                    },
-                },
-                stopped,
-            )
-            .await
-        }
-    });
+    let emulator = Emulator::start(&config, &watch);
 
     // A plain script task takes the same path.
     let greeting = tasks::insert(
@@ -210,6 +186,5 @@ async fn a_sync_runs_on_its_own_under_cargo_lambda_watch_and_lasso_emulate() {
     assert!(log.contains("scheduler tick"), "{log}");
     assert!(log.contains("task succeeded"), "{log}");
 
-    stop.send(true).unwrap();
-    emulator.await.unwrap().unwrap();
+    emulator.stop().await;
 }

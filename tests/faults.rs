@@ -17,12 +17,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
-use lasso_cli::emulate::{self, EmulateOptions};
-use lasso_cli::event_source::Mapping;
 use lasso_services::scripts::{DeployRequest, Trigger};
 use lasso_services::{Context, EnvironmentId, environments};
 use lasso_tests::contacts::{Upstream, list_contacts};
-use lasso_tests::lambda::{Watch, start_watch, workspace_root};
+use lasso_tests::lambda::{Emulator, Watch, start_watch, workspace_root};
 use lasso_tests::*;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -232,29 +230,7 @@ async fn under_load(fault: Fault) {
     let api = Api::new(&format!("{}/lambda-url/api", watch.endpoint), &key);
     deploy(&api, &watch).await;
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let emulator = tokio::spawn({
-        let endpoint = watch.endpoint.clone();
-        async move {
-            emulate::run(
-                &config,
-                &aws_sdk_config(),
-                EmulateOptions {
-                    endpoint,
-                    // EventBridge's minute; each scheduler invocation ticks every 10 s in it.
-                    scheduler_every: Duration::from_secs(60),
-                    dispatcher_every: Duration::from_secs(60),
-                    runners: Default::default(),
-                    mapping: Mapping {
-                        wait: Duration::from_secs(1),
-                        ..Mapping::default()
-                    },
-                },
-                stopped,
-            )
-            .await
-        }
-    });
+    let emulator = Emulator::start(&config, &watch);
 
     for n in 0..CONNECTIONS {
         let (status, body) = api
@@ -354,8 +330,7 @@ async fn under_load(fault: Fault) {
     .await;
     let probe_failures_and_recovery = probe.after(fault_end);
     drop(probe);
-    stop.send(true).unwrap();
-    emulator.await.unwrap().unwrap();
+    emulator.stop().await;
 
     let mut per_schedule: BTreeMap<Uuid, BTreeMap<i64, Vec<&Run>>> = BTreeMap::new();
     for run in final_runs.iter().filter(|r| r.retry_of.is_none()) {

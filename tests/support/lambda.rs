@@ -29,6 +29,49 @@ impl Watch {
     }
 }
 
+/// `lasso emulate` against a [`Watch`]: EventBridge's minute for the scheduler and the
+/// dispatcher (each scheduler invocation ticks every 10 s within it) and SQS mappings that wait
+/// 1 s for a batch. Runs until [`Emulator::stop`].
+pub struct Emulator {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Emulator {
+    pub fn start(config: &lasso_services::config::Config, watch: &Watch) -> Self {
+        use lasso_cli::emulate::{self, EmulateOptions};
+        use lasso_cli::event_source::Mapping;
+
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (config, endpoint) = (config.clone(), watch.endpoint.clone());
+        let task = tokio::spawn(async move {
+            emulate::run(
+                &config,
+                &crate::aws_sdk_config(),
+                EmulateOptions {
+                    endpoint,
+                    scheduler_every: Duration::from_secs(60),
+                    dispatcher_every: Duration::from_secs(60),
+                    runners: Default::default(),
+                    mapping: Mapping {
+                        wait: Duration::from_secs(1),
+                        ..Mapping::default()
+                    },
+                },
+                stopped,
+            )
+            .await
+        });
+        Self { stop, task }
+    }
+
+    /// Stops it and waits for it; panics if it failed.
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
