@@ -143,8 +143,9 @@
     if (popup && e.source === popup && e.origin === window.location.origin) {
       var payload = data.payload || {};
       if (data.type === "nango_oauth_callback_success" && payload.connectionId) {
-        stopWatching();
-        popup = null;
+        // Closed here rather than left to the callback page's own close half a second later:
+        // a flow started within that half second would otherwise reuse the closing window.
+        closePopup();
         load(popupView + "/connected?connection_id=" + encodeURIComponent(payload.connectionId));
       } else if (data.type === "nango_oauth_callback_error") {
         closePopup();
@@ -165,7 +166,8 @@
       if (form.getAttribute("data-mode") === "OAUTH2") {
         // Opened now, on the click: browsers block popups opened later.
         closePopup();
-        popup = window.open("", "lasso-connect-oauth", "popup,width=600,height=720");
+        // A name of its own per flow, so no window left from an earlier flow is reused.
+        popup = window.open("", "lasso-connect-oauth-" + Date.now(), "popup,width=600,height=720");
         popupView = path;
         if (!popup) {
           load(path + "?error=blocked_by_browser");
