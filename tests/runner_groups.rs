@@ -2,7 +2,8 @@
 //! change anything of an environment in group B — not its connections, records or tasks — even
 //! when a crafted task asks it to. Each group's tasks travel on its own queue (two queues on moto
 //! SQS, both inspected) to its own runner, which refuses a message put on the wrong queue; and
-//! `lasso dev`'s loops run a queue and a runner per group.
+//! `lasso dev`'s loops run a queue and a runner per group, and refill a full environment as its
+//! runs end.
 
 use lasso_services::{ConnectionRowId, EnvironmentId};
 use std::collections::BTreeSet;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lasso_cli::event_source;
-use lasso_cli::workers::Workers;
+use lasso_cli::workers::{Intervals, Workers};
 use lasso_runner::run::{self as runner, Outcome};
 use lasso_services::adapters::transport::{Delivery, OutgoingMessage};
 use lasso_services::connections;
@@ -533,5 +534,49 @@ async fn lasso_dev_runs_a_queue_and_a_runner_per_group() {
     })
     .await;
     assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
+    workers.stop().await;
+}
+
+#[tokio::test]
+async fn lasso_devs_dispatcher_refills_a_full_environment_as_runs_end() {
+    let db = fresh_database().await;
+    let ctx = Context::build(
+        config(&db, &[("LASSO_ENVIRONMENT_CONCURRENCY", "1".to_string())]),
+        None,
+    )
+    .unwrap();
+    ctx.scripts
+        .put("bundles/marker.js", Bytes::from_static(MARKER.as_bytes()))
+        .await
+        .unwrap();
+    let (env, _) = environments::create(&ctx.db, "busy").await.unwrap();
+    let ids = tasks::insert(
+        &ctx.db,
+        &[
+            script_task(env.id, "first"),
+            script_task(env.id, "second"),
+            script_task(env.id, "third"),
+        ],
+    )
+    .await
+    .unwrap();
+    // Neither loop looks again on its own within the test: the environment's one slot is
+    // refilled only because a finished run wakes the dispatcher.
+    let never = Duration::from_secs(3600);
+    let workers = Workers::start_with(
+        ctx.clone(),
+        Intervals {
+            scheduler: never,
+            dispatcher_idle: never,
+        },
+    );
+    for id in ids {
+        let task = eventually("the task to finish", Duration::from_secs(30), || async {
+            let task = tasks::get(&ctx.db, id).await.unwrap()?;
+            task.state.is_terminal().then_some(task)
+        })
+        .await;
+        assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
+    }
     workers.stop().await;
 }

@@ -3,10 +3,11 @@
 //! the Lambda functions run.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lasso_services::{Context, runner_groups};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::event_source::{self, Mapping};
@@ -16,9 +17,25 @@ pub struct Workers {
     tasks: JoinSet<()>,
 }
 
-// Sync frequencies go down to 30 s; tick often enough that a run starts close to its time.
-const SCHEDULER_EVERY: Duration = Duration::from_secs(2);
-const DISPATCHER_IDLE: Duration = Duration::from_millis(100);
+/// How often the scheduler and dispatcher loops look for work.
+#[derive(Clone, Copy, Debug)]
+pub struct Intervals {
+    /// Between scheduler ticks. Sync frequencies go down to 30 s; tick often enough that a run
+    /// starts close to its time.
+    pub scheduler: Duration,
+    /// How long an idle dispatcher waits before it looks again, unless a runner round ends
+    /// first (a run that ended frees a slot under the environment's limit).
+    pub dispatcher_idle: Duration,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Self {
+            scheduler: Duration::from_secs(2),
+            dispatcher_idle: Duration::from_millis(100),
+        }
+    }
+}
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const GROUPS_EVERY: Duration = Duration::from_secs(5);
 /// Runner loops per group, as Lambda runs several runners of a group at once: a script that
@@ -30,8 +47,17 @@ const MAX_RECEIVE_COUNT: u32 = 5;
 impl Workers {
     /// Starts the scheduler, dispatcher and runner loops on `ctx`.
     pub fn start(ctx: Context) -> Self {
+        Self::start_with(ctx, Intervals::default())
+    }
+
+    /// `start` with other intervals than `lasso dev`'s.
+    pub fn start_with(ctx: Context, intervals: Intervals) -> Self {
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        // Runner rounds that ran tasks wake the dispatcher: with an environment at its limit
+        // the dispatcher claims nothing, and waiting out the idle interval before refilling the
+        // freed slots capped a busy environment at its limit per idle interval.
+        let rounds_ended = Arc::new(Notify::new());
 
         let (c, mut s) = (ctx.clone(), stop.clone());
         tasks.spawn(async move {
@@ -39,13 +65,13 @@ impl Workers {
                 if let Err(e) = lasso_scheduler::handle(&c).await {
                     tracing::error!(error = %e, "scheduler tick failed");
                 }
-                if wait_or_stop(&mut s, SCHEDULER_EVERY).await {
+                if wait_or_stop(&mut s, intervals.scheduler).await {
                     return;
                 }
             }
         });
 
-        let (c, mut s) = (ctx.clone(), stop.clone());
+        let (c, mut s, woken) = (ctx.clone(), stop.clone(), rounds_ended.clone());
         tasks.spawn(async move {
             loop {
                 let idle = match lasso_dispatcher::handle(&c).await {
@@ -55,8 +81,11 @@ impl Workers {
                         true
                     }
                 };
-                if idle && wait_or_stop(&mut s, DISPATCHER_IDLE).await {
-                    return;
+                if idle {
+                    tokio::select! {
+                        _ = woken.notified() => {}
+                        stopped = wait_or_stop(&mut s, intervals.dispatcher_idle) => if stopped { return },
+                    }
                 }
                 if *s.borrow() {
                     return;
@@ -81,7 +110,11 @@ impl Workers {
                                 Ok(runner) => {
                                     tracing::info!(runner_group = %group, loops = RUNNERS_PER_GROUP, "runner loops started");
                                     for _ in 0..RUNNERS_PER_GROUP {
-                                        runners.spawn(run_runner(runner.clone(), s.clone()));
+                                        runners.spawn(run_runner(
+                                            runner.clone(),
+                                            s.clone(),
+                                            rounds_ended.clone(),
+                                        ));
                                     }
                                     started.insert(group);
                                 }
@@ -116,8 +149,9 @@ pub(crate) async fn wait_or_stop(stop: &mut watch::Receiver<bool>, period: Durat
     }
 }
 
-/// Feeds the group's queue to the runner, as Lambda's event source mapping does.
-async fn run_runner(c: Context, mut s: watch::Receiver<bool>) {
+/// Feeds the group's queue to the runner, as Lambda's event source mapping does; notifies
+/// `ended` after each round that ran tasks.
+async fn run_runner(c: Context, mut s: watch::Receiver<bool>, ended: Arc<Notify>) {
     let mapping = Mapping {
         max_receive_count: Some(MAX_RECEIVE_COUNT),
         ..Mapping::default()
@@ -138,10 +172,14 @@ async fn run_runner(c: Context, mut s: watch::Receiver<bool>) {
                 Err(_) => return,
             },
         };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "runner round failed");
-            if wait_or_stop(&mut s, Duration::from_secs(1)).await {
-                return;
+        match result {
+            Ok(0) => {}
+            Ok(_) => ended.notify_one(),
+            Err(e) => {
+                tracing::error!(error = %e, "runner round failed");
+                if wait_or_stop(&mut s, Duration::from_secs(1)).await {
+                    return;
+                }
             }
         }
     }
