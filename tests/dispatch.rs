@@ -256,9 +256,11 @@ async fn claims_share_out_the_batch_and_skip_full_groups() {
         big.push(env.id);
     }
     // Three busy environments fill up to their limit, and no further.
-    let claimed = tasks::claim_for_dispatch(&ctx.db, 100, LIMIT)
+    let claim = tasks::claim_for_dispatch(&ctx.db, 100, LIMIT)
         .await
         .unwrap();
+    assert!(!claim.full_groups_waiting, "each group had room");
+    let claimed = claim.tasks;
     assert_eq!(claimed.len(), 15);
     for env in &big {
         assert_eq!(
@@ -266,18 +268,20 @@ async fn claims_share_out_the_batch_and_skip_full_groups() {
             5
         );
     }
-    assert!(
-        tasks::claim_for_dispatch(&ctx.db, 100, LIMIT)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let full = tasks::claim_for_dispatch(&ctx.db, 100, LIMIT)
+        .await
+        .unwrap();
+    assert!(full.tasks.is_empty());
+    assert!(full.full_groups_waiting, "their tasks wait for room");
 
     // A newcomer is served at once, although the full environments' tasks are older.
     let (small, _) = environments::create(&ctx.db, "small").await.unwrap();
     let new: Vec<NewTask> = (0..3).map(|n| sleeper_task(small.id, n)).collect();
     tasks::insert(&ctx.db, &new).await.unwrap();
-    let claimed = tasks::claim_for_dispatch(&ctx.db, 1, LIMIT).await.unwrap();
+    let claimed = tasks::claim_for_dispatch(&ctx.db, 1, LIMIT)
+        .await
+        .unwrap()
+        .tasks;
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].environment_id, small.id);
 
@@ -291,7 +295,10 @@ async fn claims_share_out_the_batch_and_skip_full_groups() {
     )
     .await
     .unwrap();
-    let claimed = tasks::claim_for_dispatch(&ctx.db, 4, LIMIT).await.unwrap();
+    let claimed = tasks::claim_for_dispatch(&ctx.db, 4, LIMIT)
+        .await
+        .unwrap()
+        .tasks;
     let mut envs: Vec<EnvironmentId> = claimed.iter().map(|t| t.environment_id).collect();
     envs.sort();
     let mut all = big.clone();
@@ -475,6 +482,7 @@ async fn a_failed_send_releases_the_tasks() {
             sent: 0,
             released: 12,
             failed: 0,
+            full_groups_waiting: false,
         }
     );
     for id in ids {
@@ -601,7 +609,10 @@ async fn batched_start_and_succeed_change_only_tasks_in_the_expected_state() {
     let (env, _) = environments::create(&ctx.db, "batched").await.unwrap();
     let new: Vec<NewTask> = (0..6).map(|n| sleeper_task(env.id, n)).collect();
     let ids = tasks::insert(&ctx.db, &new).await.unwrap();
-    let claimed = tasks::claim_for_dispatch(&ctx.db, 4, 100).await.unwrap();
+    let claimed = tasks::claim_for_dispatch(&ctx.db, 4, 100)
+        .await
+        .unwrap()
+        .tasks;
     assert_eq!(claimed.len(), 4);
     let dispatched: Vec<Uuid> = claimed.iter().map(|t| t.id).collect();
     let created: Vec<Uuid> = ids

@@ -54,9 +54,11 @@ impl Workers {
     pub fn start_with(ctx: Context, intervals: Intervals) -> Self {
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        // Runner rounds that ran tasks wake the dispatcher: with an environment at its limit
-        // the dispatcher claims nothing, and waiting out the idle interval before refilling the
-        // freed slots capped a busy environment at its limit per idle interval.
+        // Runner rounds that ran tasks wake a dispatcher that left tasks waiting for room: with
+        // an environment at its limit the dispatcher claims nothing, and waiting out the idle
+        // interval before refilling the freed slots capped a busy environment at its limit per
+        // interval. Otherwise it is not woken, so sequential actions (sent at once on enqueue)
+        // do not pay for a dispatcher round each.
         let rounds_ended = Arc::new(Notify::new());
 
         let (c, mut s) = (ctx.clone(), stop.clone());
@@ -74,18 +76,20 @@ impl Workers {
         let (c, mut s, woken) = (ctx.clone(), stop.clone(), rounds_ended.clone());
         tasks.spawn(async move {
             loop {
-                let idle = match lasso_dispatcher::handle(&c).await {
-                    Ok(report) => report.claimed == 0,
+                let (idle, waiting) = match lasso_dispatcher::handle(&c).await {
+                    Ok(report) => (report.claimed == 0, report.full_groups_waiting),
                     Err(e) => {
                         tracing::error!(error = %e, "dispatch failed");
-                        true
+                        (true, false)
                     }
                 };
-                if idle {
+                if idle && waiting {
                     tokio::select! {
                         _ = woken.notified() => {}
                         stopped = wait_or_stop(&mut s, intervals.dispatcher_idle) => if stopped { return },
                     }
+                } else if idle && wait_or_stop(&mut s, intervals.dispatcher_idle).await {
+                    return;
                 }
                 if *s.borrow() {
                     return;

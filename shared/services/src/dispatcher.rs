@@ -26,6 +26,8 @@ pub struct DispatchReport {
     pub released: usize,
     /// Tasks failed because their runner group has no queue.
     pub failed: usize,
+    /// The last round left ready tasks of a group at its limit (see [`tasks::Claim`]).
+    pub full_groups_waiting: bool,
 }
 
 impl DispatchReport {
@@ -35,15 +37,17 @@ impl DispatchReport {
         self.sent += other.sent;
         self.released += other.released;
         self.failed += other.failed;
+        self.full_groups_waiting = other.full_groups_waiting;
     }
 }
 
 /// One round: claim up to `BATCH` tasks within the groups' limits and send them.
 pub async fn dispatch_once(ctx: &Context) -> Result<DispatchReport> {
     let limit = i64::from(ctx.config.environment_concurrency);
-    let claimed = tasks::claim_for_dispatch(&ctx.db, BATCH, limit).await?;
-    let mut report = send(ctx, &claimed).await?;
-    report.claimed = claimed.len();
+    let claim = tasks::claim_for_dispatch(&ctx.db, BATCH, limit).await?;
+    let mut report = send(ctx, &claim.tasks).await?;
+    report.claimed = claim.tasks.len();
+    report.full_groups_waiting = claim.full_groups_waiting;
     Ok(report)
 }
 

@@ -242,6 +242,15 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Task>> {
     Ok(row)
 }
 
+/// What a dispatcher's claim took, and whether it left ready tasks behind for want of room.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub tasks: Vec<Task>,
+    /// Some group has ready tasks but its limit's worth running: only a run ending (not more
+    /// claiming) lets them out, so a dispatcher may wait for one.
+    pub full_groups_waiting: bool,
+}
+
 /// Claims up to `batch` CREATED tasks and marks them DISPATCHED, so that no group ever has more
 /// than `group_limit` tasks DISPATCHED or STARTED, however many dispatchers claim at once.
 ///
@@ -254,9 +263,9 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Task>> {
 ///
 /// Fairness: groups are taken by the age of their oldest ready task, full groups are left out
 /// (so they cannot crowd out one with room), and the batch is shared out round-robin.
-pub async fn claim_for_dispatch(db: &PgPool, batch: i64, group_limit: i64) -> Result<Vec<Task>> {
+pub async fn claim_for_dispatch(db: &PgPool, batch: i64, group_limit: i64) -> Result<Claim> {
     let mut tx = db.begin().await?;
-    let groups: Vec<String> = sqlx::query_scalar(
+    let (groups, full_groups_waiting): (Vec<String>, bool) = sqlx::query_as(
         "WITH RECURSIVE ready AS (
             -- One index probe per group: its first entry is its oldest ready task.
             (SELECT group_key, created_at FROM queue.tasks
@@ -267,25 +276,31 @@ pub async fn claim_for_dispatch(db: &PgPool, batch: i64, group_limit: i64) -> Re
                      WHERE t.state = 'CREATED' AND t.group_key > ready.group_key
                      ORDER BY t.group_key, t.created_at, t.id LIMIT 1) next
          ),
+         sized AS MATERIALIZED (
+            SELECT ready.group_key, ready.created_at,
+                   (SELECT count(*) FROM (
+                        SELECT 1 FROM queue.tasks r
+                        WHERE r.group_key = ready.group_key AND r.state IN ('DISPATCHED', 'STARTED')
+                        LIMIT $1) running) < $1 AS room
+            FROM ready
+         ),
          open AS MATERIALIZED (
-            SELECT ready.group_key FROM ready
-            WHERE (SELECT count(*) FROM (
-                     SELECT 1 FROM queue.tasks r
-                     WHERE r.group_key = ready.group_key AND r.state IN ('DISPATCHED', 'STARTED')
-                     LIMIT $1) running) < $1
-            ORDER BY ready.created_at
-            LIMIT $2
+            SELECT group_key FROM sized WHERE room ORDER BY created_at LIMIT $2
          )
-         SELECT group_key FROM open
-         WHERE pg_try_advisory_xact_lock(hashtextextended('lasso:dispatch:' || group_key, 0))",
+         SELECT ARRAY(SELECT group_key FROM open
+                      WHERE pg_try_advisory_xact_lock(hashtextextended('lasso:dispatch:' || group_key, 0))),
+                EXISTS (SELECT 1 FROM sized WHERE NOT room)",
     )
     .bind(group_limit)
     .bind(batch)
-    .fetch_all(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     if groups.is_empty() {
         tx.commit().await?;
-        return Ok(Vec::new());
+        return Ok(Claim {
+            tasks: Vec::new(),
+            full_groups_waiting,
+        });
     }
     let rows: Vec<Task> = sqlx::query_as(concat!(
         "WITH claim AS MATERIALIZED (
@@ -317,7 +332,10 @@ pub async fn claim_for_dispatch(db: &PgPool, batch: i64, group_limit: i64) -> Re
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(rows)
+    Ok(Claim {
+        tasks: rows,
+        full_groups_waiting,
+    })
 }
 
 /// Takes up to `limit` tasks that have been DISPATCHED for longer than `after` without starting
