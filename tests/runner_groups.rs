@@ -489,6 +489,16 @@ async fn each_groups_tasks_reach_only_its_own_queue_and_runner_on_moto() {
     );
 }
 
+/// Waits for task `id` to end, and checks it succeeded.
+async fn succeeds(ctx: &Context, id: Uuid, what: &str) {
+    let task = eventually(what, Duration::from_secs(30), || async {
+        let task = tasks::get(&ctx.db, id).await.unwrap()?;
+        task.state.is_terminal().then_some(task)
+    })
+    .await;
+    assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
+}
+
 #[tokio::test]
 async fn lasso_dev_runs_a_queue_and_a_runner_per_group() {
     let db = fresh_database().await;
@@ -513,12 +523,7 @@ async fn lasso_dev_runs_a_queue_and_a_runner_per_group() {
     .await
     .unwrap();
     for id in ids {
-        let task = eventually("the task to finish", Duration::from_secs(30), || async {
-            let task = tasks::get(&ctx.db, id).await.unwrap()?;
-            task.state.is_terminal().then_some(task)
-        })
-        .await;
-        assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
+        succeeds(&ctx, id, "the task to finish").await;
     }
     // A group that appears while running gets its runner too.
     let (late, _) = environments::create(&ctx.db, "late").await.unwrap();
@@ -528,12 +533,7 @@ async fn lasso_dev_runs_a_queue_and_a_runner_per_group() {
     let id = tasks::insert(&ctx.db, &[script_task(late.id, "late")])
         .await
         .unwrap()[0];
-    let task = eventually("the late group's task", Duration::from_secs(30), || async {
-        let task = tasks::get(&ctx.db, id).await.unwrap()?;
-        task.state.is_terminal().then_some(task)
-    })
-    .await;
-    assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
+    succeeds(&ctx, id, "the late group's task").await;
     workers.stop().await;
 }
 
@@ -571,12 +571,7 @@ async fn lasso_devs_dispatcher_refills_a_full_environment_as_runs_end() {
         },
     );
     for id in ids {
-        let task = eventually("the task to finish", Duration::from_secs(30), || async {
-            let task = tasks::get(&ctx.db, id).await.unwrap()?;
-            task.state.is_terminal().then_some(task)
-        })
-        .await;
-        assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
+        succeeds(&ctx, id, "the task to finish").await;
     }
     workers.stop().await;
 }
