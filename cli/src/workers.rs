@@ -23,8 +23,9 @@ pub struct Intervals {
     /// Between scheduler ticks. Sync frequencies go down to 30 s; tick often enough that a run
     /// starts close to its time.
     pub scheduler: Duration,
-    /// How long an idle dispatcher waits before it looks again, unless a runner round ends
-    /// first (a run that ended frees a slot under the environment's limit).
+    /// How long an idle dispatcher waits before it looks again. When its last claim left a
+    /// group at its limit with tasks waiting, a runner round that ends cuts the wait short (a
+    /// run that ended frees a slot under the limit).
     pub dispatcher_idle: Duration,
 }
 
