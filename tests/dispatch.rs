@@ -259,7 +259,7 @@ async fn claims_share_out_the_batch_and_skip_full_groups() {
     let claim = tasks::claim_for_dispatch(&ctx.db, 100, LIMIT)
         .await
         .unwrap();
-    assert!(!claim.full_groups_waiting, "each group had room");
+    assert!(!claim.ready_left_behind, "each group had room");
     let claimed = claim.tasks;
     assert_eq!(claimed.len(), 15);
     for env in &big {
@@ -272,7 +272,7 @@ async fn claims_share_out_the_batch_and_skip_full_groups() {
         .await
         .unwrap();
     assert!(full.tasks.is_empty());
-    assert!(full.full_groups_waiting, "their tasks wait for room");
+    assert!(full.ready_left_behind, "their tasks wait for room");
 
     // A newcomer is served at once, although the full environments' tasks are older.
     let (small, _) = environments::create(&ctx.db, "small").await.unwrap();
@@ -482,7 +482,7 @@ async fn a_failed_send_releases_the_tasks() {
             sent: 0,
             released: 12,
             failed: 0,
-            full_groups_waiting: false,
+            ready_left_behind: false,
         }
     );
     for id in ids {

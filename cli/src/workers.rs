@@ -23,9 +23,9 @@ pub struct Intervals {
     /// Between scheduler ticks. Sync frequencies go down to 30 s; tick often enough that a run
     /// starts close to its time.
     pub scheduler: Duration,
-    /// How long an idle dispatcher waits before it looks again. When its last claim left a
-    /// group at its limit with tasks waiting, a runner round that ends cuts the wait short (a
-    /// run that ended frees a slot under the limit).
+    /// How long an idle dispatcher waits before it looks again. When its last claim left ready
+    /// tasks behind, a runner round that ends cuts the wait short (a run that ended frees a
+    /// slot under the environment's limit).
     pub dispatcher_idle: Duration,
 }
 
@@ -55,8 +55,8 @@ impl Workers {
     pub fn start_with(ctx: Context, intervals: Intervals) -> Self {
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        // Runner rounds that ran tasks wake a dispatcher that left tasks waiting for room: with
-        // an environment at its limit the dispatcher claims nothing, and waiting out the idle
+        // Runner rounds that ran tasks wake a dispatcher that left ready tasks behind: with an
+        // environment at its limit the dispatcher claims nothing, and waiting out the idle
         // interval before refilling the freed slots capped a busy environment at its limit per
         // interval. Otherwise it is not woken, so sequential actions (sent at once on enqueue)
         // do not pay for a dispatcher round each.
@@ -78,10 +78,11 @@ impl Workers {
         tasks.spawn(async move {
             loop {
                 let (idle, waiting) = match lasso_dispatcher::handle(&c).await {
-                    Ok(report) => (report.claimed == 0, report.full_groups_waiting),
+                    Ok(report) => (report.claimed == 0, report.ready_left_behind),
+                    // Tried again after the interval, or sooner when a run ends.
                     Err(e) => {
                         tracing::error!(error = %e, "dispatch failed");
-                        (true, false)
+                        (true, true)
                     }
                 };
                 if idle && waiting {

@@ -26,8 +26,8 @@ pub struct DispatchReport {
     pub released: usize,
     /// Tasks failed because their runner group has no queue.
     pub failed: usize,
-    /// The last round left ready tasks of a group at its limit (see [`tasks::Claim`]).
-    pub full_groups_waiting: bool,
+    /// The last round left ready tasks behind (see [`tasks::Claim`]).
+    pub ready_left_behind: bool,
 }
 
 impl DispatchReport {
@@ -37,7 +37,7 @@ impl DispatchReport {
         self.sent += other.sent;
         self.released += other.released;
         self.failed += other.failed;
-        self.full_groups_waiting = other.full_groups_waiting;
+        self.ready_left_behind = other.ready_left_behind;
     }
 }
 
@@ -47,7 +47,7 @@ pub async fn dispatch_once(ctx: &Context) -> Result<DispatchReport> {
     let claim = tasks::claim_for_dispatch(&ctx.db, BATCH, limit).await?;
     let mut report = send(ctx, &claim.tasks).await?;
     report.claimed = claim.tasks.len();
-    report.full_groups_waiting = claim.full_groups_waiting;
+    report.ready_left_behind = claim.ready_left_behind;
     Ok(report)
 }
 

@@ -242,13 +242,14 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Task>> {
     Ok(row)
 }
 
-/// What a dispatcher's claim took, and whether it left ready tasks behind for want of room.
+/// What a dispatcher's claim took, and whether it left ready tasks behind.
 #[derive(Debug, Default)]
 pub struct Claim {
     pub tasks: Vec<Task>,
-    /// Some group has ready tasks but its limit's worth running: only a run ending (not more
-    /// claiming) lets them out, so a dispatcher may wait for one.
-    pub full_groups_waiting: bool,
+    /// Some group has ready tasks this claim did not take: the group has its limit's worth
+    /// running (only a run ending lets them out, so a dispatcher may wait for one), or another
+    /// dispatcher held the group's lock (its claim may fill the group).
+    pub ready_left_behind: bool,
 }
 
 /// Claims up to `batch` CREATED tasks and marks them DISPATCHED, so that no group ever has more
@@ -265,7 +266,7 @@ pub struct Claim {
 /// (so they cannot crowd out one with room), and the batch is shared out round-robin.
 pub async fn claim_for_dispatch(db: &PgPool, batch: i64, group_limit: i64) -> Result<Claim> {
     let mut tx = db.begin().await?;
-    let (groups, full_groups_waiting): (Vec<String>, bool) = sqlx::query_as(
+    let (groups, ready_left_behind): (Vec<String>, bool) = sqlx::query_as(
         "WITH RECURSIVE ready AS (
             -- One index probe per group: its first entry is its oldest ready task.
             (SELECT group_key, created_at FROM queue.tasks
@@ -286,10 +287,14 @@ pub async fn claim_for_dispatch(db: &PgPool, batch: i64, group_limit: i64) -> Re
          ),
          open AS MATERIALIZED (
             SELECT group_key FROM sized WHERE room ORDER BY created_at LIMIT $2
+         ),
+         locked AS MATERIALIZED (
+            SELECT group_key FROM open
+            WHERE pg_try_advisory_xact_lock(hashtextextended('lasso:dispatch:' || group_key, 0))
          )
-         SELECT ARRAY(SELECT group_key FROM open
-                      WHERE pg_try_advisory_xact_lock(hashtextextended('lasso:dispatch:' || group_key, 0))),
-                EXISTS (SELECT 1 FROM sized WHERE NOT room)",
+         SELECT ARRAY(SELECT group_key FROM locked),
+                EXISTS (SELECT 1 FROM sized WHERE NOT room)
+                    OR (SELECT count(*) FROM open) > (SELECT count(*) FROM locked)",
     )
     .bind(group_limit)
     .bind(batch)
@@ -299,7 +304,7 @@ pub async fn claim_for_dispatch(db: &PgPool, batch: i64, group_limit: i64) -> Re
         tx.commit().await?;
         return Ok(Claim {
             tasks: Vec::new(),
-            full_groups_waiting,
+            ready_left_behind,
         });
     }
     let rows: Vec<Task> = sqlx::query_as(concat!(
@@ -334,7 +339,7 @@ pub async fn claim_for_dispatch(db: &PgPool, batch: i64, group_limit: i64) -> Re
     tx.commit().await?;
     Ok(Claim {
         tasks: rows,
-        full_groups_waiting,
+        ready_left_behind,
     })
 }
 
