@@ -142,6 +142,12 @@ async fn main() -> anyhow::Result<()> {
     let node: Value = serde_json::from_slice(&out.stdout)?;
     let node_us = node["per_execution_us"].as_f64().unwrap_or(f64::NAN);
     let node_kib = node["per_context_kib"].as_f64().unwrap_or(f64::NAN);
+    // A reading at or below zero means Node's heap shrank between the two readings; a ratio
+    // to it would call any figure of Lasso's "met".
+    anyhow::ensure!(
+        node_kib > 0.0,
+        "Node's memory per live context read {node_kib} KiB: not a measurement"
+    );
 
     println!(
         "| fresh sandbox + small async script (100 objects -> batchSave), {ITERATIONS} runs | Lasso (QuickJS) | Node {} `vm` | Lasso / Node |",

@@ -21,17 +21,29 @@ async function once() {
     return context;
 }
 
+// Memory first, in a heap that has not yet churned through the timed runs' contexts: measured
+// after them, V8 could hand the garbage of thousands of contexts back to the system between the
+// two readings, and the difference came out negative (-139 KiB in one make bench run).
+const settle = async () => {
+    global.gc();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    global.gc();
+};
+for (let i = 0; i < 20; i++) await once();
+await settle();
+const before = process.memoryUsage().rss;
+const keep = [];
+for (let i = 0; i < held; i++) keep.push(await once());
+await settle();
+const after = process.memoryUsage().rss;
+const kept = keep.length;
+keep.length = 0;
+await settle();
+
 for (let i = 0; i < 200; i++) await once(); // warm up
 const start = process.hrtime.bigint();
 for (let i = 0; i < iterations; i++) await once();
 const elapsed = Number(process.hrtime.bigint() - start) / 1e3;
-
-global.gc?.();
-const before = process.memoryUsage().rss;
-const keep = [];
-for (let i = 0; i < held; i++) keep.push(await once());
-global.gc?.();
-const after = process.memoryUsage().rss;
 
 console.log(JSON.stringify({
     per_execution_us: elapsed / iterations,
@@ -39,5 +51,5 @@ console.log(JSON.stringify({
     iterations,
     saved: saved > 0,
     node: process.version,
-    kept: keep.length,
+    kept,
 }));
