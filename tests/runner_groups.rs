@@ -491,11 +491,7 @@ async fn each_groups_tasks_reach_only_its_own_queue_and_runner_on_moto() {
 
 /// Waits for task `id` to end, and checks it succeeded.
 async fn succeeds(ctx: &Context, id: Uuid, what: &str) {
-    let task = eventually(what, Duration::from_secs(30), || async {
-        let task = tasks::get(&ctx.db, id).await.unwrap()?;
-        task.state.is_terminal().then_some(task)
-    })
-    .await;
+    let task = task_ended(&ctx.db, id, what, Duration::from_secs(30)).await;
     assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use lasso_services::queue::{NewTask, TaskKind, TaskState, tasks};
 use lasso_services::records::{self, Scope};
 use lasso_tests::fakehub::{Setup, run, setup};
-use lasso_tests::{deploy_fixture, eventually, function_payload};
+use lasso_tests::{deploy_fixture, eventually, function_payload, task_ended};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -321,10 +321,12 @@ async fn trigger_sync_runs_the_sync_now_and_start_sync_resumes_its_schedule() {
 }
 
 async fn finished(s: &Setup, id: Uuid) -> tasks::Task {
-    eventually("the task to finish", Duration::from_secs(120), || async {
-        let task = tasks::get(&s.ctx.db, id).await.unwrap()?;
-        task.state.is_terminal().then_some(task)
-    })
+    task_ended(
+        &s.ctx.db,
+        id,
+        "the task to finish",
+        Duration::from_secs(120),
+    )
     .await
 }
 

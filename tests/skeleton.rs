@@ -43,11 +43,7 @@ async fn enqueue(
 }
 
 async fn wait_until_done(ctx: &Context, id: Uuid) -> tasks::Task {
-    eventually("the task to finish", Duration::from_secs(20), || async {
-        let task = tasks::get(&ctx.db, id).await.unwrap()?;
-        task.state.is_terminal().then_some(task)
-    })
-    .await
+    task_ended(&ctx.db, id, "the task to finish", Duration::from_secs(20)).await
 }
 
 #[tokio::test]

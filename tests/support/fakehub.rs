@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::{TestApp, deploy_fixture, eventually, providers_file, serve};
+use crate::{TestApp, deploy_fixture, providers_file, serve, task_ended};
 
 #[derive(Default)]
 pub struct Upstream {
@@ -224,13 +224,11 @@ pub async fn queue(s: &Setup, kind: TaskKind, function: &str, input: Option<Valu
 
 /// Waits until task `id` ends.
 pub async fn wait(s: &Setup, id: Uuid) -> tasks::Task {
-    eventually(
+    task_ended(
+        &s.ctx.db,
+        id,
         &format!("task {id} to finish"),
         Duration::from_secs(120),
-        || async {
-            let task = tasks::get(&s.ctx.db, id).await.unwrap()?;
-            task.state.is_terminal().then_some(task)
-        },
     )
     .await
 }

@@ -298,6 +298,21 @@ where
     }
 }
 
+/// Waits up to `timeout` for task `id` to end (succeeded, failed or cancelled) and answers it;
+/// panics naming `what` if it does not.
+pub async fn task_ended(
+    db: &PgPool,
+    id: uuid::Uuid,
+    what: &str,
+    timeout: Duration,
+) -> lasso_services::queue::tasks::Task {
+    eventually(what, timeout, || async {
+        let task = lasso_services::queue::tasks::get(db, id).await.unwrap()?;
+        task.state.is_terminal().then_some(task)
+    })
+    .await
+}
+
 /// Serves the api router on an ephemeral local port; returns its base URL.
 pub async fn serve_api(ctx: Context) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
